@@ -1,0 +1,278 @@
+"""The agent loop: one model, the tools of one or more child MCP servers, one task.
+
+Each round sends the conversation to the model. Tool calls in its answer (as
+``tool_calls``, or written as text, which small local models often do) run
+concurrently and go back as ``role: tool`` messages. An answer without tool
+calls ends the task. Nothing a tool does ends the loop: failures go back to the
+model as that tool's result so it can correct itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp_types import CallToolResult, EmbeddedResource, ImageContent, TextContent
+
+from .lmstudio import ChatResult, LLMClient, ToolCallRequest
+from .reasoning import split_reasoning
+from .results import StopReason, TaskResult, TokenUsage, ToolCallRecord
+from .text_tool_calls import extract_tool_calls
+from .toolbox import OfferedTool, Toolbox
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str], Awaitable[None]]
+"""Receives one line per round and per tool call, e.g. ``round 2/25 · time.get_current_time``."""
+
+REPEAT_WARN_AT = 3
+"""The third identical call is not run; the model is told to use what it has."""
+REPEAT_STOP_AT = 4
+"""A fourth identical call ends the loop."""
+
+SYSTEM_PROMPT = """\
+You complete the user's task by calling the tools you are given; they come from these MCP servers: {servers}.
+- Call a tool whenever the task needs information or an action. Use the tools' exact names and pass arguments as JSON that matches their parameters.
+- Read each tool result, then call the next tool you need, or give your final answer.
+- A tool result that starts with "Error:" means the call failed: fix the arguments or try another tool.
+- When the task is done, answer in plain text without calling any tool, and include the concrete results the user asked for (values, names, text)."""
+
+SUMMARY_PROMPT = (
+    "You have used all the tool rounds this task may take. Do not call any more tools. "
+    "Answer the task now with what you have found, and say what is still missing."
+)
+
+
+@dataclass(frozen=True)
+class LoopLimits:
+    max_rounds: int
+    tool_timeout: float
+    result_chars: int
+
+
+@dataclass
+class _Run:
+    """What one task accumulates while it runs."""
+
+    messages: list[dict[str, Any]]
+    records: list[ToolCallRecord] = field(default_factory=list)
+    usage: Counter[str] = field(default_factory=Counter)
+    reasoning: list[str] = field(default_factory=list)
+    seen_calls: Counter[str] = field(default_factory=Counter)
+    rounds: int = 0
+
+    def add_usage(self, result: ChatResult) -> None:
+        self.usage.update(
+            prompt_tokens=result.usage.prompt_tokens,
+            completion_tokens=result.usage.completion_tokens,
+            total_tokens=result.usage.total_tokens,
+        )
+
+
+async def run_agent(
+    *,
+    llm: LLMClient,
+    toolbox: Toolbox,
+    task: str,
+    servers: list[str],
+    limits: LoopLimits,
+    progress: ProgressFn | None = None,
+    include_reasoning: bool = False,
+) -> TaskResult:
+    started = time.perf_counter()
+    run = _Run(
+        messages=[
+            {"role": "system", "content": SYSTEM_PROMPT.format(servers=", ".join(servers))},
+            {"role": "user", "content": task},
+        ]
+    )
+    say = progress or _silent
+    stop: StopReason = "answered"
+    answer = ""
+    while True:
+        if run.rounds >= limits.max_rounds:
+            stop = "round_limit"
+            answer = await _sum_up(llm, run, say, f"round limit {limits.max_rounds} reached · summing up")
+            break
+        run.rounds += 1
+        await say(f"round {run.rounds}/{limits.max_rounds} · waiting for {llm.model}")
+        result = await llm.complete(run.messages, tools=toolbox.openai_tools)
+        run.add_usage(result)
+        message, calls, text = _normalise(result, toolbox)
+        reasoning, text = split_reasoning({**message, "content": text})
+        if reasoning:
+            run.reasoning.append(reasoning)
+        if not calls:
+            answer = text or reasoning
+            break
+        run.messages.append(message)
+        outcomes = await asyncio.gather(
+            *(_execute(call, toolbox, run, limits, say, f"round {run.rounds}/{limits.max_rounds}") for call in calls)
+        )
+        run.messages.extend({"role": "tool", "tool_call_id": c.id, "content": out} for c, out in zip(calls, outcomes))
+        if any(run.seen_calls[_signature(c)] >= REPEAT_STOP_AT for c in calls):
+            stop = "repeated_call"
+            answer = await _sum_up(llm, run, say, "the same tool call keeps repeating · summing up")
+            break
+    usage = TokenUsage(**{k: run.usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
+    return TaskResult(
+        answer=answer.strip(),
+        model=llm.model,
+        mcps=servers,
+        rounds=run.rounds,
+        stop_reason=stop,
+        tool_calls=run.records,
+        usage=usage,
+        elapsed_seconds=round(time.perf_counter() - started, 3),
+        reasoning="\n\n".join(run.reasoning) if include_reasoning and run.reasoning else None,
+    )
+
+
+def _normalise(result: ChatResult, toolbox: Toolbox) -> tuple[dict[str, Any], list[ToolCallRequest], str]:
+    """The assistant message to keep, its tool calls, and its text, with calls written as text recovered."""
+    message = {"role": "assistant", "content": result.content or None}
+    if result.tool_calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in result.tool_calls
+        ]
+        return message, list(result.tool_calls), result.content
+    for key in ("reasoning_content", "reasoning"):
+        if result.message.get(key):
+            message[key] = result.message[key]
+    found, rest = extract_tool_calls(result.content, toolbox.names)
+    if not found:
+        return message, [], result.content
+    calls = [
+        ToolCallRequest(id=f"call_text_{index}_{abs(hash(result.content)) % 10**8}", name=c.name, arguments=c.raw_arguments)
+        for index, c in enumerate(found)
+    ]
+    logger.debug("Recovered %d tool call(s) written as text", len(calls))
+    message["content"] = rest or None
+    message["tool_calls"] = [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
+    ]
+    return message, calls, rest
+
+
+async def _execute(
+    call: ToolCallRequest, toolbox: Toolbox, run: _Run, limits: LoopLimits, say: ProgressFn, where: str
+) -> str:
+    """Runs one tool call; every failure becomes the text the model gets back."""
+    offered = toolbox.lookup(call.name)
+    label = offered.label if offered else call.name
+    await say(f"{where} · {label}")
+    started = time.perf_counter()
+    signature = _signature(call)
+    run.seen_calls[signature] += 1
+    error: str | None = None
+    if offered is None:
+        error = f"there is no tool named {call.name!r}. Available tools: {', '.join(toolbox.names)}"
+        text = f"Error: {error}"
+    elif run.seen_calls[signature] >= REPEAT_WARN_AT:
+        error = "repeated call"
+        text = (
+            f"Error: you already called {call.name} with these arguments {run.seen_calls[signature] - 1} times "
+            "and got the result above. Do not call it again: use that result, or answer now."
+        )
+    else:
+        arguments, error = _parse_arguments(call.arguments)
+        if error is None:
+            text, error = await _call(offered, arguments, limits)
+        else:
+            text = f"Error: {error}"
+    run.records.append(
+        ToolCallRecord(name=label, ok=error is None, ms=round((time.perf_counter() - started) * 1000, 1), error=error)
+    )
+    return truncate(text, limits.result_chars)
+
+
+async def _call(offered: OfferedTool, arguments: dict[str, Any], limits: LoopLimits) -> tuple[str, str | None]:
+    """The tool's output for the model, and a short error when the call failed."""
+    try:
+        async with asyncio.timeout(limits.tool_timeout + 2):
+            result = await offered.child.call_tool(offered.tool.name, arguments, timeout=limits.tool_timeout)
+    except Exception as exc:  # noqa: BLE001 - the model gets the failure as the tool's result
+        if isinstance(exc, TimeoutError) or "timed out" in str(exc).lower():
+            error = f"{offered.label} did not finish within {limits.tool_timeout:g} s"
+        elif offered.child.broken:
+            error = f"MCP '{offered.child.name}' stopped while running {offered.tool.name}: {offered.child.broken}"
+        else:
+            error = f"{offered.label} failed: {exc}"
+        return f"Error: {error}", error
+    text = render_tool_result(result)
+    if not result.is_error:
+        return text, None
+    first_line = (text.splitlines() or ["(no message)"])[0][:200]
+    return (text if text.startswith("Error") else f"Error: {text}"), first_line
+
+
+def _parse_arguments(raw: str) -> tuple[dict[str, Any], str | None]:
+    if not raw.strip():
+        return {}, None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return {}, f"the arguments are not valid JSON ({exc.msg} at position {exc.pos}): {raw[:200]}"
+    if value is None:
+        return {}, None
+    if not isinstance(value, dict):
+        return {}, f"the arguments must be a JSON object, not {type(value).__name__}"
+    return value, None
+
+
+def render_tool_result(result: CallToolResult) -> str:
+    """A tool result as text for the model."""
+    parts: list[str] = []
+    for block in result.content:
+        if isinstance(block, TextContent):
+            parts.append(block.text)
+        elif isinstance(block, ImageContent):
+            parts.append(f"[image: {block.mime_type}, {len(block.data) * 3 // 4} bytes]")
+        elif isinstance(block, EmbeddedResource):
+            resource = block.resource
+            parts.append(getattr(resource, "text", None) or f"[resource: {resource.uri}]")
+        else:
+            parts.append(f"[{getattr(block, 'type', 'content')}]")
+    if not parts and result.structured_content is not None:
+        parts.append(json.dumps(result.structured_content, ensure_ascii=False))
+    return "\n".join(parts) if parts else "(no output)"
+
+
+def truncate(text: str, budget: int) -> str:
+    """At most ``budget`` characters, with a marker saying how much was cut."""
+    if len(text) <= budget:
+        return text
+    cut = len(text) - budget
+    return f"{text[:budget]}\n[... {cut:,} of {len(text):,} characters cut ...]"
+
+
+async def _sum_up(llm: LLMClient, run: _Run, say: ProgressFn, why: str) -> str:
+    await say(why)
+    run.rounds += 1
+    run.messages.append({"role": "user", "content": SUMMARY_PROMPT})
+    result = await llm.complete(run.messages)
+    run.add_usage(result)
+    reasoning, text = split_reasoning(result.message)
+    if reasoning:
+        run.reasoning.append(reasoning)
+    found, rest = extract_tool_calls(text, ())
+    return (rest if found else text) or reasoning
+
+
+def _signature(call: ToolCallRequest) -> str:
+    try:
+        arguments = json.dumps(json.loads(call.arguments or "{}"), sort_keys=True)
+    except json.JSONDecodeError:
+        arguments = call.arguments
+    return f"{call.name}\x00{arguments}"
+
+
+async def _silent(_: str) -> None:
+    return None

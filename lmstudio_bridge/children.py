@@ -1,0 +1,469 @@
+"""Starting, reusing and stopping child MCP servers: the only code that does.
+
+Each child runs in an owner task of its own, because the MCP client must be
+entered and left in one task. Every process a child starts carries an
+``LMSTUDIO_BRIDGE_OWNER`` marker in its environment, so when the child stops,
+whatever it left behind (the grandchildren of ``npx`` and ``uvx``) is found and
+stopped too.
+
+A child stays warm for ``child_idle_timeout`` seconds after its last task and
+is shared by concurrent tasks, unless its name is in ``exclusive_mcps``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+import psutil
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import get_default_environment, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import CallToolResult, Tool
+
+from .errors import McpError, McpStartError
+from .mcp_config import McpServerSpec
+
+logger = logging.getLogger(__name__)
+
+OWNER_VAR = "LMSTUDIO_BRIDGE_OWNER"
+BRIDGE_ID = uuid.uuid4().hex[:12]
+"""Marks every process this bridge process starts (one value per bridge process)."""
+
+PASSED_THROUGH_ENV = (
+    "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TEMP", "TMP",
+    "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    "UV_CACHE_DIR", "npm_config_cache", "PIP_FIND_LINKS", "PIP_CERT",
+)  # fmt: skip
+"""Besides the MCP SDK's minimal default: locale, temp dirs, certificates and proxies
+that ``npx`` and ``uvx`` need to download a server. Nothing secret."""
+
+STOP_TIMEOUT = 8.0
+STDERR_TAIL_LINES = 15
+STDERR_LOG_LINES = 200
+REAPER_PERIOD = 15.0
+
+
+def child_environment(spec: McpServerSpec, marker: str) -> dict[str, str]:
+    """The environment a child gets: a minimal default, its entry's ``env`` over it, and our marker."""
+    env = get_default_environment()
+    env.update({k: v for k in PASSED_THROUGH_ENV if (v := os.environ.get(k)) is not None})
+    env.update(spec.env_dict)
+    env[OWNER_VAR] = marker
+    return env
+
+
+class StderrTail:
+    """Drains a child's stderr: logs it (up to a budget) and keeps its last lines for error messages."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        read_fd, write_fd = os.pipe()
+        self.writer = os.fdopen(write_fd, "w")
+        self._reader = os.fdopen(read_fd, "rb", buffering=0)
+        self.lines: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self._logged = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._pump(), name=f"stderr:{self.name}")
+
+    def close_writer(self) -> None:
+        """Our copy of the write end: closed once the child has it, so EOF comes when it exits."""
+        with contextlib.suppress(OSError):
+            self.writer.close()
+
+    async def _pump(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self._reader)
+        partial = b""
+        try:
+            while chunk := await reader.read(65536):
+                *complete, partial = (partial + chunk).split(b"\n")
+                partial = partial[-4096:]
+                for raw in complete:
+                    self._line(raw.decode("utf-8", "replace").rstrip())
+        finally:
+            transport.close()
+
+    def _line(self, line: str) -> None:
+        if not line:
+            return
+        self.lines.append(line[:500])
+        self._logged += 1
+        if self._logged <= STDERR_LOG_LINES:
+            logger.info("[%s] %s", self.name, line[:500])
+        elif self._logged == STDERR_LOG_LINES + 1:
+            logger.info("[%s] (more stderr output; shown at DEBUG level)", self.name)
+        else:
+            logger.debug("[%s] %s", self.name, line[:500])
+
+    async def stop(self) -> None:
+        self.close_writer()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def tail(self) -> str:
+        return " | ".join(list(self.lines)[-3:])
+
+
+@dataclass(eq=False)
+class Child:
+    """One running child MCP server and the session to it."""
+
+    spec: McpServerSpec
+    marker: str
+    tools: list[Tool] = field(default_factory=list)
+    started_at: float = field(default_factory=time.monotonic)
+    last_used: float = field(default_factory=time.monotonic)
+    in_use: int = 0
+    broken: str | None = None
+    start_seconds: float = 0.0
+    _client: Client | None = None
+    _owner: asyncio.Task[None] | None = None
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _stderr: StderrTail | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def healthy(self) -> bool:
+        return self.broken is None and self._owner is not None and not self._owner.done()
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float) -> CallToolResult:
+        """Calls one tool; a dead session marks this child broken so the next task gets a new one."""
+        assert self._client is not None
+        try:
+            result = await self._client.call_tool(name, arguments, read_timeout_seconds=timeout)
+        except McpError:
+            raise
+        except Exception as exc:
+            if not self.healthy or _looks_closed(exc):
+                self.broken = f"the connection closed ({_describe(exc)})"
+            raise
+        if not isinstance(result, CallToolResult):
+            raise TypeError(f"unexpected result type {type(result).__name__}")
+        return result
+
+    async def start(self, timeout: float) -> None:
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        started = time.perf_counter()
+        self._owner = asyncio.create_task(self._own(ready), name=f"mcp-child:{self.name}")
+        try:
+            await asyncio.wait_for(asyncio.shield(ready), timeout)
+        except TimeoutError:
+            await self.stop()
+            raise McpStartError(self.name, f"no answer to initialize within {timeout:g} s{self._tail()}") from None
+        except asyncio.CancelledError:
+            await self.stop()
+            raise
+        self.start_seconds = time.perf_counter() - started
+        logger.info("MCP '%s' started in %.2f s with %d tools", self.name, self.start_seconds, len(self.tools))
+
+    async def _own(self, ready: asyncio.Future[None]) -> None:
+        try:
+            async with self._connect() as client:
+                self.tools = await _list_all_tools(client)
+                self._client = client
+                ready.set_result(None)
+                await self._stop.wait()
+        except BaseException as exc:  # noqa: BLE001 - reported through `ready` or `broken`
+            if not ready.done():
+                ready.set_exception(McpStartError(self.name, self._start_reason(exc)))
+            elif not self._stop.is_set():
+                self.broken = _describe(exc)
+                logger.warning("MCP '%s' stopped unexpectedly: %s", self.name, self.broken)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            self.broken = self.broken or "stopped"
+            if self._stderr is not None:
+                await self._stderr.stop()
+            await asyncio.to_thread(kill_marked_processes, self.marker)
+
+    def _connect(self) -> contextlib.AbstractAsyncContextManager[Client]:
+        spec = self.spec
+        if spec.transport == "http":
+            assert spec.url is not None
+            http = httpx2.AsyncClient(headers=dict(spec.headers), timeout=httpx2.Timeout(30.0, read=300.0))
+            return _closing(Client(streamable_http_client(spec.url, http_client=http), mode="legacy"), http)
+        assert spec.command is not None
+        self._stderr = StderrTail(self.name)
+        self._stderr.start()
+        params = StdioServerParameters(
+            command=spec.command, args=list(spec.args), env=child_environment(spec, self.marker), cwd=spec.cwd
+        )
+        transport = stdio_client(params, errlog=self._stderr.writer)
+        return _releasing_stderr(Client(transport, mode="legacy"), self._stderr)
+
+    def _start_reason(self, exc: BaseException) -> str:
+        leaf = _leaf(exc)
+        if isinstance(leaf, FileNotFoundError | PermissionError):
+            reason = f"cannot run {self.spec.command!r} ({leaf.strerror or leaf}); check that it is installed and on PATH"
+        elif isinstance(leaf, NotADirectoryError):
+            reason = f"its cwd {self.spec.cwd!r} is not a directory"
+        else:
+            reason = _describe(leaf)
+        return reason + self._tail()
+
+    def _tail(self) -> str:
+        tail = self._stderr.tail() if self._stderr is not None else ""
+        return f"; its stderr ended with: {tail}" if tail else ""
+
+    async def stop(self) -> None:
+        self._stop.set()
+        owner = self._owner
+        if owner is None or owner.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(owner), STOP_TIMEOUT)
+        except (TimeoutError, Exception):
+            owner.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(owner, 2.0)
+        except asyncio.CancelledError:
+            owner.cancel()
+            raise
+
+
+@contextlib.asynccontextmanager
+async def _releasing_stderr(client: Client, stderr: StderrTail) -> AsyncIterator[Client]:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            entered = await stack.enter_async_context(client)
+        finally:
+            stderr.close_writer()
+        yield entered
+
+
+@contextlib.asynccontextmanager
+async def _closing(client: Client, http: httpx2.AsyncClient) -> AsyncIterator[Client]:
+    try:
+        async with client as entered:
+            yield entered
+    finally:
+        await http.aclose()
+
+
+async def _list_all_tools(client: Client) -> list[Tool]:
+    tools: list[Tool] = []
+    cursor: str | None = None
+    while True:
+        page = await client.list_tools(cursor=cursor)
+        tools.extend(page.tools)
+        cursor = page.next_cursor
+        if not cursor:
+            return tools
+
+
+class ChildPool:
+    """Hands out running children by spec; keeps them warm, bounded, and cleans up after them."""
+
+    def __init__(
+        self,
+        *,
+        start_timeout: float,
+        idle_timeout: float,
+        max_children: int,
+        exclusive: Iterable[str] = (),
+    ) -> None:
+        self.start_timeout = start_timeout
+        self.idle_timeout = idle_timeout
+        self.max_children = max_children
+        self.exclusive = frozenset(exclusive)
+        self._children: list[Child] = []
+        self._starting: dict[Any, asyncio.Future[Child]] = {}
+        self._changed = asyncio.Condition()
+        self._reaper: asyncio.Task[None] | None = None
+        self._closed = False
+        self.started_count = 0
+
+    @property
+    def children(self) -> list[Child]:
+        return list(self._children)
+
+    @contextlib.asynccontextmanager
+    async def lease(self, spec: McpServerSpec) -> AsyncIterator[Child]:
+        """A healthy child for ``spec``, reserved for the duration of the ``async with``."""
+        child = await self._acquire(spec)
+        try:
+            yield child
+        finally:
+            child.in_use -= 1
+            child.last_used = time.monotonic()
+            if not child.healthy or (self.idle_timeout == 0 and child.in_use == 0):
+                await self._retire(child)
+            else:
+                async with self._changed:
+                    self._changed.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def lease_all(self, specs: Iterable[McpServerSpec]) -> AsyncIterator[list[Child]]:
+        """Children for several specs, started side by side; all or none."""
+        async with contextlib.AsyncExitStack() as stack:
+            leases = [self.lease(spec) for spec in specs]
+            outcomes = await asyncio.gather(*(lease.__aenter__() for lease in leases), return_exceptions=True)
+            for lease, outcome in zip(leases, outcomes):
+                if not isinstance(outcome, BaseException):
+                    stack.push_async_exit(lease)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            yield [o for o in outcomes if isinstance(o, Child)]
+
+    async def _acquire(self, spec: McpServerSpec) -> Child:
+        if self._closed:
+            raise McpStartError(spec.name, "the bridge is shutting down")
+        self._ensure_reaper()
+        key = spec.launch_key()
+        shared = spec.name not in self.exclusive and self.idle_timeout > 0
+        while True:
+            child = self._find(key, shared)
+            if child is not None:
+                child.in_use += 1
+                return child
+            if shared and key in self._starting:
+                child = await asyncio.shield(self._starting[key])
+                if child.healthy:
+                    child.in_use += 1
+                    return child
+                continue
+            if await self._make_room():
+                break
+        start: asyncio.Future[Child] = asyncio.get_running_loop().create_future()
+        if shared:
+            self._starting[key] = start
+        try:
+            child = Child(spec=spec, marker=f"{BRIDGE_ID}:{uuid.uuid4().hex[:12]}")
+            self._children.append(child)
+            self.started_count += 1
+            try:
+                await child.start(self.start_timeout)
+            except BaseException:
+                self._children.remove(child)
+                raise
+            child.in_use += 1
+            start.set_result(child)
+            return child
+        except BaseException as exc:
+            if not start.done():
+                start.set_exception(exc if isinstance(exc, McpStartError) else McpStartError(spec.name, _describe(exc)))
+                start.exception()
+            raise
+        finally:
+            self._starting.pop(key, None)
+
+    def _find(self, key: Any, shared: bool) -> Child | None:
+        for child in self._children:
+            if child.spec.launch_key() == key and child.healthy and (shared or child.in_use == 0):
+                return child
+        return None
+
+    async def _make_room(self) -> bool:
+        """True when another child may start; otherwise waits for a change and returns False."""
+        for child in [c for c in self._children if not c.healthy and c.in_use == 0]:
+            await self._retire(child)
+        if len(self._children) + len(self._starting) < self.max_children:
+            return True
+        idle = sorted((c for c in self._children if c.in_use == 0), key=lambda c: c.last_used)
+        if idle:
+            await self._retire(idle[0])
+            return True
+        logger.info("All %d child slots are busy; waiting for one", self.max_children)
+        async with self._changed:
+            await self._changed.wait()
+        return False
+
+    async def _retire(self, child: Child) -> None:
+        if child in self._children:
+            self._children.remove(child)
+        await child.stop()
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _ensure_reaper(self) -> None:
+        if self._reaper is None and self.idle_timeout > 0:
+            self._reaper = asyncio.create_task(self._reap_idle(), name="mcp-child-reaper")
+
+    async def _reap_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(REAPER_PERIOD, self.idle_timeout))
+            now = time.monotonic()
+            for child in list(self._children):
+                if child.in_use == 0 and (now - child.last_used >= self.idle_timeout or not child.healthy):
+                    logger.info("Stopping idle MCP '%s'", child.name)
+                    await self._retire(child)
+
+    async def aclose(self) -> None:
+        """Stops every child, and everything any of them started."""
+        self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        children, self._children = self._children, []
+        await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
+        await asyncio.to_thread(kill_marked_processes, f"{BRIDGE_ID}:")
+
+
+def kill_marked_processes(marker: str, grace: float = 1.0) -> int:
+    """Stops every process whose owner marker is ``marker`` (or starts with it, if it ends with ':').
+
+    Blocking (it reads /proc or the OS equivalent); call it in a thread.
+    """
+    prefix = marker.endswith(":")
+    found: list[psutil.Process] = []
+    me = os.getpid()
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        try:
+            value = proc.environ().get(OWNER_VAR)
+        except (psutil.Error, OSError):
+            continue
+        if value is not None and (value.startswith(marker) if prefix else value == marker):
+            found.append(proc)
+    for proc in found:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signal.SIGTERM)
+    _, alive = psutil.wait_procs(found, timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    if found:
+        logger.debug("Stopped %d leftover process(es) marked %s", len(found), marker)
+    return len(found)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _describe(exc: BaseException) -> str:
+    leaf = _leaf(exc)
+    text = str(leaf).strip()
+    return f"{type(leaf).__name__}: {text}" if text else type(leaf).__name__
+
+
+def _looks_closed(exc: BaseException) -> bool:
+    text = _describe(exc).lower()
+    return any(word in text for word in ("closed", "broken", "endofstream", "connection"))

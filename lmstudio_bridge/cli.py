@@ -1,0 +1,184 @@
+"""The command line: serve over stdio (the default), or run one operation in a terminal.
+
+Exit codes: 0 success, 1 the operation failed, 2 a usage or configuration error.
+Answers go to stdout; logs, progress and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from typing import Any, NoReturn
+
+from . import __version__
+from .config import Settings, add_setting_flags, flag_values, load_settings
+from .errors import BridgeError, ConfigError, InvalidRequest, McpError
+from .render import render_mcps, render_models, render_task
+from .service import Bridge
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+logger = logging.getLogger("lmstudio_bridge")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    add_setting_flags(common)
+    parser = argparse.ArgumentParser(
+        prog="lmstudio-bridge",
+        description="An MCP server that delegates tasks to local models in LM Studio. "
+        "With no command it serves MCP over stdio.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"lmstudio-bridge {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("serve", parents=[common], help="Serve MCP over stdio (the default).")
+    commands.add_parser("models", parents=[common], help="List the models LM Studio can run.")
+    commands.add_parser("mcps", parents=[common], help="List the MCP servers found in the config files.")
+    commands.add_parser("doctor", parents=[common], help="Check LM Studio and every configured MCP server.")
+    run = commands.add_parser("run", parents=[common], help="Run one task in the terminal.")
+    run.add_argument("--mcp", action="append", required=True, metavar="NAME", help="MCP server to use (repeatable).")
+    run.add_argument("--json", action="store_true", help="Print the structured result as JSON.")
+    run.add_argument("--include-reasoning", action="store_true", help="Show the model's reasoning too.")
+    run.add_argument("task", help="What the local model should do.")
+    config = commands.add_parser("config", parents=[common], help="Print the registration snippet for an MCP host.")
+    config.add_argument("host", choices=["claude-desktop", "claude-code"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(flags=flag_values(args))
+    except ConfigError as exc:
+        _fail(EXIT_USAGE, f"lmstudio-bridge: configuration error: {exc}")
+    _setup_logging(settings.log_level)
+    command = args.command or "serve"
+    if command == "serve":
+        sys.exit(_serve(settings))
+    if command == "config":
+        print(registration_snippet(args.host, settings))  # stdout-ok
+        sys.exit(EXIT_OK)
+    handlers: dict[str, Callable[[Bridge], Awaitable[int]]] = {
+        "models": _models,
+        "mcps": _mcps,
+        "doctor": _doctor,
+        "run": lambda bridge: _run(bridge, args),
+    }
+    sys.exit(asyncio.run(_with_bridge(settings, handlers[command])))
+
+
+def _serve(settings: Settings) -> int:
+    from .server import build_server
+
+    async def serve() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, task.cancel)
+        await build_server(settings).run_stdio_async()
+
+    logger.info("lmstudio-bridge %s serving MCP over stdio; LM Studio at %s", __version__, settings.base_url)
+    with suppress(asyncio.CancelledError, KeyboardInterrupt):
+        asyncio.run(serve())
+    return EXIT_OK
+
+
+async def _with_bridge(settings: Settings, handler: Callable[[Bridge], Awaitable[int]]) -> int:
+    async with Bridge(settings) as bridge:
+        try:
+            return await handler(bridge)
+        except (InvalidRequest, McpError) as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            return EXIT_USAGE if isinstance(exc, InvalidRequest) else EXIT_FAILED
+        except BridgeError as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+
+
+async def _models(bridge: Bridge) -> int:
+    print(render_models(await bridge.list_models()))  # stdout-ok
+    return EXIT_OK
+
+
+async def _mcps(bridge: Bridge) -> int:
+    print(render_mcps(bridge.list_mcps()))  # stdout-ok
+    return EXIT_OK
+
+
+async def _run(bridge: Bridge, args: argparse.Namespace) -> int:
+    started = time.monotonic()
+
+    async def progress(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    result = await bridge.run_task(
+        args.mcp,
+        args.task,
+        include_reasoning=args.include_reasoning,
+        progress=progress,
+    )
+    if args.json:
+        print(result.model_dump_json(indent=2))  # stdout-ok
+    else:
+        print(render_task(result))  # stdout-ok
+    return EXIT_OK
+
+
+async def _doctor(bridge: Bridge) -> int:
+    from .doctor import run_doctor
+
+    return EXIT_OK if await run_doctor(bridge, out=sys.stdout) else EXIT_FAILED
+
+
+def registration_snippet(host: str, settings: Settings) -> str:
+    """How to register this bridge in Claude Desktop or Claude Code, on this machine."""
+    command, args = _launch_command()
+    env = _registration_env(settings)
+    if host == "claude-code":
+        env_flags = "".join(f" -e {k}={v}" for k, v in env.items())
+        return f"claude mcp add lmstudio-bridge{env_flags} -- {' '.join([command, *args])}"
+    entry: dict[str, Any] = {"command": command, "args": args}
+    if env:
+        entry["env"] = env
+    return json.dumps({"mcpServers": {"lmstudio-bridge": entry}}, indent=2)
+
+
+def _launch_command() -> tuple[str, list[str]]:
+    if shutil.which("uvx"):
+        return "uvx", ["lmstudio-bridge"]
+    return sys.executable, ["-m", "lmstudio_bridge"]
+
+
+def _registration_env(settings: Settings) -> dict[str, str]:
+    defaults = Settings()
+    env = {}
+    if settings.base_url != defaults.base_url:
+        env["LMSTUDIO_BASE_URL"] = settings.base_url
+    if settings.default_model:
+        env["LMSTUDIO_DEFAULT_MODEL"] = settings.default_model
+    return env
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("lmstudio_bridge").setLevel(level)
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    print(message, file=sys.stderr)
+    sys.exit(code)

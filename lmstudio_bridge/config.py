@@ -1,0 +1,327 @@
+"""Typed settings: defaults, then environment variables, then command-line flags.
+
+Every setting is declared once, in ``SETTINGS``; the environment reader, the
+argument parser and the configuration reference in the docs all come from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from .errors import ConfigError
+
+DEFAULT_HOST = "localhost"
+DEFAULT_PORT = 1234
+DEFAULT_MODEL_CACHE_TTL = 60.0
+DEFAULT_LIST_TIMEOUT = 5.0
+DEFAULT_REQUEST_TIMEOUT = 600.0
+DEFAULT_MAX_RETRIES = 2
+DEFAULT_MAX_ROUNDS = 25
+DEFAULT_TOOL_TIMEOUT = 120.0
+DEFAULT_TASK_TIMEOUT = 1800.0
+DEFAULT_TOOL_RESULT_CHARS = 20_000
+DEFAULT_CHILD_START_TIMEOUT = 30.0
+DEFAULT_CHILD_IDLE_TIMEOUT = 300.0
+DEFAULT_MAX_CONCURRENT_TASKS = 8
+DEFAULT_MAX_CHILDREN = 16
+MAX_TASK_CHARS = 100_000
+"""A task longer than this is refused: no local context window holds it."""
+
+
+class Settings(BaseModel):
+    """Everything the bridge can be told. Built by ``load_settings``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str = Field(default=f"http://{DEFAULT_HOST}:{DEFAULT_PORT}")
+    api_key: SecretStr | None = None
+    default_model: str | None = None
+    model_cache_ttl: float = Field(default=DEFAULT_MODEL_CACHE_TTL, ge=0)
+    list_timeout: float = Field(default=DEFAULT_LIST_TIMEOUT, gt=0)
+    request_timeout: float = Field(default=DEFAULT_REQUEST_TIMEOUT, gt=0)
+    max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=10)
+    max_rounds: int = Field(default=DEFAULT_MAX_ROUNDS, ge=1, le=1000)
+    tool_timeout: float = Field(default=DEFAULT_TOOL_TIMEOUT, gt=0)
+    task_timeout: float = Field(default=DEFAULT_TASK_TIMEOUT, gt=0)
+    tool_result_chars: int = Field(default=DEFAULT_TOOL_RESULT_CHARS, ge=200)
+    child_start_timeout: float = Field(default=DEFAULT_CHILD_START_TIMEOUT, gt=0)
+    child_idle_timeout: float = Field(default=DEFAULT_CHILD_IDLE_TIMEOUT, ge=0)
+    max_concurrent_tasks: int = Field(default=DEFAULT_MAX_CONCURRENT_TASKS, ge=1, le=256)
+    max_children: int = Field(default=DEFAULT_MAX_CHILDREN, ge=1, le=256)
+    mcp_config: tuple[Path, ...] = ()
+    exclusive_mcps: tuple[str, ...] = ()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must look like http://HOST:PORT")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        path = parts.path.rstrip("/")
+        if path.endswith("/v1"):
+            path = path[: -len("/v1")]
+        return f"{parts.scheme}://{parts.netloc}{path}"
+
+    @field_validator("exclusive_mcps", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(n.strip() for n in value.split(",") if n.strip())
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table: where a value may come from, and what it means."""
+
+    field: str
+    env: tuple[str, ...]
+    flag: str | None
+    help: str
+    metavar: str = "N"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", ("LMSTUDIO_HOST",), "--host", f"LM Studio's host (default {DEFAULT_HOST}).", "HOST"),
+    Setting("port", ("LMSTUDIO_PORT",), "--port", f"LM Studio's port (default {DEFAULT_PORT}).", "PORT"),
+    Setting(
+        "base_url",
+        ("LMSTUDIO_BASE_URL",),
+        "--base-url",
+        "Full server address; overrides host and port. Any OpenAI-compatible server works.",
+        "URL",
+    ),
+    Setting(
+        "api_key",
+        ("LMSTUDIO_API_KEY", "LM_API_TOKEN"),
+        None,
+        "Sent as `Authorization: Bearer ...` when LM Studio requires authentication.",
+        "TOKEN",
+    ),
+    Setting(
+        "default_model",
+        ("LMSTUDIO_DEFAULT_MODEL",),
+        "--model",
+        "Model used when a call names none (default: the first loaded model that is not an embedding model).",
+        "MODEL",
+    ),
+    Setting(
+        "model_cache_ttl",
+        ("LMSTUDIO_BRIDGE_MODEL_CACHE_TTL",),
+        None,
+        f"Seconds the model list is cached (default {DEFAULT_MODEL_CACHE_TTL:g}).",
+        "SECONDS",
+    ),
+    Setting(
+        "list_timeout",
+        ("LMSTUDIO_BRIDGE_LIST_TIMEOUT",),
+        None,
+        f"Seconds to wait for the model list (default {DEFAULT_LIST_TIMEOUT:g}).",
+        "SECONDS",
+    ),
+    Setting(
+        "request_timeout",
+        ("LMSTUDIO_BRIDGE_REQUEST_TIMEOUT",),
+        "--request-timeout",
+        f"Seconds to wait for one model answer; local models can be slow (default {DEFAULT_REQUEST_TIMEOUT:g}).",
+        "SECONDS",
+    ),
+    Setting(
+        "max_retries",
+        ("LMSTUDIO_BRIDGE_MAX_RETRIES",),
+        None,
+        f"Retries on connection errors, 429 and 5xx (default {DEFAULT_MAX_RETRIES}).",
+    ),
+    Setting(
+        "max_rounds",
+        ("LMSTUDIO_BRIDGE_MAX_ROUNDS",),
+        "--max-rounds",
+        f"Model turns per task before it must sum up (default {DEFAULT_MAX_ROUNDS}).",
+    ),
+    Setting(
+        "tool_timeout",
+        ("LMSTUDIO_BRIDGE_TOOL_TIMEOUT",),
+        None,
+        f"Seconds one tool call may take (default {DEFAULT_TOOL_TIMEOUT:g}).",
+        "SECONDS",
+    ),
+    Setting(
+        "task_timeout",
+        ("LMSTUDIO_BRIDGE_TASK_TIMEOUT",),
+        "--task-timeout",
+        f"Deadline for a whole task in seconds (default {DEFAULT_TASK_TIMEOUT:g}).",
+        "SECONDS",
+    ),
+    Setting(
+        "tool_result_chars",
+        ("LMSTUDIO_BRIDGE_TOOL_RESULT_CHARS",),
+        None,
+        f"Characters of one tool result sent to the model; the rest is cut (default {DEFAULT_TOOL_RESULT_CHARS}).",
+    ),
+    Setting(
+        "child_start_timeout",
+        ("LMSTUDIO_BRIDGE_CHILD_START_TIMEOUT",),
+        None,
+        f"Seconds a child MCP server has to start and answer initialize (default {DEFAULT_CHILD_START_TIMEOUT:g}).",
+        "SECONDS",
+    ),
+    Setting(
+        "child_idle_timeout",
+        ("LMSTUDIO_BRIDGE_CHILD_IDLE_TIMEOUT",),
+        None,
+        f"Seconds an unused child MCP server is kept warm; 0 starts one per task "
+        f"(default {DEFAULT_CHILD_IDLE_TIMEOUT:g}).",
+        "SECONDS",
+    ),
+    Setting(
+        "max_concurrent_tasks",
+        ("LMSTUDIO_BRIDGE_MAX_CONCURRENT_TASKS",),
+        None,
+        f"Tasks run at once; more wait their turn (default {DEFAULT_MAX_CONCURRENT_TASKS}).",
+    ),
+    Setting(
+        "max_children",
+        ("LMSTUDIO_BRIDGE_MAX_CHILDREN",),
+        None,
+        f"Child MCP servers alive at once (default {DEFAULT_MAX_CHILDREN}).",
+    ),
+    Setting(
+        "mcp_config",
+        ("LMSTUDIO_BRIDGE_MCP_CONFIG", "MCP_JSON_PATH"),
+        "--mcp-config",
+        "MCP config file(s) to read first; the variable takes a path list, the flag may repeat.",
+        "PATH",
+    ),
+    Setting(
+        "exclusive_mcps",
+        ("LMSTUDIO_BRIDGE_EXCLUSIVE_MCPS",),
+        None,
+        "Comma-separated MCP names whose child serves one task at a time (concurrent tasks get their own).",
+        "NAMES",
+    ),
+    Setting("log_level", ("LMSTUDIO_BRIDGE_LOG_LEVEL",), "--log-level", "DEBUG, INFO, WARNING or ERROR.", "LEVEL"),
+)
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """Adds one flag per setting that has one. Unset flags leave no attribute behind."""
+    for setting in SETTINGS:
+        if setting.flag is None:
+            continue
+        action = "append" if setting.field == "mcp_config" else "store"
+        parser.add_argument(
+            setting.flag,
+            dest=f"setting_{setting.field}",
+            action=action,
+            default=argparse.SUPPRESS,
+            metavar=setting.metavar,
+            help=f"{setting.help} Env: {', '.join(setting.env)}.",
+        )
+
+
+def flag_values(namespace: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line, by field name."""
+    values = {}
+    for setting in SETTINGS:
+        value = getattr(namespace, f"setting_{setting.field}", None)
+        if value is not None:
+            values[setting.field] = value
+    return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None, flags: Mapping[str, Any] | None = None) -> Settings:
+    """Builds the settings from the environment and flags; raises ``ConfigError`` in one line."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    flags = dict(flags or {})
+    for setting in SETTINGS:
+        if setting.field == "mcp_config":
+            continue
+        for var in setting.env:
+            value = environ.get(var, "").strip()
+            if value:
+                raw[setting.field], origin[setting.field] = value, var
+                break
+    for field, value in flags.items():
+        if field != "mcp_config":
+            raw[field], origin[field] = value, _flag_name(field)
+    # Config files add up: the variables' paths first, then each --mcp-config.
+    paths = [*_env_config_paths(environ), *flags.get("mcp_config", [])]
+    raw["mcp_config"] = tuple(Path(p).expanduser() for p in paths)
+    _fold_host_and_port(raw, origin)
+    try:
+        return Settings(**raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, raw, origin)) from None
+
+
+def _env_config_paths(environ: Mapping[str, str]) -> list[str]:
+    paths: list[str] = []
+    for var in ("LMSTUDIO_BRIDGE_MCP_CONFIG", "MCP_JSON_PATH"):
+        paths += [p for p in environ.get(var, "").split(os.pathsep) if p.strip()]
+    return paths
+
+
+def _fold_host_and_port(raw: dict[str, Any], origin: dict[str, str]) -> None:
+    host = raw.pop("host", None)
+    port = raw.pop("port", None)
+    if port is not None:
+        try:
+            if not 0 < int(port) < 65536:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"{origin['port']}={port!r} is not a port number (1-65535)") from None
+    if "base_url" in raw:
+        return
+    if host is not None or port is not None:
+        host = host or DEFAULT_HOST
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        raw["base_url"] = f"http://{host}:{port or DEFAULT_PORT}"
+        origin["base_url"] = " / ".join(origin[k] for k in ("host", "port") if k in origin)
+
+
+def _describe(exc: ValidationError, raw: Mapping[str, Any], origin: Mapping[str, str]) -> str:
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else "?"
+    where = origin.get(field, field)
+    value = raw.get(field)
+    shown = "***" if field == "api_key" else repr(value)
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}={shown}: {message}"
+
+
+def _flag_name(field: str) -> str:
+    for setting in SETTINGS:
+        if setting.field == field and setting.flag:
+            return setting.flag
+    return field
+
+
+def settings_table(settings: Sequence[Setting] = SETTINGS) -> str:
+    """The settings as a Markdown table, for the docs (kept in sync by a test)."""
+    rows = ["| Variable | Flag | Meaning |", "| --- | --- | --- |"]
+    for s in settings:
+        env = ", ".join(f"`{v}`" for v in s.env)
+        flag = f"`{s.flag} {s.metavar}`" if s.flag else ""
+        rows.append(f"| {env} | {flag} | {s.help} |")
+    return "\n".join(rows)

@@ -1,0 +1,85 @@
+"""``lmstudio-bridge doctor``: checks LM Studio and every configured MCP server, and says how to fix what fails."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+from .errors import BridgeError, LMStudioAuthError, LMStudioUnreachable, NoModelsLoaded
+from .service import Bridge
+
+OK, BAD, NOTE = "ok  ", "FAIL", "note"
+Say = Callable[..., None]
+
+
+async def run_doctor(bridge: Bridge, *, out: TextIO) -> bool:
+    """Prints one line per check; True when nothing failed."""
+
+    def say(status: str, text: str, fix: str = "") -> None:
+        out.write(f"[{status}] {text}\n")
+        if fix:
+            out.write(f"       fix: {fix}\n")
+        out.flush()
+
+    healthy = await _check_lmstudio(bridge, say)
+    healthy = _check_config_files(bridge, say) and healthy
+    return await _check_mcps(bridge, say) and healthy
+
+
+async def _check_lmstudio(bridge: Bridge, say: Say) -> bool:
+    started = time.perf_counter()
+    try:
+        listing = await bridge.validator.models(refresh=True)
+    except LMStudioUnreachable as exc:
+        say(BAD, f"LM Studio at {bridge.api.base_url} does not answer", str(exc).split(". ", 1)[-1])
+        return False
+    except LMStudioAuthError:
+        say(BAD, f"LM Studio at {bridge.api.base_url} refused the request", "set LMSTUDIO_API_KEY (or LM_API_TOKEN)")
+        return False
+    except BridgeError as exc:
+        say(BAD, f"LM Studio at {bridge.api.base_url}: {exc}")
+        return False
+    ms = (time.perf_counter() - started) * 1000
+    say(OK, f"LM Studio at {bridge.api.base_url} answers ({ms:.0f} ms)")
+    if not listing.models:
+        say(BAD, "no model is loaded", str(NoModelsLoaded(bridge.api.base_url)).split(". ", 1)[-1])
+        return False
+    say(OK, f"{len(listing.models)} model(s): {', '.join(listing.names[:8])}{' ...' if len(listing.models) > 8 else ''}")
+    configured = bridge.settings.default_model
+    if configured and listing.match(configured) is None:
+        say(BAD, f"LMSTUDIO_DEFAULT_MODEL={configured!r} is not listed", "use an id from `lmstudio-bridge models`")
+        return False
+    say(OK, f"default model: {listing.default}" + (" (LMSTUDIO_DEFAULT_MODEL)" if configured else " (first loaded)"))
+    return True
+
+
+def _check_config_files(bridge: Bridge, say: Say) -> bool:
+    found = [str(p) for p, _ in bridge.catalog.candidate_paths() if p.is_file()]
+    if found:
+        say(OK, "MCP config files: " + ", ".join(found))
+    else:
+        say(NOTE, "no MCP config file found", "create .mcp.json with an \"mcpServers\" object, or set LMSTUDIO_BRIDGE_MCP_CONFIG")
+    for problem in bridge.catalog.problems:
+        say(BAD, problem, "fix the file; the other files are still used")
+    return not bridge.catalog.problems
+
+
+async def _check_mcps(bridge: Bridge, say: Say) -> bool:
+    healthy = True
+    for entry in bridge.list_mcps().mcps:
+        if not entry.usable:
+            say(NOTE, f"MCP '{entry.name}': {entry.note}")
+            continue
+        started = time.perf_counter()
+        try:
+            async with bridge.children.lease(bridge.catalog.get(entry.name)) as child:
+                names = [t.name for t in child.tools]
+        except BridgeError as exc:
+            say(BAD, str(exc), "run the command from the entry by hand to see why it fails")
+            healthy = False
+            continue
+        seconds = time.perf_counter() - started
+        shown = ", ".join(names[:6]) + (" ..." if len(names) > 6 else "")
+        say(OK, f"MCP '{entry.name}' started in {seconds:.2f} s, {len(names)} tool(s): {shown}")
+    return healthy

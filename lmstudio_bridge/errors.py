@@ -1,0 +1,148 @@
+"""Every error the bridge raises on purpose.
+
+    BridgeError                      anything the user can act on; str() is the message
+    ├── ConfigError                  a bad setting or flag (exit code 2 at start-up)
+    ├── LMStudioError                talking to LM Studio failed
+    │   ├── LMStudioUnreachable      nothing answers at the base URL
+    │   ├── LMStudioTimeout          it answered too slowly
+    │   ├── LMStudioAuthError        401/403: the API token is missing or wrong
+    │   ├── LMStudioHTTPError        any other error status
+    │   ├── BadResponse              it answered, but not in the OpenAI shape
+    │   └── NoModelsLoaded           the model list is empty
+    ├── ModelNotFound                the requested model is not in LM Studio's list
+    ├── McpError                     a child MCP server problem
+    │   ├── McpNotFound              no configured server has that name
+    │   ├── McpDisabled              the entry is marked "disabled"
+    │   ├── McpSelfReference         the entry would start lmstudio-bridge itself
+    │   └── McpStartError            the child did not start or did not answer initialize
+    ├── InvalidRequest               a tool argument is unusable (empty task, too long, ...)
+    └── TaskTimeout                  a task ran past its deadline
+
+The MCP tool layer turns any of these into an error result whose text is
+``Error: <message>``; messages therefore never start with "Error:" themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class BridgeError(Exception):
+    """Base class: a failure with a message fit to show the user as it is."""
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class ConfigError(BridgeError):
+    """A setting (environment variable, flag or config file) has a value we cannot use."""
+
+
+class LMStudioError(BridgeError):
+    """Talking to LM Studio failed. ``base_url`` says where we tried."""
+
+    def __init__(self, message: str, *, base_url: str = "") -> None:
+        super().__init__(message)
+        self.base_url = base_url
+
+
+class LMStudioUnreachable(LMStudioError):
+    """No connection could be made to LM Studio's server."""
+
+    def __init__(self, base_url: str, detail: str = "") -> None:
+        hint = (
+            "Start the local server in LM Studio's Developer tab (or run `lms server start`), "
+            "or point LMSTUDIO_BASE_URL at the right address."
+        )
+        text = f"Cannot reach LM Studio at {base_url}"
+        if detail:
+            text += f" ({detail})"
+        super().__init__(f"{text}. {hint}", base_url=base_url)
+
+
+class LMStudioTimeout(LMStudioError):
+    """LM Studio accepted the request but did not answer in time."""
+
+
+class LMStudioAuthError(LMStudioError):
+    """LM Studio refused the request for lack of a valid API token."""
+
+
+class LMStudioHTTPError(LMStudioError):
+    """LM Studio answered with an error status that has no more specific class."""
+
+    def __init__(self, message: str, *, base_url: str = "", status_code: int = 0) -> None:
+        super().__init__(message, base_url=base_url)
+        self.status_code = status_code
+
+
+class BadResponse(LMStudioError):
+    """LM Studio answered, but the body is not what the OpenAI API promises."""
+
+
+class NoModelsLoaded(LMStudioError):
+    """LM Studio is up but lists no model."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(
+            f"LM Studio at {base_url} has no model loaded. Load one in LM Studio "
+            "(My Models -> Load) or run `lms load <model>`, then retry.",
+            base_url=base_url,
+        )
+
+
+class ModelNotFound(BridgeError):
+    """The requested model is not among the models LM Studio lists."""
+
+    def __init__(self, model: str, available: Sequence[str]) -> None:
+        listed = ", ".join(available) if available else "(none)"
+        super().__init__(f"Model '{model}' not found. Available models: {listed}")
+        self.model = model
+        self.available = list(available)
+
+
+class McpError(BridgeError):
+    """A problem with a child MCP server; ``name`` is its key in the config."""
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class McpNotFound(McpError):
+    def __init__(self, name: str, available: Sequence[str]) -> None:
+        listed = ", ".join(available) if available else "(none configured)"
+        super().__init__(f"MCP '{name}' not found. Available MCPs: {listed}", name=name)
+        self.available = list(available)
+
+
+class McpDisabled(McpError):
+    def __init__(self, name: str, source: str) -> None:
+        super().__init__(
+            f"MCP '{name}' is disabled in {source}. Remove \"disabled\": true from its entry to use it.",
+            name=name,
+        )
+
+
+class McpSelfReference(McpError):
+    def __init__(self, name: str, source: str) -> None:
+        super().__init__(
+            f"MCP '{name}' (in {source}) starts lmstudio-bridge itself; the bridge does not run "
+            "itself as a tool server. Name the servers it should use instead.",
+            name=name,
+        )
+
+
+class McpStartError(McpError):
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"MCP '{name}' failed to start: {reason}", name=name)
+        self.reason = reason
+
+
+class InvalidRequest(BridgeError):
+    """A tool argument cannot be used as given."""
+
+
+class TaskTimeout(BridgeError):
+    """A task ran past its deadline."""

@@ -1,0 +1,59 @@
+"""Plain-text forms of the results, shared by the MCP tools and the command line."""
+
+from __future__ import annotations
+
+from .results import HealthResult, McpListResult, ModelsResult, TaskResult
+
+
+def render_models(result: ModelsResult) -> str:
+    if not result.models:
+        return (
+            f"No models are loaded in LM Studio at {result.base_url}.\n"
+            "Load one in LM Studio (My Models -> Load) or run `lms load <model>`, then call list_models again."
+        )
+    lines = [f"Available models ({len(result.models)}):"]
+    lines += [f"{n}. {m.id}" for n, m in enumerate(result.models, start=1)]
+    if result.default_model:
+        lines += ["", f"Default model: {result.default_model}"]
+    return "\n".join(lines)
+
+
+def render_health(result: HealthResult) -> str:
+    if not result.reachable:
+        return f"LM Studio at {result.base_url}: not reachable.\n{result.error}"
+    default = f", default {result.default_model}" if result.default_model else ""
+    return (
+        f"LM Studio at {result.base_url}: reachable, {result.model_count} model(s){default}, "
+        f"round trip {result.round_trip_ms:g} ms."
+    )
+
+
+def render_mcps(result: McpListResult) -> str:
+    usable = [m for m in result.mcps if m.usable]
+    lines = [f"Available MCPs ({len(usable)}):"]
+    for entry in result.mcps:
+        target = entry.url if entry.transport == "http" else entry.command
+        note = f"  [{entry.note}]" if entry.note else ""
+        lines.append(f"- {entry.name} ({entry.transport}: {target}) from {entry.source}{note}")
+    if not result.mcps:
+        lines.append(
+            "No MCP servers are configured. Add them under \"mcpServers\" in .mcp.json, ~/.lmstudio/mcp.json, "
+            "Claude Desktop's config, or a file named by LMSTUDIO_BRIDGE_MCP_CONFIG."
+        )
+    if result.problems:
+        lines += ["", "Problems:"] + [f"- {p}" for p in result.problems]
+    return "\n".join(lines)
+
+
+def render_task(result: TaskResult) -> str:
+    text = result.answer or "(the model gave an empty answer)"
+    if result.stop_reason == "round_limit":
+        text += (
+            f"\n\n[Round limit reached: the model used all {result.rounds - 1} tool rounds; "
+            "this is its summary. Raise max_rounds for a longer task.]"
+        )
+    elif result.stop_reason == "repeated_call":
+        text += "\n\n[Stopped early: the model kept repeating the same tool call; this is its summary.]"
+    if result.reasoning:
+        text += f"\n\n--- reasoning ---\n{result.reasoning}"
+    return text

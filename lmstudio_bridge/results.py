@@ -1,0 +1,74 @@
+"""Typed results of the bridge's tools: the structured content an MCP client receives."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class ModelEntry(BaseModel):
+    id: str
+    type: str = Field(description="llm, vlm, or unknown when the server does not say")
+    loaded: bool | None = Field(description="None when the server does not say")
+    is_default: bool
+
+
+class ModelsResult(BaseModel):
+    models: list[ModelEntry]
+    default_model: str | None
+    base_url: str
+
+
+class HealthResult(BaseModel):
+    reachable: bool
+    base_url: str
+    model_count: int | None = None
+    default_model: str | None = None
+    round_trip_ms: float | None = None
+    error: str | None = None
+
+
+class McpEntry(BaseModel):
+    name: str
+    transport: Literal["stdio", "http", "unsupported"]
+    command: str | None = Field(description="command and arguments, for stdio servers")
+    url: str | None = None
+    source: str = Field(description="the config file the entry came from")
+    disabled: bool
+    usable: bool = Field(description="false for disabled entries and for entries that would start the bridge itself")
+    note: str | None = None
+
+
+class McpListResult(BaseModel):
+    mcps: list[McpEntry]
+    config_files: list[str] = Field(description="every file looked at, in priority order, that exists")
+    problems: list[str]
+
+
+class ToolCallRecord(BaseModel):
+    name: str = Field(description="server.tool")
+    ok: bool
+    ms: float
+    error: str | None = None
+
+
+class TokenUsage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+StopReason = Literal["answered", "round_limit", "repeated_call"]
+
+
+class TaskResult(BaseModel):
+    answer: str
+    model: str
+    mcps: list[str]
+    rounds: int = Field(description="requests sent to the model")
+    stop_reason: StopReason
+    tool_calls: list[ToolCallRecord]
+    usage: TokenUsage
+    elapsed_seconds: float
+    reasoning: str | None = Field(default=None, description="the model's reasoning, when asked for and given")

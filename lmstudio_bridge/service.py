@@ -1,0 +1,188 @@
+"""The bridge's operations, shared by the MCP tools and the command line.
+
+``Bridge`` owns the long-lived parts (the LM Studio API client, the model
+validator, the client pool, the MCP catalog and the child pool) and runs each
+task through the one agent loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from .agent import LoopLimits, ProgressFn, run_agent
+from .children import ChildPool
+from .config import MAX_TASK_CHARS, Settings
+from .errors import InvalidRequest, LMStudioError, TaskTimeout
+from .lmstudio import LMStudioAPI
+from .mcp_config import McpCatalog
+from .models import LLMClientPool, ModelValidator
+from .results import HealthResult, McpEntry, McpListResult, ModelEntry, ModelsResult, TaskResult
+from .toolbox import Toolbox
+
+logger = logging.getLogger(__name__)
+
+MAX_MCPS_PER_TASK = 16
+MAX_NAME_CHARS = 200
+
+
+class Bridge:
+    """Everything a running bridge holds. Use as ``async with Bridge(settings) as bridge``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        catalog: McpCatalog | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.api = LMStudioAPI(settings, transport=transport)
+        self.validator = ModelValidator(self.api, ttl=settings.model_cache_ttl, default_model=settings.default_model)
+        self.clients = LLMClientPool(self.api)
+        self.catalog = catalog or McpCatalog(explicit_paths=settings.mcp_config, cwd=Path.cwd())
+        self.children = ChildPool(
+            start_timeout=settings.child_start_timeout,
+            idle_timeout=settings.child_idle_timeout,
+            max_children=settings.max_children,
+            exclusive=settings.exclusive_mcps,
+        )
+        self._task_slots = asyncio.Semaphore(settings.max_concurrent_tasks)
+        self._running = 0
+
+    async def __aenter__(self) -> Bridge:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.children.aclose()
+        await self.api.aclose()
+
+    async def list_models(self) -> ModelsResult:
+        listing = await self.validator.models(refresh=True)
+        return ModelsResult(
+            models=[
+                ModelEntry(id=m.id, type=m.type, loaded=m.loaded, is_default=m.id == listing.default)
+                for m in listing.models
+            ],
+            default_model=listing.default,
+            base_url=self.api.base_url,
+        )
+
+    async def health(self) -> HealthResult:
+        started = time.perf_counter()
+        try:
+            listing = await self.validator.models(refresh=True)
+        except LMStudioError as exc:
+            return HealthResult(reachable=False, base_url=self.api.base_url, error=str(exc))
+        return HealthResult(
+            reachable=True,
+            base_url=self.api.base_url,
+            model_count=len(listing.models),
+            default_model=listing.default,
+            round_trip_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+
+    def list_mcps(self) -> McpListResult:
+        entries = []
+        for spec in sorted(self.catalog.servers().values(), key=lambda s: s.name):
+            note = None
+            if spec.is_bridge:
+                note = "starts lmstudio-bridge itself; never offered"
+            elif spec.disabled:
+                note = 'disabled; remove "disabled": true to use it'
+            elif spec.unsupported:
+                note = spec.unsupported
+            entries.append(
+                McpEntry(
+                    name=spec.name,
+                    transport=spec.transport,
+                    command=" ".join([spec.command, *spec.args]) if spec.command else None,
+                    url=spec.url,
+                    source=spec.source,
+                    disabled=spec.disabled,
+                    usable=note is None,
+                    note=note,
+                )
+            )
+        return McpListResult(
+            mcps=entries,
+            config_files=[str(p) for p, _ in self.catalog.candidate_paths() if p.is_file()],
+            problems=list(self.catalog.problems),
+        )
+
+    async def run_task(
+        self,
+        mcp_names: Sequence[str],
+        task: str,
+        *,
+        model: str | None = None,
+        max_rounds: int | None = None,
+        include_reasoning: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> TaskResult:
+        """Runs one task with the tools of the named MCP servers, on the requested model."""
+        names = _check_request(mcp_names, task, max_rounds)
+        specs = [self.catalog.get(name) for name in names]
+        model_id = await self.validator.resolve(model)
+        logger.info("Using model: %s", model_id)
+        limits = LoopLimits(
+            max_rounds=max_rounds or self.settings.max_rounds,
+            tool_timeout=self.settings.tool_timeout,
+            result_chars=self.settings.tool_result_chars,
+        )
+        say = progress or _silent
+        if self._task_slots.locked():
+            await say(f"waiting: {self.settings.max_concurrent_tasks} tasks are already running")
+        async with self._task_slots:
+            try:
+                async with asyncio.timeout(self.settings.task_timeout):
+                    await say(f"starting {', '.join(names)}")
+                    async with self.children.lease_all(specs) as children:
+                        return await run_agent(
+                            llm=self.clients.get(model_id),
+                            toolbox=Toolbox(children),
+                            task=task,
+                            servers=names,
+                            limits=limits,
+                            progress=progress,
+                            include_reasoning=include_reasoning,
+                        )
+            except TimeoutError:
+                raise TaskTimeout(
+                    f"The task ran past its deadline of {self.settings.task_timeout:g} s and was stopped. "
+                    "Raise LMSTUDIO_BRIDGE_TASK_TIMEOUT, or split the task into smaller ones."
+                ) from None
+
+
+def _check_request(mcp_names: Sequence[str], task: str, max_rounds: int | None) -> list[str]:
+    if isinstance(mcp_names, str):
+        mcp_names = [mcp_names]
+    names = list(dict.fromkeys(n.strip() for n in mcp_names if isinstance(n, str)))
+    if not names or any(not n for n in names):
+        raise InvalidRequest("Name at least one MCP server (see list_mcps).")
+    if len(names) > MAX_MCPS_PER_TASK:
+        raise InvalidRequest(f"At most {MAX_MCPS_PER_TASK} MCP servers per task; {len(names)} were named.")
+    if any(len(n) > MAX_NAME_CHARS for n in names):
+        raise InvalidRequest(f"An MCP name is longer than {MAX_NAME_CHARS} characters.")
+    if not task or not task.strip():
+        raise InvalidRequest("The task is empty: say what the model should do.")
+    if len(task) > MAX_TASK_CHARS:
+        raise InvalidRequest(
+            f"The task is {len(task):,} characters long; the limit is {MAX_TASK_CHARS:,}. "
+            "Put large inputs in a file the model can read with a tool, and refer to it."
+        )
+    if max_rounds is not None and not 1 <= max_rounds <= 1000:
+        raise InvalidRequest(f"max_rounds must be between 1 and 1000, not {max_rounds}.")
+    return names
+
+
+async def _silent(_: str) -> None:
+    return None

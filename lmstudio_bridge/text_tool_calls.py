@@ -1,0 +1,283 @@
+"""Tool calls that a model wrote as text in ``message.content`` instead of ``tool_calls``.
+
+Recognised, in this order of precedence:
+
+1. explicit markup: ``<tool_call>{...}</tool_call>`` (the closing tag may be missing),
+   ``[TOOL_REQUEST]{...}[END_TOOL_REQUEST]`` and ``[TOOL_CALLS][...]``; a call there
+   counts whatever its name, so the caller can tell the model the tool does not exist;
+2. otherwise JSON of the shape ``{"name": ..., "arguments"|"parameters": {...}}``, or a
+   list of such objects, as the whole of a fenced code block or standing in the prose.
+   It counts only when it names an offered tool: it may be JSON the user asked for.
+
+Closed ``<think>...</think>`` reasoning is not searched for calls.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["TextToolCall", "extract_tool_calls"]
+
+
+@dataclass(frozen=True)
+class TextToolCall:
+    """One call found in the text."""
+
+    name: str
+    arguments: dict[str, Any] | None
+    """The arguments; None when they were not a JSON object (see ``raw_arguments``)."""
+    raw_arguments: str
+    """The arguments as JSON text, or as written when they were not valid JSON."""
+
+
+@dataclass(frozen=True)
+class _Markup:
+    open: re.Pattern[str]
+    close: str | None
+
+
+_MARKUPS = (
+    _Markup(re.compile(r"<tool_call>", re.IGNORECASE), "</tool_call>"),
+    _Markup(re.compile(r"\[TOOL_REQUEST\]", re.IGNORECASE), "[END_TOOL_REQUEST]"),
+    _Markup(re.compile(r"\[TOOL_CALLS\]", re.IGNORECASE), None),
+)
+_FENCE_OPEN = re.compile(r"```[\w+.-]*[ \t]*\n?")
+_EMPTY_FENCE = re.compile(r"```[\w+.-]*\s*```")
+_JSON_START = re.compile(r"[\[{]\s*[\"{]")
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+_NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_ARGUMENTS_KEY = re.compile(r'"(?:arguments|parameters)"\s*:\s*')
+_CALL_KEYS = frozenset({"name", "arguments", "parameters", "type", "id"})
+_WRAPPER_KEYS = frozenset({"function", "type", "id"})
+_DECODER = json.JSONDecoder()
+_NOT_JSON = (ValueError, RecursionError)
+"""What decoding raises: bad JSON, or nesting too deep for the decoder."""
+
+_Span = tuple[int, int]
+_Found = tuple[_Span, list[TextToolCall]]
+
+
+def extract_tool_calls(content: str | None, offered: Collection[str]) -> tuple[list[TextToolCall], str]:
+    """The calls written in ``content``, and ``content`` without them (stripped).
+
+    ``offered`` holds the tool names the model may call. With no call found, the
+    content comes back unchanged apart from the stripping.
+    """
+    text = content or ""
+    searchable = _mask_reasoning(text)
+    found = _from_markup(text, searchable) or _from_json(searchable, offered)
+    if not found:
+        return [], text.strip()
+    found.sort(key=lambda item: item[0])
+    rest = _EMPTY_FENCE.sub("", _remove(text, [span for span, _ in found]))
+    return [call for _, calls in found for call in calls], rest.strip()
+
+
+# --- explicit markup ---------------------------------------------------------------
+
+
+def _from_markup(text: str, searchable: str) -> list[_Found]:
+    opens = sorted(
+        ((match.start(), match.end(), markup) for markup in _MARKUPS for match in markup.open.finditer(searchable)),
+        key=lambda item: item[0],
+    )
+    found: list[_Found] = []
+    consumed = 0
+    for start, body_start, markup in opens:
+        if start < consumed:
+            continue
+        end, calls = _read_markup(text, body_start, markup)
+        if calls:
+            found.append(((start, end), calls))
+            consumed = end
+    return found
+
+
+def _read_markup(text: str, start: int, markup: _Markup) -> tuple[int, list[TextToolCall]]:
+    """Where the markup whose body starts at ``start`` ends, and the calls in it."""
+    body_start = _skip_space(text, start)
+    try:
+        value, json_end = _DECODER.raw_decode(text, body_start)
+    except _NOT_JSON:
+        return _read_broken_markup(text, body_start, markup)
+    end = json_end
+    close = markup.close
+    after = _skip_space(text, json_end)
+    if close and text[after : after + len(close)].lower() == close.lower():
+        end = after + len(close)
+    return end, _calls_in(value, strict=False) or []
+
+
+def _read_broken_markup(text: str, body_start: int, markup: _Markup) -> tuple[int, list[TextToolCall]]:
+    """A call whose JSON does not parse: its name, if written, and the arguments as they are."""
+    body_end = end = len(text)
+    if markup.close and (close_at := text.lower().find(markup.close.lower(), body_start)) >= 0:
+        body_end, end = close_at, close_at + len(markup.close)
+    if (next_open := markup.open.search(text, body_start, body_end)) is not None:
+        body_end = end = next_open.start()
+    body = text[body_start:body_end].strip()
+    name = _NAME.search(body)
+    if name is None:
+        return end, []
+    key = _ARGUMENTS_KEY.search(body, name.end()) or _ARGUMENTS_KEY.search(body)
+    raw = body[key.end() :].rstrip() if key else body
+    if key and raw.endswith("}"):
+        raw = raw[:-1].rstrip()
+    return end, [TextToolCall(_unescape(name.group(1)), None, raw)]
+
+
+def _unescape(json_string_body: str) -> str:
+    try:
+        return json.loads(f'"{json_string_body}"')
+    except _NOT_JSON:
+        return json_string_body
+
+
+# --- JSON in fences or prose -------------------------------------------------------
+
+
+def _from_json(searchable: str, offered: Collection[str]) -> list[_Found]:
+    found: list[_Found] = []
+    fences: list[_Span] = []
+    for span, value in _fences(searchable):
+        fences.append(span)
+        if (calls := _offered_calls(value, offered)) is not None:
+            found.append((span, calls))
+    if '"name"' in searchable:
+        found.extend(_prose_calls(searchable, fences, offered))
+    return found
+
+
+def _fences(text: str) -> Iterator[tuple[_Span, Any]]:
+    """Each fenced code block, with its JSON value when it holds exactly one (else None)."""
+    position = 0
+    while opening := _FENCE_OPEN.search(text, position):
+        value, end = _fenced_json(text, opening.end())
+        if end is None:
+            close = text.find("```", opening.end())
+            end = len(text) if close < 0 else close + 3
+        yield (opening.start(), end), value
+        position = end
+
+
+def _fenced_json(text: str, body_start: int) -> tuple[Any, int | None]:
+    """The JSON value filling the fence body at ``body_start`` and the fence's end, if so."""
+    try:
+        value, json_end = _DECODER.raw_decode(text, _skip_space(text, body_start))
+    except _NOT_JSON:
+        return None, None
+    after = _skip_space(text, json_end)
+    if text.startswith("```", after):
+        return value, after + 3
+    return (value, after) if after == len(text) else (None, None)
+
+
+def _prose_calls(text: str, fences: list[_Span], offered: Collection[str]) -> Iterator[_Found]:
+    """JSON calls standing in the prose, outside code fences."""
+    position = 0
+    while match := _JSON_START.search(text, position):
+        start = match.start()
+        if (fence := next((f for f in fences if f[0] <= start < f[1]), None)) is not None:
+            position = fence[1]
+            continue
+        try:
+            value, end = _DECODER.raw_decode(text, start)
+        except _NOT_JSON:
+            position = start + 1
+            continue
+        if (calls := _offered_calls(value, offered)) is not None:
+            yield (start, end), calls
+        position = end
+
+
+def _offered_calls(value: Any, offered: Collection[str]) -> list[TextToolCall] | None:
+    """The calls ``value`` is written as, if it is call-shaped and names an offered tool.
+
+    In a list every item must be call-shaped; once one names an offered tool all are
+    returned, so a misspelt neighbour can still be reported to the model.
+    """
+    calls = _calls_in(value, strict=True)
+    if calls and any(call.name in offered for call in calls):
+        return calls
+    return None
+
+
+# --- shapes ------------------------------------------------------------------------
+
+
+def _calls_in(value: Any, *, strict: bool) -> list[TextToolCall] | None:
+    """The calls ``value`` is written as: one call object, or a non-empty list of them.
+
+    ``strict`` refuses objects with keys a call does not have.
+    """
+    items = value if isinstance(value, list) else [value]
+    calls = [_call_from(item, strict=strict) for item in items]
+    if not calls or None in calls:
+        return None
+    return [call for call in calls if call is not None]
+
+
+def _call_from(item: Any, *, strict: bool) -> TextToolCall | None:
+    if not isinstance(item, dict):
+        return None
+    if "name" not in item and isinstance(item.get("function"), dict):
+        if strict and not item.keys() <= _WRAPPER_KEYS:
+            return None
+        item = item["function"]
+    name = item.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return None
+    if strict and not item.keys() <= _CALL_KEYS:
+        return None
+    return _with_arguments(name.strip(), item.get("arguments", item.get("parameters")))
+
+
+def _with_arguments(name: str, value: Any) -> TextToolCall:
+    if value is None:
+        return TextToolCall(name, {}, "{}")
+    if isinstance(value, dict):
+        return TextToolCall(name, value, json.dumps(value, ensure_ascii=False))
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value) if value.strip() else {}
+        except _NOT_JSON:
+            parsed = None
+        return TextToolCall(name, parsed if isinstance(parsed, dict) else None, value)
+    return TextToolCall(name, None, json.dumps(value, ensure_ascii=False))
+
+
+# --- text helpers ------------------------------------------------------------------
+
+
+def _mask_reasoning(text: str) -> str:
+    """``text`` with closed ``<think>`` blocks, and all before a lone ``</think>``, blanked out."""
+    spans = [match.span() for match in _THINK.finditer(text)]
+    lone = text.find("</think>")
+    if lone >= 0 and "<think>" not in text[:lone]:
+        spans.append((0, lone + len("</think>")))
+    masked = text
+    for start, end in spans:
+        masked = masked[:start] + " " * (end - start) + masked[end:]
+    return masked
+
+
+def _remove(text: str, spans: list[_Span]) -> str:
+    """``text`` without ``spans``; a gap that had a line break around it becomes one blank line."""
+    rest, position = "", 0
+    for start, end in [*spans, (len(text), len(text))]:
+        piece = text[position:start]
+        if rest and "\n" in rest[len(rest.rstrip()) :] + piece[: len(piece) - len(piece.lstrip())]:
+            rest, piece = rest.rstrip() + "\n\n", piece.lstrip()
+        rest += piece
+        position = end
+    return rest
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position].isspace():
+        position += 1
+    return position

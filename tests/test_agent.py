@@ -1,0 +1,256 @@
+"""The agent loop with a mocked LM Studio (respx) and stub children: every branch a small model can take."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from mcp_types import CallToolResult, TextContent, Tool
+
+from lmstudio_bridge.agent import LoopLimits, run_agent, truncate
+from lmstudio_bridge.config import Settings
+from lmstudio_bridge.lmstudio import LLMClient, LMStudioAPI
+from lmstudio_bridge.toolbox import Toolbox
+
+BASE = "http://lms.test:1234"
+LIMITS = LoopLimits(max_rounds=5, tool_timeout=2.0, result_chars=1000)
+
+
+@dataclass(eq=False)
+class StubChild:
+    name: str
+    tools: list[Tool]
+    handler: Callable[[str, dict[str, Any]], Any]
+    broken: str | None = None
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float) -> CallToolResult:
+        self.calls.append((name, arguments))
+        out = self.handler(name, arguments)
+        if asyncio.iscoroutine(out):
+            out = await out
+        if isinstance(out, CallToolResult):
+            return out
+        return CallToolResult(content=[TextContent(type="text", text=str(out))])
+
+
+def tool(name: str) -> Tool:
+    return Tool(name=name, input_schema={"type": "object", "properties": {}})
+
+
+def answer(content: str | None = None, calls: list[tuple[str, Any]] | None = None, **extra: Any) -> dict:
+    message: dict[str, Any] = {"role": "assistant", "content": content, **extra}
+    if calls:
+        message["tool_calls"] = [
+            {
+                "id": f"id{i}",
+                "type": "function",
+                "function": {"name": n, "arguments": a if isinstance(a, str) else json.dumps(a)},
+            }
+            for i, (n, a) in enumerate(calls)
+        ]
+    finish = "tool_calls" if calls else "stop"
+    return {"choices": [{"message": message, "finish_reason": finish}], "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+
+
+class Script:
+    """Serves the given answers in order and keeps every request body."""
+
+    def __init__(self, *answers: dict) -> None:
+        self.answers = list(answers)
+        self.bodies: list[dict] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.bodies.append(json.loads(request.content))
+        return httpx.Response(200, json=self.answers.pop(0) if self.answers else answer("done"))
+
+
+@pytest.fixture
+async def llm():
+    api = LMStudioAPI(Settings(base_url=BASE, max_retries=0))
+    yield LLMClient(api, "test-model")
+    await api.aclose()
+
+
+def echo_child(name: str = "echo") -> StubChild:
+    return StubChild(name, [tool("echo"), tool("add")], lambda n, a: f"{n}:{json.dumps(a, sort_keys=True)}")
+
+
+async def run(llm: LLMClient, script: Script, children: list[StubChild], limits: LoopLimits = LIMITS, **kw: Any):
+    with respx.mock:
+        respx.post(f"{BASE}/v1/chat/completions").mock(side_effect=script)
+        return await run_agent(
+            llm=llm, toolbox=Toolbox(children), task="do it", servers=[c.name for c in children], limits=limits, **kw  # type: ignore[arg-type]
+        )
+
+
+async def test_tool_call_then_answer(llm: LLMClient) -> None:
+    child = echo_child()
+    script = Script(answer(calls=[("echo", {"text": "hi"})]), answer("all done"))
+    result = await run(llm, script, [child])
+    assert result.answer == "all done"
+    assert (result.rounds, result.stop_reason, result.model) == (2, "answered", "test-model")
+    assert child.calls == [("echo", {"text": "hi"})]
+    assert [(r.name, r.ok) for r in result.tool_calls] == [("echo.echo", True)]
+    assert result.usage.total_tokens == 30
+    second = script.bodies[1]["messages"]
+    assert second[-2]["role"] == "assistant" and second[-2]["tool_calls"][0]["id"] == "id0"
+    assert second[-1] == {"role": "tool", "tool_call_id": "id0", "content": 'echo:{"text": "hi"}'}
+
+
+async def test_prompt_prefix_is_identical_across_rounds(llm: LLMClient) -> None:
+    script = Script(answer(calls=[("echo", {})]), answer(calls=[("add", {})]), answer("ok"))
+    await run(llm, script, [echo_child()])
+    first, *rest = script.bodies
+    for body in rest:
+        assert body["tools"] == first["tools"]
+        assert body["messages"][: len(first["messages"])] == first["messages"]
+    assert first["messages"][0]["role"] == "system" and "echo" in first["messages"][0]["content"]
+
+
+async def test_parallel_calls_run_concurrently(llm: LLMClient) -> None:
+    running, peak = 0, 0
+
+    async def slow(name: str, args: dict) -> str:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.1)
+        running -= 1
+        return "ok"
+
+    child = StubChild("s", [tool("slow")], slow)
+    script = Script(answer(calls=[("slow", {"n": i}) for i in range(4)]), answer("done"))
+    result = await run(llm, script, [child])
+    assert peak == 4
+    assert [m["tool_call_id"] for m in script.bodies[1]["messages"] if m["role"] == "tool"] == ["id0", "id1", "id2", "id3"]
+    assert result.answer == "done"
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (("echo", "{not json"), "Error: the arguments are not valid JSON"),
+        (("echo", "[1, 2]"), "Error: the arguments must be a JSON object"),
+        (("nope", {}), "Error: there is no tool named 'nope'. Available tools: echo, add"),
+    ],
+)
+async def test_bad_calls_go_back_to_the_model(llm: LLMClient, call: tuple[str, Any], expected: str) -> None:
+    child = echo_child()
+    script = Script(answer(calls=[call]), answer("recovered"))
+    result = await run(llm, script, [child])
+    assert script.bodies[1]["messages"][-1]["content"].startswith(expected)
+    assert result.answer == "recovered" and not result.tool_calls[0].ok
+    assert child.calls == []
+
+
+async def test_tool_error_and_exception_and_timeout_go_back(llm: LLMClient) -> None:
+    async def handler(name: str, args: dict) -> Any:
+        if name == "fails":
+            return CallToolResult(content=[TextContent(type="text", text="disk full")], is_error=True)
+        if name == "raises":
+            raise RuntimeError("boom")
+        await asyncio.sleep(10)
+
+    child = StubChild("s", [tool("fails"), tool("raises"), tool("hangs")], handler)
+    script = Script(answer(calls=[("fails", {}), ("raises", {}), ("hangs", {})]), answer("ok"))
+    limits = LoopLimits(max_rounds=5, tool_timeout=0.2, result_chars=1000)
+    result = await run(llm, script, [child], limits)
+    contents = [m["content"] for m in script.bodies[1]["messages"] if m["role"] == "tool"]
+    assert contents[0] == "Error: disk full"
+    assert contents[1] == "Error: s.raises failed: boom"
+    assert contents[2] == "Error: s.hangs did not finish within 0.2 s"
+    assert [r.ok for r in result.tool_calls] == [False, False, False]
+    assert result.answer == "ok"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '```json\n{"name": "echo", "arguments": {"text": "x"}}\n```',
+        '<tool_call>{"name": "echo", "arguments": {"text": "x"}}</tool_call>',
+        '[TOOL_REQUEST]{"name": "echo", "arguments": {"text": "x"}}[END_TOOL_REQUEST]',
+        '{"name": "echo", "arguments": {"text": "x"}}',
+    ],
+)
+async def test_calls_written_as_text_are_run(llm: LLMClient, content: str) -> None:
+    child = echo_child()
+    script = Script(answer(content), answer("final"))
+    result = await run(llm, script, [child])
+    assert child.calls == [("echo", {"text": "x"})]
+    kept = script.bodies[1]["messages"]
+    assert kept[-2]["tool_calls"][0]["function"]["name"] == "echo"
+    assert kept[-1]["role"] == "tool" and kept[-1]["tool_call_id"] == kept[-2]["tool_calls"][0]["id"]
+    assert result.answer == "final"
+
+
+async def test_json_answer_that_is_not_a_call_ends_the_task(llm: LLMClient) -> None:
+    script = Script(answer('```json\n{"name": "Ada", "age": 36}\n```'))
+    result = await run(llm, script, [echo_child()])
+    assert result.rounds == 1 and '"Ada"' in result.answer
+
+
+async def test_round_limit_asks_for_a_summary_without_tools(llm: LLMClient) -> None:
+    looping = [answer(calls=[("echo", {"n": i})]) for i in range(10)]
+    script = Script(*looping[:3], answer("here is my summary"))
+    limits = LoopLimits(max_rounds=3, tool_timeout=2.0, result_chars=1000)
+    result = await run(llm, script, [echo_child()], limits)
+    assert result.stop_reason == "round_limit"
+    assert result.answer == "here is my summary"
+    assert len(script.bodies) == 4 and "tools" not in script.bodies[-1]
+    assert "Do not call any more tools" in script.bodies[-1]["messages"][-1]["content"]
+
+
+async def test_repeated_identical_call_is_refused_then_stopped(llm: LLMClient) -> None:
+    child = echo_child()
+    same = answer(calls=[("echo", {"text": "again"})])
+    script = Script(same, same, same, same, answer("summary"))
+    result = await run(llm, script, [child], LoopLimits(max_rounds=10, tool_timeout=2.0, result_chars=1000))
+    assert len(child.calls) == 2  # the third and fourth are not run
+    assert "Do not call it again" in script.bodies[3]["messages"][-1]["content"]
+    assert result.stop_reason == "repeated_call" and result.answer == "summary"
+
+
+async def test_long_tool_output_is_cut_with_a_marker(llm: LLMClient) -> None:
+    child = StubChild("s", [tool("big")], lambda n, a: "x" * 2_000_000)
+    script = Script(answer(calls=[("big", {})]), answer("ok"))
+    await run(llm, script, [child], LoopLimits(max_rounds=3, tool_timeout=2.0, result_chars=20_000))
+    sent = script.bodies[1]["messages"][-1]["content"]
+    assert len(sent) < 20_100
+    assert sent.endswith("[... 1,980,000 of 2,000,000 characters cut ...]")
+
+
+def test_truncate_leaves_short_text_alone() -> None:
+    assert truncate("abc", 3) == "abc"
+
+
+async def test_reasoning_kept_out_of_answer_unless_asked(llm: LLMClient) -> None:
+    script = Script(answer("<think>let me see</think>The answer is 4.", reasoning_content=None))
+    result = await run(llm, script, [echo_child()])
+    assert result.answer == "The answer is 4." and result.reasoning is None
+    script = Script(answer("The answer is 4.", reasoning_content="2+2"))
+    result = await run(llm, script, [echo_child()], include_reasoning=True)
+    assert result.answer == "The answer is 4." and result.reasoning == "2+2"
+
+
+async def test_empty_content_falls_back_to_reasoning(llm: LLMClient) -> None:
+    script = Script(answer("", reasoning_content="The answer is 4."))
+    result = await run(llm, script, [echo_child()])
+    assert result.answer == "The answer is 4."
+
+
+async def test_progress_lines(llm: LLMClient) -> None:
+    lines: list[str] = []
+
+    async def progress(line: str) -> None:
+        lines.append(line)
+
+    script = Script(answer(calls=[("echo", {})]), answer("done"))
+    await run(llm, script, [echo_child()], progress=progress)
+    assert lines == ["round 1/5 · waiting for test-model", "round 1/5 · echo.echo", "round 2/5 · waiting for test-model"]
