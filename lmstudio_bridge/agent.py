@@ -146,7 +146,7 @@ def _normalise(result: ChatResult, toolbox: Toolbox) -> tuple[dict[str, Any], li
     for key in ("reasoning_content", "reasoning"):
         if result.message.get(key):
             message[key] = result.message[key]
-    found, rest = extract_tool_calls(result.content, toolbox.names)
+    found, rest = extract_tool_calls(result.content, toolbox.known_names)
     if not found:
         return message, [], result.content
     calls = [
@@ -210,7 +210,7 @@ async def _call(offered: OfferedTool, arguments: dict[str, Any], limits: LoopLim
     if not result.is_error:
         return text, None
     first_line = (text.splitlines() or ["(no message)"])[0][:200]
-    return (text if text.startswith("Error") else f"Error: {text}"), first_line
+    return (text if text.startswith("Error: ") else f"Error: {text}"), first_line
 
 
 def _parse_arguments(raw: str) -> tuple[dict[str, Any], str | None]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["answer_or_reasoning", "split_reasoning"]
+__all__ = ["split_reasoning"]
 
 OPEN, CLOSE = "<think>", "</think>"
 _REASONING_FIELDS = ("reasoning_content", "reasoning")
@@ -28,18 +28,6 @@ def split_reasoning(message: dict[str, Any]) -> tuple[str, str]:
     thoughts, answer = _split_content(_text(message.get("content")))
     parts.extend(thought for thought in thoughts if thought)
     return "\n\n".join(parts), answer
-
-
-def answer_or_reasoning(message: dict[str, Any]) -> str:
-    """The answer; or the reasoning when the answer is empty and the message calls no tool.
-
-    With reasoning separation on, LM Studio sometimes leaves ``content`` empty and
-    puts the whole reply in ``reasoning_content``; this recovers it as the answer.
-    """
-    reasoning, answer = split_reasoning(message)
-    if answer or message.get("tool_calls"):
-        return answer
-    return reasoning
 
 
 def _split_content(content: str) -> tuple[list[str], str]:

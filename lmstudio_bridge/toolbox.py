@@ -69,6 +69,14 @@ class Toolbox:
     def names(self) -> list[str]:
         return list(self._by_name)
 
+    @property
+    def known_names(self) -> set[str]:
+        """Every name ``lookup`` accepts, to recognise calls a model wrote as text."""
+        names = set(self._by_name)
+        for t in self.tools:
+            names |= {t.label, f"{t.child.name}__{t.tool.name}", t.tool.name}
+        return names
+
     def lookup(self, name: str) -> OfferedTool | None:
         """The tool the model meant: its exact name, else ``server.tool``/``server__tool``, else a unique bare name."""
         if found := self._by_name.get(name):

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from lmstudio_bridge.reasoning import answer_or_reasoning, split_reasoning
+from lmstudio_bridge.reasoning import split_reasoning
 
 
 @pytest.mark.parametrize(
@@ -120,12 +120,20 @@ from lmstudio_bridge.reasoning import answer_or_reasoning, split_reasoning
             id="content-parts",
         ),
         pytest.param(
-            {"content": [{"type": "image_url", "image_url": {"url": "x"}}, {"type": "text", "text": "a"}]},
+            {"content": "<think>\n</think>4", "reasoning_content": "r"},
+            "r",
+            "4",
+            id="empty-think-block-adds-nothing",
+        ),
+        pytest.param(
+            {"content": [{"type": "input_audio", "text": "not this"}, {"type": "text", "text": "a"}]},
             "",
             "a",
             id="content-parts-non-text-skipped",
         ),
-        pytest.param({"content": "", "reasoning_content": "The answer is 4."}, "The answer is 4.", "", id="lmstudio-empty-content"),
+        pytest.param(
+            {"content": "", "reasoning_content": "The answer is 4."}, "The answer is 4.", "", id="lmstudio-empty-content"
+        ),
     ],
 )
 def test_split_reasoning(message: dict[str, Any], reasoning: str, answer: str) -> None:
@@ -136,28 +144,3 @@ def test_split_reasoning_leaves_the_message_alone() -> None:
     message = {"content": "<think>r</think>a", "reasoning_content": "f"}
     split_reasoning(message)
     assert message == {"content": "<think>r</think>a", "reasoning_content": "f"}
-
-
-@pytest.mark.parametrize(
-    ("message", "expected"),
-    [
-        pytest.param({"content": "4", "reasoning_content": "2+2"}, "4", id="answer-wins"),
-        pytest.param({"content": "", "reasoning_content": "The answer is 4."}, "The answer is 4.", id="empty-content-falls-back"),
-        pytest.param({"content": None, "reasoning": "It is 4."}, "It is 4.", id="null-content-falls-back"),
-        pytest.param({"content": "<think>only thoughts</think>"}, "only thoughts", id="only-think-falls-back"),
-        pytest.param(
-            {
-                "content": "",
-                "reasoning_content": "I should call the tool.",
-                "tool_calls": [{"id": "1", "type": "function", "function": {"name": "t", "arguments": "{}"}}],
-            },
-            "",
-            id="no-fallback-with-tool-calls",
-        ),
-        pytest.param({"content": "", "tool_calls": []}, "", id="empty-tool-calls-nothing-to-fall-back-on"),
-        pytest.param({"content": "", "reasoning_content": "r", "tool_calls": []}, "r", id="empty-tool-calls-list-falls-back"),
-        pytest.param({"content": ""}, "", id="nothing-at-all"),
-    ],
-)
-def test_answer_or_reasoning(message: dict[str, Any], expected: str) -> None:
-    assert answer_or_reasoning(message) == expected

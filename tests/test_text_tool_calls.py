@@ -219,8 +219,12 @@ def test_not_a_call(content: str) -> None:
 @pytest.mark.parametrize(
     ("content", "expected_name"),
     [
-        pytest.param('<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>', "get_weather", id="hermes"),
-        pytest.param('[TOOL_REQUEST]{"name": "get_weather", "arguments": {}}[END_TOOL_REQUEST]', "get_weather", id="lmstudio"),
+        pytest.param(
+            '<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>', "get_weather", id="hermes"
+        ),
+        pytest.param(
+            '[TOOL_REQUEST]{"name": "get_weather", "arguments": {}}[END_TOOL_REQUEST]', "get_weather", id="lmstudio"
+        ),
         pytest.param('[TOOL_CALLS][{"name": "get_weather", "arguments": {}}]', "get_weather", id="mistral"),
     ],
 )
@@ -297,7 +301,8 @@ def test_arguments_forms(content: str, arguments: dict[str, Any] | None, raw: st
 
 def test_object_arguments_are_given_back_as_json_text() -> None:
     args = {"path": "/tmp/ä.txt", "text": "naïve — 東京 🙂", "lines": [1, 2], "opts": {"a": None}}
-    calls, _ = extract_tool_calls(f"<tool_call>{json.dumps({'name': 'write_file', 'arguments': args})}</tool_call>", OFFERED)
+    payload = json.dumps({"name": "write_file", "arguments": args})
+    calls, _ = extract_tool_calls(f"<tool_call>{payload}</tool_call>", OFFERED)
     assert calls == [call("write_file", args)]
     assert json.loads(calls[0].raw_arguments) == args
     assert "東京" in calls[0].raw_arguments
@@ -417,7 +422,10 @@ def test_markup_takes_precedence_over_json() -> None:
 
 
 def test_fenced_and_bare_calls_come_back_in_order() -> None:
-    content = f'{{"name": "search", "arguments": {{"q": "1"}}}}\n{FENCE}json\n{{"name": "get_time", "arguments": {{}}}}\n{FENCE}'
+    content = (
+        f'{{"name": "search", "arguments": {{"q": "1"}}}}\n'
+        f'{FENCE}json\n{{"name": "get_time", "arguments": {{}}}}\n{FENCE}'
+    )
     calls, rest = extract_tool_calls(content, OFFERED)
     assert [c.name for c in calls] == ["search", "get_time"]
     assert rest == ""
@@ -495,12 +503,23 @@ def test_long_prose_with_many_braces_is_handled() -> None:
 @pytest.mark.parametrize(
     "noise",
     [
-        pytest.param('{"a": ' * 5000, id="deep-unclosed-objects"),
-        pytest.param("[" * 5000 + '{"', id="deep-unclosed-lists"),
-        pytest.param('<tool_call>{"a": ' * 3000, id="deep-json-in-markup"),
+        pytest.param('{"name": ' * 5000, id="deep-unclosed-objects"),
+        pytest.param('"name" ' + "[" * 5000 + '{"', id="deep-unclosed-lists"),
+        pytest.param(f"{FENCE}json\n" + '{"name": ' * 5000 + "\n" + FENCE, id="deep-in-fence"),
+        pytest.param("<tool_call>" + '{"a": ' * 5000, id="deep-json-in-markup"),
     ],
 )
 def test_nesting_too_deep_for_the_decoder_is_not_a_call(noise: str) -> None:
     calls, rest = extract_tool_calls(noise, OFFERED)
     assert calls == []
     assert rest == noise.strip()
+
+
+def test_invalid_markup_call_with_escaped_name() -> None:
+    calls, _ = extract_tool_calls('<tool_call>{"name": "m\\u00e9t\\u00e9o", "arguments": {"a": 1,}}</tool_call>', ())
+    assert calls == [TextToolCall("météo", None, '{"a": 1,}')]
+
+
+def test_name_is_stripped() -> None:
+    calls, _ = extract_tool_calls('{"name": " get_time ", "arguments": {}}', OFFERED)
+    assert calls == [call("get_time", {})]
