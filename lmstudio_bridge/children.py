@@ -145,7 +145,7 @@ class Child:
 
     @property
     def healthy(self) -> bool:
-        return self.broken is None and self._owner is not None and not self._owner.done()
+        return self.broken is None and self._client is not None and self._owner is not None and not self._owner.done()
 
     async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float) -> CallToolResult:
         """Calls one tool; a dead session marks this child broken so the next task gets a new one."""
@@ -351,7 +351,7 @@ class ChildPool:
         if shared:
             self._starting[key] = start
         try:
-            child = Child(spec=spec, marker=f"{BRIDGE_ID}:{uuid.uuid4().hex[:12]}")
+            child = Child(spec=spec, marker=f"{BRIDGE_ID}:{uuid.uuid4().hex[:12]}", in_use=1)
             self._children.append(child)
             self.started_count += 1
             try:
@@ -359,7 +359,6 @@ class ChildPool:
             except BaseException:
                 self._children.remove(child)
                 raise
-            child.in_use += 1
             start.set_result(child)
             return child
         except BaseException as exc:
