@@ -10,7 +10,8 @@ Tools: ``echo(text)``, ``add(a, b)``, ``read_file(path)`` (below ``--root``), ``
 Flags: ``--crash-on-start`` (exit 3 before serving), ``--hang-on-start`` (never answers
 ``initialize``; exits when stdin closes), ``--stderr-flood`` (megabytes to stderr at start and on every
 call), ``--exit-after N`` (exit 0 shortly after the N-th tool call is answered), ``--weird-names``
-(also offers ``echo`` as ``dotted.echo`` and under an 80-character name with spaces).
+(also offers ``echo`` as ``dotted.echo`` and under an 80-character name with spaces), ``--http-port N``
+(serve streamable HTTP at ``http://127.0.0.1:N/mcp`` instead of stdio).
 
 Nothing but the MCP protocol is written to stdout.
 """
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stderr-flood", action="store_true")
     parser.add_argument("--exit-after", type=int, default=None)
     parser.add_argument("--weird-names", action="store_true")
+    parser.add_argument("--http-port", type=int, default=None, help="serve streamable HTTP on 127.0.0.1 instead")
     args = parser.parse_args(argv)
 
     if args.crash_on_start:
@@ -183,7 +185,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.stderr_flood:
         flood_stderr(FLOOD_START_BYTES)
     hooks = CallHooks(flood=args.stderr_flood, exit_after=args.exit_after)
-    build_server(args.name, args.root, hooks, weird_names=args.weird_names).run()
+    server = build_server(args.name, args.root, hooks, weird_names=args.weird_names)
+    if args.http_port is not None:
+        server.run("streamable-http", host="127.0.0.1", port=args.http_port)
+    else:
+        server.run()
 
 
 if __name__ == "__main__":
