@@ -111,15 +111,7 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
         include_reasoning: IncludeReasoning = False,
     ) -> Annotated[CallToolResult, TaskResult]:
         """Have the local model do a task with the tools of one MCP server (for example "filesystem"), and return its answer."""
-        run = _bridge(ctx).run_task(
-            [mcp_name],
-            task,
-            model=model,
-            max_rounds=max_rounds,
-            include_reasoning=include_reasoning,
-            progress=_progress(ctx),
-        )
-        return await _respond(run, render_task)
+        return await _run_task(ctx, [mcp_name], task, model, max_rounds, include_reasoning)
 
     @server.tool(annotations=delegating)
     async def autonomous_with_multiple_mcps(
@@ -131,17 +123,18 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
         include_reasoning: IncludeReasoning = False,
     ) -> Annotated[CallToolResult, TaskResult]:
         """Have the local model do a task with the tools of several MCP servers at once, and return its answer."""
-        run = _bridge(ctx).run_task(
-            mcp_names,
-            task,
-            model=model,
-            max_rounds=max_rounds,
-            include_reasoning=include_reasoning,
-            progress=_progress(ctx),
-        )
-        return await _respond(run, render_task)
+        return await _run_task(ctx, mcp_names, task, model, max_rounds, include_reasoning)
 
     return server
+
+
+async def _run_task(
+    ctx: Ctx, names: list[str], task: str, model: str | None, max_rounds: int | None, include_reasoning: bool
+) -> CallToolResult:
+    run = _bridge(ctx).run_task(
+        names, task, model=model, max_rounds=max_rounds, include_reasoning=include_reasoning, progress=_progress(ctx)
+    )
+    return await _respond(run, render_task)
 
 
 def _bridge(ctx: Ctx) -> Bridge:
