@@ -20,7 +20,7 @@ import signal
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,11 +133,14 @@ class Child:
     last_used: float = field(default_factory=time.monotonic)
     in_use: int = 0
     broken: str | None = None
+    outdated: bool = False
+    """Its config entry changed: no new task gets it, and it stops once idle."""
     start_seconds: float = 0.0
     _client: Client | None = None
     _owner: asyncio.Task[None] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _stderr: StderrTail | None = None
+    _calls: set[asyncio.Future[Any]] = field(default_factory=set)
 
     @property
     def name(self) -> str:
@@ -145,13 +148,19 @@ class Child:
 
     @property
     def healthy(self) -> bool:
-        return self.broken is None and self._client is not None and self._owner is not None and not self._owner.done()
+        """Not known to be broken, and its owner task (so its session) still runs; it may still be starting."""
+        return self.broken is None and self._owner is not None and not self._owner.done()
+
+    @property
+    def ready(self) -> bool:
+        """Healthy and started: ``initialize`` answered, tools listed."""
+        return self._client is not None and self.healthy
 
     async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float) -> CallToolResult:
         """Calls one tool; a dead session marks this child broken so the next task gets a new one."""
         assert self._client is not None
         try:
-            result = await self._client.call_tool(name, arguments, read_timeout_seconds=timeout)
+            result = await self._abandonable(self._client.call_tool(name, arguments, read_timeout_seconds=timeout))
         except McpError:
             raise
         except Exception as exc:
@@ -161,6 +170,22 @@ class Child:
         if not isinstance(result, CallToolResult):
             raise TypeError(f"unexpected result type {type(result).__name__}")
         return result
+
+    async def _abandonable(self, call: Coroutine[Any, Any, Any]) -> Any:
+        """Runs ``call`` in a task of its own that a cancellation reaches exactly once.
+
+        A cancelled MCP request tells the child with ``notifications/cancelled``, but a
+        caller inside a cancelled anyio scope is cancelled again and again, which would
+        cut that message off; the inner task is cancelled once and left to send it.
+        """
+        task = asyncio.ensure_future(call)
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
 
     async def start(self, timeout: float) -> None:
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -274,7 +299,12 @@ async def _list_all_tools(client: Client) -> list[Tool]:
 
 
 class ChildPool:
-    """Hands out running children by spec; keeps them warm, bounded, and cleans up after them."""
+    """Hands out running children by spec; keeps them warm, bounded, and cleans up after them.
+
+    Releasing a child never waits for it to stop: children to retire are stopped by
+    background tasks (counted against ``max_children`` until they are gone), so a
+    task's end, or its cancellation, is not held up by a slow shutdown.
+    """
 
     def __init__(
         self,
@@ -289,8 +319,9 @@ class ChildPool:
         self.max_children = max_children
         self.exclusive = frozenset(exclusive)
         self._children: list[Child] = []
-        self._starting: dict[Any, asyncio.Future[Child]] = {}
-        self._changed = asyncio.Condition()
+        self._starting: dict[Any, asyncio.Future[Child | None]] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
         self.started_count = 0
@@ -306,96 +337,134 @@ class ChildPool:
         try:
             yield child
         finally:
-            child.in_use -= 1
-            child.last_used = time.monotonic()
-            if not child.healthy or (self.idle_timeout == 0 and child.in_use == 0):
-                await self._retire(child)
-            else:
-                async with self._changed:
-                    self._changed.notify_all()
+            self._release(child)
 
     @contextlib.asynccontextmanager
     async def lease_all(self, specs: Iterable[McpServerSpec]) -> AsyncIterator[list[Child]]:
         """Children for several specs, started side by side; all or none."""
-        async with contextlib.AsyncExitStack() as stack:
-            leases = [self.lease(spec) for spec in specs]
-            outcomes = await asyncio.gather(*(lease.__aenter__() for lease in leases), return_exceptions=True)
-            for lease, outcome in zip(leases, outcomes):
-                if not isinstance(outcome, BaseException):
-                    stack.push_async_exit(lease)
+        specs = list(specs)
+        held: dict[int, Child] = {}
+
+        async def take(index: int, spec: McpServerSpec) -> None:
+            held[index] = await self._acquire(spec)  # no await between acquiring and recording
+
+        try:
+            outcomes = await asyncio.gather(*(take(i, s) for i, s in enumerate(specs)), return_exceptions=True)
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
-            yield [o for o in outcomes if isinstance(o, Child)]
+            yield [held[i] for i in range(len(specs))]
+        finally:
+            for child in held.values():
+                self._release(child)
 
     async def _acquire(self, spec: McpServerSpec) -> Child:
-        if self._closed:
-            raise McpStartError(spec.name, "the bridge is shutting down")
-        self._ensure_reaper()
         key = spec.launch_key()
         shared = spec.name not in self.exclusive and self.idle_timeout > 0
         while True:
+            if self._closed:
+                raise McpStartError(spec.name, "the bridge is shutting down")
+            self._ensure_reaper()
+            self._retire_outdated(spec)
             child = self._find(key, shared)
             if child is not None:
                 child.in_use += 1
                 return child
             if shared and key in self._starting:
                 child = await asyncio.shield(self._starting[key])
-                if child.healthy:
+                if child is not None and child.ready:
                     child.in_use += 1
                     return child
                 continue
-            if await self._make_room():
-                break
-        start: asyncio.Future[Child] = asyncio.get_running_loop().create_future()
+            if self._has_room():
+                return await self._start(spec, key, shared)
+            await self._wait_for_room()
+
+    async def _start(self, spec: McpServerSpec, key: Any, shared: bool) -> Child:
+        """Starts a child for ``spec``; concurrent tasks wanting the same shared child wait for this one."""
+        start: asyncio.Future[Child | None] = asyncio.get_running_loop().create_future()
         if shared:
             self._starting[key] = start
+        child = Child(spec=spec, marker=f"{BRIDGE_ID}:{uuid.uuid4().hex[:12]}", in_use=1)  # reserved while starting
+        self._children.append(child)
+        self.started_count += 1
         try:
-            child = Child(spec=spec, marker=f"{BRIDGE_ID}:{uuid.uuid4().hex[:12]}", in_use=1)
-            self._children.append(child)
-            self.started_count += 1
-            try:
-                await child.start(self.start_timeout)
-            except BaseException:
-                self._children.remove(child)
-                raise
+            await child.start(self.start_timeout)
+        except McpStartError as exc:
+            start.set_exception(exc)
+            start.exception()  # every waiter re-raises it; none needs to retrieve it
+            raise
+        except BaseException:
+            start.set_result(None)  # cancelled or failed oddly: waiters try again themselves
+            raise
+        else:
             start.set_result(child)
             return child
-        except BaseException as exc:
-            if not start.done():
-                start.set_exception(exc if isinstance(exc, McpStartError) else McpStartError(spec.name, _describe(exc)))
-                start.exception()
-            raise
         finally:
-            self._starting.pop(key, None)
+            if self._starting.get(key) is start:
+                del self._starting[key]
+            if not child.ready and child in self._children:
+                self._children.remove(child)
+                self._notify()
 
     def _find(self, key: Any, shared: bool) -> Child | None:
         for child in self._children:
-            if child.spec.launch_key() == key and child.healthy and (shared or child.in_use == 0):
+            if child.ready and not child.outdated and child.spec.launch_key() == key and (shared or child.in_use == 0):
                 return child
         return None
 
-    async def _make_room(self) -> bool:
-        """True when another child may start; otherwise waits for a change and returns False."""
+    def _retire_outdated(self, spec: McpServerSpec) -> None:
+        """An edited entry: children started from its old form stop once no task uses them."""
+        key = spec.launch_key()
+        for child in self._children:
+            if child.name == spec.name and child.spec.launch_key() != key and not child.outdated:
+                logger.info("MCP '%s' changed in its config; its running child stops once idle", spec.name)
+                child.outdated = True
+                if child.in_use == 0:
+                    self._discard(child)
+
+    def _release(self, child: Child) -> None:
+        child.in_use -= 1
+        child.last_used = time.monotonic()
+        if not child.healthy or (child.in_use == 0 and (child.outdated or self.idle_timeout == 0)):
+            self._discard(child)
+        self._notify()
+
+    def _has_room(self) -> bool:
+        """True when another child may start now, after making room by retiring the longest-idle one."""
         for child in [c for c in self._children if not c.healthy and c.in_use == 0]:
-            await self._retire(child)
-        if len(self._children) + len(self._starting) < self.max_children:
+            self._discard(child)
+        if len(self._children) + len(self._stopping) < self.max_children:
             return True
-        idle = sorted((c for c in self._children if c.in_use == 0), key=lambda c: c.last_used)
+        idle = sorted((c for c in self._children if c.ready and c.in_use == 0), key=lambda c: c.last_used)
         if idle:
-            await self._retire(idle[0])
-            return True
-        logger.info("All %d child slots are busy; waiting for one", self.max_children)
-        async with self._changed:
-            await self._changed.wait()
+            self._discard(idle[0])
         return False
 
-    async def _retire(self, child: Child) -> None:
-        if child in self._children:
-            self._children.remove(child)
-        await child.stop()
-        async with self._changed:
-            self._changed.notify_all()
+    async def _wait_for_room(self) -> None:
+        if not any(c.in_use == 0 and c.ready for c in self._children) and not self._stopping:
+            logger.info("All %d child slots are busy; waiting for one", self.max_children)
+        changed = self._changed
+        await changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _discard(self, child: Child) -> None:
+        """Takes ``child`` out of the pool at once and stops it in the background."""
+        if child not in self._children:
+            return
+        self._children.remove(child)
+        task = asyncio.create_task(child.stop(), name=f"mcp-stop:{child.name}")
+        self._stopping.add(task)
+        task.add_done_callback(self._stopped)
+
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        self._stopping.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("Stopping an MCP child failed: %s", _describe(task.exception()))  # type: ignore[arg-type]
+        self._notify()
 
     def _ensure_reaper(self) -> None:
         if self._reaper is None and self.idle_timeout > 0:
@@ -408,7 +477,7 @@ class ChildPool:
             for child in list(self._children):
                 if child.in_use == 0 and (now - child.last_used >= self.idle_timeout or not child.healthy):
                     logger.info("Stopping idle MCP '%s'", child.name)
-                    await self._retire(child)
+                    self._discard(child)
 
     async def aclose(self) -> None:
         """Stops every child, and everything any of them started."""
@@ -417,8 +486,10 @@ class ChildPool:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
-        children, self._children = self._children, []
-        await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
+        for child in list(self._children):
+            self._discard(child)
+        if self._stopping:
+            await asyncio.wait(list(self._stopping), timeout=STOP_TIMEOUT + 3)
         await asyncio.to_thread(kill_marked_processes, f"{BRIDGE_ID}:")
 
 
@@ -442,13 +513,33 @@ def kill_marked_processes(marker: str, grace: float = 1.0) -> int:
     for proc in found:
         with contextlib.suppress(psutil.Error):
             proc.send_signal(signal.SIGTERM)
-    _, alive = psutil.wait_procs(found, timeout=grace)
-    for proc in alive:
+    for proc in _still_running(found, grace):
         with contextlib.suppress(psutil.Error):
             proc.kill()
     if found:
         logger.debug("Stopped %d leftover process(es) marked %s", len(found), marker)
     return len(found)
+
+
+def _still_running(procs: list[psutil.Process], grace: float) -> list[psutil.Process]:
+    """Those of ``procs`` still running after ``grace`` seconds.
+
+    A zombie counts as gone: an orphan whose new parent is slow to reap it must not
+    hold up every stop for the whole grace period.
+    """
+    deadline = time.monotonic() + grace
+    running = [p for p in procs if _running(p)]
+    while running and time.monotonic() < deadline:
+        time.sleep(0.02)
+        running = [p for p in running if _running(p)]
+    return running
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _leaf(exc: BaseException) -> BaseException:

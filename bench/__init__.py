@@ -1,0 +1,1 @@
+"""Benchmarks of the performance promises in the multi-model guide; run ``python bench/run.py``."""
