@@ -76,7 +76,7 @@ def mcp_config(tmp_path: Path) -> Path:
 
 @asynccontextmanager
 async def bridge_client(
-    base_url: str, config: Path | None = None, cwd: Path | None = None, **env: str
+    base_url: str, config: Path | None = None, cwd: Path | None = None, read_timeout: float = 60, **env: str
 ) -> AsyncIterator[Client]:
     """The real bridge as a subprocess, spoken to over stdio by the MCP client SDK."""
     environment = {
@@ -90,7 +90,7 @@ async def bridge_client(
         environment["LMSTUDIO_BRIDGE_MCP_CONFIG"] = str(config)
     workdir = cwd or (config.parent if config else ROOT)
     params = StdioServerParameters(command=sys.executable, args=["-m", "lmstudio_bridge"], env=environment, cwd=str(workdir))
-    async with Client(params, mode="legacy", read_timeout_seconds=60) as client:
+    async with Client(params, mode="legacy", read_timeout_seconds=read_timeout) as client:
         yield client
 
 

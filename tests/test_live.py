@@ -27,7 +27,7 @@ def live_llm() -> Iterator[tuple[str, str]]:
         pytest.fail("xllamacpp is not installed: pip install xllamacpp==2026.10.11549")
     from llamacpp_server import start_server
 
-    with start_server(model="0.5b", timeout=1800) as (base_url, model_id):
+    with start_server(model="0.5b", timeout=1800, extra_args=["--n-predict", "384"]) as (base_url, model_id):
         yield base_url, model_id
 
 
@@ -43,7 +43,7 @@ LIVE_ENV = {"LMSTUDIO_BRIDGE_REQUEST_TIMEOUT": "300", "LMSTUDIO_BRIDGE_MAX_ROUND
 
 async def test_time_in_a_zone(live_llm: tuple[str, str], tmp_path: Path) -> None:
     base_url, _ = live_llm
-    async with bridge_client(base_url, config(tmp_path), **LIVE_ENV) as client:
+    async with bridge_client(base_url, config(tmp_path), read_timeout=600, **LIVE_ENV) as client:
         result = await client.call_tool(
             "autonomous_with_mcp",
             {"mcp_name": "time", "task": "What is the current time in the Asia/Tokyo timezone? Use the tool."},
@@ -56,7 +56,7 @@ async def test_time_in_a_zone(live_llm: tuple[str, str], tmp_path: Path) -> None
 
 async def test_a_sum(live_llm: tuple[str, str], tmp_path: Path) -> None:
     base_url, _ = live_llm
-    async with bridge_client(base_url, config(tmp_path), **LIVE_ENV) as client:
+    async with bridge_client(base_url, config(tmp_path), read_timeout=600, **LIVE_ENV) as client:
         result = await client.call_tool(
             "autonomous_with_mcp", {"mcp_name": "files", "task": "Use the add tool to add 1234 and 4321. Report the sum."}
         )
@@ -67,7 +67,7 @@ async def test_a_sum(live_llm: tuple[str, str], tmp_path: Path) -> None:
 
 async def test_a_file_read(live_llm: tuple[str, str], tmp_path: Path) -> None:
     base_url, _ = live_llm
-    async with bridge_client(base_url, config(tmp_path), **LIVE_ENV) as client:
+    async with bridge_client(base_url, config(tmp_path), read_timeout=600, **LIVE_ENV) as client:
         result = await client.call_tool(
             "autonomous_with_mcp",
             {"mcp_name": "files", "task": "Read the file inventory.txt with read_file and tell me how many apples there are."},
