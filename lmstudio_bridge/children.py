@@ -194,13 +194,19 @@ class Child:
         try:
             await asyncio.wait_for(asyncio.shield(ready), timeout)
         except TimeoutError:
-            await self.stop()
+            await self._abandon(ready)
             raise McpStartError(self.name, f"no answer to initialize within {timeout:g} s{self._tail()}") from None
         except asyncio.CancelledError:
-            await self.stop()
+            await self._abandon(ready)
             raise
         self.start_seconds = time.perf_counter() - started
         logger.info("MCP '%s' started in %.2f s with %d tools", self.name, self.start_seconds, len(self.tools))
+
+    async def _abandon(self, ready: asyncio.Future[None]) -> None:
+        """Stops a child whose start nobody waits for any more; its start error is already reported."""
+        await self.stop()
+        if ready.done() and not ready.cancelled():
+            ready.exception()
 
     async def _own(self, ready: asyncio.Future[None]) -> None:
         try:
