@@ -5,6 +5,15 @@ Each round sends the conversation to the model. Tool calls in its answer (as
 concurrently and go back as ``role: tool`` messages. An answer without tool
 calls ends the task. Nothing a tool does ends the loop: failures go back to the
 model as that tool's result so it can correct itself.
+
+Small models often cannot stop calling: with the tool list attached they ask for
+the call they just made again. A round that only repeats the previous round, and
+the round limit, end in an answer step: one request without tools that hands the
+model the task and the results of its calls, and asks for the answer.
+
+The system prompt, the tool list and every message already sent stay the same
+from round to round (the conversation only grows), so the server can reuse its
+prompt cache.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +43,7 @@ ProgressFn = Callable[[str], Awaitable[None]]
 REPEAT_WARN_AT = 3
 """The third identical call is not run; the model is told to use what it has."""
 REPEAT_STOP_AT = 4
-"""A fourth identical call ends the loop."""
+"""A fourth identical call ends the loop. (A round that repeats the round before it ends it at once.)"""
 
 SYSTEM_PROMPT = """\
 You complete the user's task by calling the tools you are given; they come from these MCP servers: {servers}.
@@ -43,10 +52,12 @@ You complete the user's task by calling the tools you are given; they come from 
 - A tool result that starts with "Error:" means the call failed: fix the arguments or try another tool.
 - When the task is done, answer in plain text without calling any tool, and include the concrete results the user asked for (values, names, text)."""
 
-SUMMARY_PROMPT = (
-    "You have used all the tool rounds this task may take. Do not call any more tools. "
-    "Answer the task now with what you have found, and say what is still missing."
-)
+ANSWER_PROMPT = """\
+You answer the user's task from the results of the tool calls that were made for it, given below. \
+No more tools can be called: answer in plain text, with the concrete values the task asks for (numbers, names, text). \
+If the results do not settle the task, say what is still missing."""
+
+NO_ANSWER = "The model gave no answer: it asked for another tool call instead. The results of its tool calls:"
 
 
 @dataclass(frozen=True)
@@ -60,11 +71,13 @@ class LoopLimits:
 class _Run:
     """What one task accumulates while it runs."""
 
+    task: str
     messages: list[dict[str, Any]]
     records: list[ToolCallRecord] = field(default_factory=list)
     usage: Counter[str] = field(default_factory=Counter)
     reasoning: list[str] = field(default_factory=list)
     seen_calls: Counter[str] = field(default_factory=Counter)
+    last_round: frozenset[str] = frozenset()
     rounds: int = 0
 
     def add_usage(self, result: ChatResult) -> None:
@@ -82,27 +95,31 @@ async def run_agent(
     task: str,
     servers: list[str],
     limits: LoopLimits,
+    sampling: Mapping[str, Any] | None = None,
     progress: ProgressFn | None = None,
     include_reasoning: bool = False,
 ) -> TaskResult:
+    """Runs the task to its answer. ``sampling`` (e.g. ``max_tokens``, ``temperature``) goes with every request."""
     started = time.perf_counter()
     run = _Run(
+        task=task,
         messages=[
             {"role": "system", "content": SYSTEM_PROMPT.format(servers=", ".join(servers))},
             {"role": "user", "content": task},
-        ]
+        ],
     )
     say = progress or _silent
+    sampling = dict(sampling or {})
     stop: StopReason = "answered"
     answer = ""
     while True:
         if run.rounds >= limits.max_rounds:
-            stop = "round_limit"
-            answer = await _sum_up(llm, run, say, f"round limit {limits.max_rounds} reached · summing up")
+            await say(f"round limit {limits.max_rounds} reached · asking for the answer")
+            stop, answer = await _answer_from_results(llm, run, toolbox, sampling, "round_limit")
             break
         run.rounds += 1
         await say(f"round {run.rounds}/{limits.max_rounds} · waiting for {llm.model}")
-        result = await llm.complete(run.messages, tools=toolbox.openai_tools)
+        result = await llm.complete(run.messages, tools=toolbox.openai_tools, **sampling)
         run.add_usage(result)
         message, calls, text = _normalise(result, toolbox)
         reasoning, text = split_reasoning({**message, "content": text})
@@ -111,14 +128,20 @@ async def run_agent(
         if not calls:
             answer = text or reasoning
             break
+        signatures = frozenset(_signature(c) for c in calls)
+        if signatures <= run.last_round:
+            await say("the model repeated its last tool call · asking for the answer")
+            stop, answer = await _answer_from_results(llm, run, toolbox, sampling, "repeated_call")
+            break
+        run.last_round = signatures
         run.messages.append(message)
         outcomes = await asyncio.gather(
             *(_execute(call, toolbox, run, limits, say, f"round {run.rounds}/{limits.max_rounds}") for call in calls)
         )
         run.messages.extend({"role": "tool", "tool_call_id": c.id, "content": out} for c, out in zip(calls, outcomes))
         if any(run.seen_calls[_signature(c)] >= REPEAT_STOP_AT for c in calls):
-            stop = "repeated_call"
-            answer = await _sum_up(llm, run, say, "the same tool call keeps repeating · summing up")
+            await say("the same tool call keeps repeating · asking for the answer")
+            stop, answer = await _answer_from_results(llm, run, toolbox, sampling, "repeated_call")
             break
     usage = TokenUsage(**{k: run.usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
     return TaskResult(
@@ -138,10 +161,7 @@ def _normalise(result: ChatResult, toolbox: Toolbox) -> tuple[dict[str, Any], li
     """The assistant message to keep, its tool calls, and its text, with calls written as text recovered."""
     message = {"role": "assistant", "content": result.content or None}
     if result.tool_calls:
-        message["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in result.tool_calls
-        ]
+        message["tool_calls"] = [_history_call(c) for c in result.tool_calls]
         return message, list(result.tool_calls), result.content
     for key in ("reasoning_content", "reasoning"):
         if result.message.get(key):
@@ -149,16 +169,27 @@ def _normalise(result: ChatResult, toolbox: Toolbox) -> tuple[dict[str, Any], li
     found, rest = extract_tool_calls(result.content, toolbox.known_names)
     if not found:
         return message, [], result.content
+    # A small model may write the same call over and over until it runs out of tokens: run it once.
+    unique = list(dict.fromkeys((c.name, c.raw_arguments) for c in found))
     calls = [
-        ToolCallRequest(id=f"call_text_{index}_{abs(hash(result.content)) % 10**8}", name=c.name, arguments=c.raw_arguments)
-        for index, c in enumerate(found)
+        ToolCallRequest(id=f"call_text_{index}_{abs(hash(result.content)) % 10**8}", name=name, arguments=arguments)
+        for index, (name, arguments) in enumerate(unique)
     ]
     logger.debug("Recovered %d tool call(s) written as text", len(calls))
     message["content"] = rest or None
-    message["tool_calls"] = [
-        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
-    ]
+    message["tool_calls"] = [_history_call(c) for c in calls]
     return message, calls, rest
+
+
+def _history_call(call: ToolCallRequest) -> dict[str, Any]:
+    """A call as the conversation keeps it. Arguments that are not JSON are kept as ``{}``: servers
+    such as llama.cpp refuse a history holding them (HTTP 500); the tool's error shows them to the model."""
+    try:
+        json.loads(call.arguments or "{}")
+        arguments = call.arguments
+    except json.JSONDecodeError:
+        arguments = "{}"
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
 
 
 async def _execute(
@@ -253,17 +284,55 @@ def truncate(text: str, budget: int) -> str:
     return f"{text[:budget]}\n[... {cut:,} of {len(text):,} characters cut ...]"
 
 
-async def _sum_up(llm: LLMClient, run: _Run, say: ProgressFn, why: str) -> str:
-    await say(why)
+async def _answer_from_results(
+    llm: LLMClient, run: _Run, toolbox: Toolbox, sampling: dict[str, Any], stop: StopReason
+) -> tuple[StopReason, str]:
+    """One request without tools: the task and the results so far, and a request for the answer.
+
+    Sent as a fresh two-message conversation rather than the whole history: small models
+    given their own history tend to write the last call again instead of answering.
+    """
     run.rounds += 1
-    run.messages.append({"role": "user", "content": SUMMARY_PROMPT})
-    result = await llm.complete(run.messages)
+    results = _results_digest(run.messages)
+    messages = [
+        {"role": "system", "content": ANSWER_PROMPT},
+        {"role": "user", "content": f"Task: {run.task}\n\nTool calls and their results:\n\n{results}\n\nAnswer the task now."},
+    ]
+    result = await llm.complete(messages, **sampling)
     run.add_usage(result)
     reasoning, text = split_reasoning(result.message)
     if reasoning:
         run.reasoning.append(reasoning)
-    found, rest = extract_tool_calls(text, ())
-    return (rest if found else text) or reasoning
+    found, rest = extract_tool_calls(text, toolbox.known_names)
+    answer = (rest if found else text).strip() or reasoning
+    if answer:
+        return stop, answer
+    logger.info("The model answered the final request with a tool call; returning the tool results instead")
+    return "no_answer", f"{NO_ANSWER}\n\n{results}"
+
+
+def _results_digest(messages: list[dict[str, Any]]) -> str:
+    """Every tool call made so far as ``name arguments:`` and its result, in order; failed calls last, in one line each.
+
+    Results are matched within their round: some servers number call ids from 0 every round.
+    """
+    done: list[str] = []
+    failed: list[str] = []
+    for index, message in enumerate(messages):
+        calls = message.get("tool_calls") or ()
+        following = messages[index + 1 : index + 1 + len(calls)]
+        results = {m.get("tool_call_id"): m["content"] for m in following if m.get("role") == "tool"}
+        for call in calls:
+            function = call["function"]
+            made = f"{function['name']} {function['arguments'] or '{}'}"
+            result = results.get(call["id"], "(no result)")
+            if result.startswith("Error: "):
+                failed.append(f"- {made}: {result.splitlines()[0][:300]}")
+            else:
+                done.append(f"{made}:\n{result}")
+    if failed:
+        done.append("Calls that failed:\n" + "\n".join(failed))
+    return "\n\n".join(done) or "(no tool was called)"
 
 
 def _signature(call: ToolCallRequest) -> str:

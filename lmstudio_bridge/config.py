@@ -49,6 +49,8 @@ class Settings(BaseModel):
     request_timeout: float = Field(default=DEFAULT_REQUEST_TIMEOUT, gt=0)
     max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=10)
     max_rounds: int = Field(default=DEFAULT_MAX_ROUNDS, ge=1, le=1000)
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
     tool_timeout: float = Field(default=DEFAULT_TOOL_TIMEOUT, gt=0)
     task_timeout: float = Field(default=DEFAULT_TASK_TIMEOUT, gt=0)
     tool_result_chars: int = Field(default=DEFAULT_TOOL_RESULT_CHARS, ge=200)
@@ -86,6 +88,12 @@ class Settings(BaseModel):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @property
+    def sampling(self) -> dict[str, Any]:
+        """The request parameters set by the user, for every chat request of a task."""
+        params = {"max_tokens": self.max_tokens, "temperature": self.temperature}
+        return {key: value for key, value in params.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,22 @@ SETTINGS: tuple[Setting, ...] = (
         ("LMSTUDIO_BRIDGE_MAX_ROUNDS",),
         "--max-rounds",
         f"Model turns per task before it must sum up (default {DEFAULT_MAX_ROUNDS}).",
+    ),
+    Setting(
+        "max_tokens",
+        ("LMSTUDIO_BRIDGE_MAX_TOKENS",),
+        "--max-tokens",
+        "Tokens one model answer may take (`max_tokens`); unset leaves it to the server. "
+        "Bounds a small model that rambles or repeats itself.",
+        "TOKENS",
+    ),
+    Setting(
+        "temperature",
+        ("LMSTUDIO_BRIDGE_TEMPERATURE",),
+        "--temperature",
+        "Sampling temperature sent with every request; unset leaves it to the server. "
+        "0 to 0.3 makes small models steadier at calling tools.",
+        "T",
     ),
     Setting(
         "tool_timeout",

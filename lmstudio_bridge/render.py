@@ -51,10 +51,12 @@ def render_task(result: TaskResult) -> str:
     if result.stop_reason == "round_limit":
         text += (
             f"\n\n[Round limit reached: the model used all {result.rounds - 1} tool rounds; "
-            "this is its summary. Raise max_rounds for a longer task.]"
+            "this is its answer from the results so far. Raise max_rounds for a longer task.]"
         )
     elif result.stop_reason == "repeated_call":
-        text += "\n\n[Stopped early: the model kept repeating the same tool call; this is its summary.]"
+        text += "\n\n[Stopped early: the model asked again for a tool call it had already made; this is its answer from the results.]"
+    elif result.stop_reason == "no_answer":
+        text += "\n\n[The model did not answer; a larger model, or a narrower task, may do better.]"
     if result.reasoning:
         text += f"\n\n--- reasoning ---\n{result.reasoning}"
     return text

@@ -59,7 +59,7 @@ class TokenUsage(BaseModel):
     total_tokens: int = 0
 
 
-StopReason = Literal["answered", "round_limit", "repeated_call"]
+StopReason = Literal["answered", "round_limit", "repeated_call", "no_answer"]
 
 
 class TaskResult(BaseModel):

@@ -152,6 +152,7 @@ class Bridge:
                             task=task,
                             servers=names,
                             limits=limits,
+                            sampling=self.settings.sampling,
                             progress=progress,
                             include_reasoning=include_reasoning,
                         )

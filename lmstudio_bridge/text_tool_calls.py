@@ -8,6 +8,8 @@ Recognised, in this order of precedence:
 2. otherwise JSON of the shape ``{"name": ..., "arguments"|"parameters": {...}}``, or a
    list of such objects, as the whole of a fenced code block or standing in the prose.
    It counts only when it names an offered tool: it may be JSON the user asked for.
+   An answer that opens as such a call but breaks off (out of tokens) counts, with its raw
+   arguments, so that the model hears its call was broken.
 
 Closed ``<think>...</think>`` reasoning is not searched for calls.
 """
@@ -149,7 +151,31 @@ def _from_json(searchable: str, offered: Collection[str]) -> list[_Found]:
             found.append((span, calls))
     if '"name"' in searchable:
         found.extend(_prose_calls(searchable, fences, offered))
-    return found
+    return found or _cut_off_call(searchable, offered)
+
+
+def _cut_off_call(text: str, offered: Collection[str]) -> list[_Found]:
+    """A whole answer that opens as a call to an offered tool but is not valid JSON.
+
+    Typically a small model that ran out of tokens mid-call. Returned with its raw arguments,
+    so the model is told its arguments are broken instead of the fragment becoming the answer.
+    """
+    start = _skip_space(text, 0)
+    if opening := _FENCE_OPEN.match(text, start):
+        start = _skip_space(text, opening.end())
+    if not text.startswith("{", start):
+        return []
+    try:
+        _DECODER.raw_decode(text, start)
+        return []  # valid JSON that is not a call
+    except _NOT_JSON:
+        pass
+    name = _NAME.match(text, _skip_space(text, start + 1))
+    if name is None or _unescape(name.group(1)) not in offered:
+        return []
+    key = _ARGUMENTS_KEY.search(text, name.end())
+    raw = text[key.end() :].strip().removesuffix("```").rstrip() if key else ""
+    return [((0, len(text)), [TextToolCall(_unescape(name.group(1)), None, raw)])]
 
 
 def _fences(text: str) -> Iterator[tuple[_Span, Any]]:
@@ -166,10 +192,16 @@ def _fences(text: str) -> Iterator[tuple[_Span, Any]]:
 
 def _fenced_json(text: str, body_start: int) -> tuple[Any, int | None]:
     """The JSON value filling the fence body at ``body_start`` and the fence's end, if so."""
+    start = _skip_space(text, body_start)
     try:
-        value, json_end = _DECODER.raw_decode(text, _skip_space(text, body_start))
+        value, json_end = _DECODER.raw_decode(text, start)
     except _NOT_JSON:
-        return None, None
+        close = text.find("```", start)
+        end = len(text) if close < 0 else close
+        value = _unclosed_json(text[start:end])
+        if value is None:
+            return None, None
+        return value, len(text) if close < 0 else close + 3
     after = _skip_space(text, json_end)
     if text.startswith("```", after):
         return value, after + 3
@@ -187,8 +219,12 @@ def _prose_calls(text: str, fences: list[_Span], offered: Collection[str]) -> It
         try:
             value, end = _DECODER.raw_decode(text, start)
         except _NOT_JSON:
-            position = start + 1
-            continue
+            line_end = text.find("\n", start)
+            end = len(text) if line_end < 0 else line_end
+            value = _unclosed_json(text[start:end])
+            if value is None:
+                position = start + 1
+                continue
         if (calls := _offered_calls(value, offered)) is not None:
             yield (start, end), calls
         position = end
@@ -204,6 +240,36 @@ def _offered_calls(value: Any, offered: Collection[str]) -> list[TextToolCall] |
     if calls and any(call.name in offered for call in calls):
         return calls
     return None
+
+
+def _unclosed_json(segment: str) -> Any:
+    """The JSON value in ``segment`` if all it lacks is closing brackets at the end, else None.
+
+    Small models often drop the last ``}`` of a call: ``{"name": "f", "arguments": {"a": 1}``.
+    """
+    closers: list[str] = []
+    in_string = escaped = False
+    for char in segment:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            closers.append("}" if char == "{" else "]")
+        elif char in "}]":
+            if not closers or closers.pop() != char:
+                return None
+    if in_string or not closers:
+        return None
+    try:
+        return json.loads(segment.rstrip().rstrip(",") + "".join(reversed(closers)))
+    except _NOT_JSON:
+        return None
 
 
 # --- shapes ------------------------------------------------------------------------

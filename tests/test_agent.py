@@ -148,6 +148,9 @@ async def test_bad_calls_go_back_to_the_model(llm: LLMClient, call: tuple[str, A
     assert script.bodies[1]["messages"][-1]["content"].startswith(expected)
     assert result.answer == "recovered" and not result.tool_calls[0].ok
     assert child.calls == []
+    # The history sent back is valid JSON throughout: llama.cpp answers HTTP 500 to broken arguments.
+    kept = script.bodies[1]["messages"][-2]["tool_calls"][0]["function"]["arguments"]
+    json.loads(kept)
 
 
 async def test_tool_error_and_exception_and_timeout_go_back(llm: LLMClient) -> None:
@@ -204,17 +207,79 @@ async def test_round_limit_asks_for_a_summary_without_tools(llm: LLMClient) -> N
     assert result.stop_reason == "round_limit"
     assert result.answer == "here is my summary"
     assert len(script.bodies) == 4 and "tools" not in script.bodies[-1]
-    assert "Do not call any more tools" in script.bodies[-1]["messages"][-1]["content"]
+    final = script.bodies[-1]["messages"]
+    assert [m["role"] for m in final] == ["system", "user"] and "No more tools can be called" in final[0]["content"]
+    # The task and every call with its own result, even though this server reuses call ids each round.
+    assert final[1]["content"].startswith("Task: do it")
+    for i in range(3):
+        assert f'echo {{"n": {i}}}:\necho:{{"n": {i}}}' in final[1]["content"]
 
 
-async def test_repeated_identical_call_is_refused_then_stopped(llm: LLMClient) -> None:
+async def test_a_round_that_repeats_the_last_one_goes_to_the_answer_step(llm: LLMClient) -> None:
     child = echo_child()
     same = answer(calls=[("echo", {"text": "again"})])
-    script = Script(same, same, same, same, answer("summary"))
+    script = Script(same, same, answer("the echo said again"))
     result = await run(llm, script, [child], LoopLimits(max_rounds=10, tool_timeout=2.0, result_chars=1000))
-    assert len(child.calls) == 2  # the third and fourth are not run
-    assert "Do not call it again" in script.bodies[3]["messages"][-1]["content"]
+    assert child.calls == [("echo", {"text": "again"})]  # the repeat is not run
+    assert result.stop_reason == "repeated_call" and result.answer == "the echo said again"
+    assert result.rounds == 3 and "tools" not in script.bodies[2]
+    assert 'echo {"text": "again"}:\necho:{"text": "again"}' in script.bodies[2]["messages"][1]["content"]
+
+
+async def test_a_call_repeated_between_others_is_refused_then_stopped(llm: LLMClient) -> None:
+    child = echo_child()
+    a, b = answer(calls=[("echo", {"text": "a"})]), answer(calls=[("echo", {"text": "b"})])
+    script = Script(a, b, a, b, a, b, a, answer("summary"))
+    result = await run(llm, script, [child], LoopLimits(max_rounds=10, tool_timeout=2.0, result_chars=1000))
+    assert child.calls == [("echo", {"text": "a"}), ("echo", {"text": "b"})] * 2  # the third of each is refused
+    assert "Do not call it again" in script.bodies[5]["messages"][-1]["content"]
     assert result.stop_reason == "repeated_call" and result.answer == "summary"
+
+
+async def test_the_same_text_call_written_many_times_runs_once(llm: LLMClient) -> None:
+    child = echo_child()
+    line = '{"name": "echo", "arguments": {"text": "x"}}'
+    script = Script(answer("\n".join([line] * 6)), answer("done"))
+    result = await run(llm, script, [child])
+    assert child.calls == [("echo", {"text": "x"})] and result.answer == "done"
+    assert len(script.bodies[1]["messages"][2]["tool_calls"]) == 1
+
+
+async def test_a_tool_call_instead_of_the_final_answer_returns_the_results(llm: LLMClient) -> None:
+    child = echo_child()
+    same = answer(calls=[("echo", {"text": "again"})])
+    script = Script(same, same, answer('```json\n{"name": "echo", "arguments": {"text": "again"}}\n```'))
+    result = await run(llm, script, [child])
+    assert result.stop_reason == "no_answer"
+    assert result.answer.startswith("The model gave no answer")
+    assert 'echo {"text": "again"}:\necho:{"text": "again"}' in result.answer
+
+
+async def test_sampling_parameters_go_with_every_request(llm: LLMClient) -> None:
+    same = answer(calls=[("echo", {"text": "again"})])
+    script = Script(same, same, answer("ok"))
+    await run(llm, script, [echo_child()], sampling={"max_tokens": 64, "temperature": 0.0})
+    assert [(b.get("max_tokens"), b.get("temperature")) for b in script.bodies] == [(64, 0.0)] * 3
+    script = Script(answer("ok"))
+    await run(llm, script, [echo_child()])
+    assert "max_tokens" not in script.bodies[0]
+
+
+async def test_the_prompt_prefix_stays_byte_identical_from_round_to_round(llm: LLMClient) -> None:
+    """Servers reuse their prompt cache only for an unchanged prefix: system prompt, tool list, history."""
+    script = Script(
+        answer(calls=[("echo", {"text": "1"})]),
+        answer('```json\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n```'),
+        answer(calls=[("echo", {"text": "3"})]),
+        answer("done"),
+    )
+    await run(llm, script, [echo_child()])
+    encoded = [json.dumps(b["messages"]) for b in script.bodies]
+    for earlier, later in zip(script.bodies, script.bodies[1:]):
+        assert json.dumps(later["tools"]) == json.dumps(earlier["tools"])
+        sent = earlier["messages"]
+        assert json.dumps(later["messages"][: len(sent)]) == json.dumps(sent)
+    assert len(set(encoded)) == 4
 
 
 async def test_long_tool_output_is_cut_with_a_marker(llm: LLMClient) -> None:
@@ -254,3 +319,13 @@ async def test_progress_lines(llm: LLMClient) -> None:
     script = Script(answer(calls=[("echo", {})]), answer("done"))
     await run(llm, script, [echo_child()], progress=progress)
     assert lines == ["round 1/5 · waiting for test-model", "round 1/5 · echo.echo", "round 2/5 · waiting for test-model"]
+
+
+async def test_the_answer_step_lists_failed_calls_after_the_results(llm: LLMClient) -> None:
+    child = StubChild("s", [tool("good"), tool("bad")], lambda n, a: "42" if n == "good" else CallToolResult(
+        content=[TextContent(type="text", text="no such thing\nmore detail")], is_error=True))
+    script = Script(answer(calls=[("bad", {})]), answer(calls=[("good", {})]), answer(calls=[("good", {})]), answer("It is 42."))
+    result = await run(llm, script, [child])
+    assert result.answer == "It is 42." and result.stop_reason == "repeated_call"
+    digest = script.bodies[-1]["messages"][1]["content"]
+    assert "good {}:\n42\n\nCalls that failed:\n- bad {}: Error: no such thing\n\nAnswer the task now." in digest

@@ -66,6 +66,8 @@ def test_mcp_config_paths_add_up_in_order(tmp_path: Path) -> None:
         ({"LMSTUDIO_BRIDGE_MODEL_CACHE_TTL": "-1"}, "LMSTUDIO_BRIDGE_MODEL_CACHE_TTL='-1'"),
         ({"LMSTUDIO_BRIDGE_MAX_ROUNDS": "many"}, "LMSTUDIO_BRIDGE_MAX_ROUNDS='many'"),
         ({"LMSTUDIO_BRIDGE_LOG_LEVEL": "loud"}, "LMSTUDIO_BRIDGE_LOG_LEVEL"),
+        ({"LMSTUDIO_BRIDGE_MAX_TOKENS": "0"}, "LMSTUDIO_BRIDGE_MAX_TOKENS='0'"),
+        ({"LMSTUDIO_BRIDGE_TEMPERATURE": "hot"}, "LMSTUDIO_BRIDGE_TEMPERATURE='hot'"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], expected: str) -> None:
@@ -73,6 +75,14 @@ def test_bad_values_name_the_variable(env: dict[str, str], expected: str) -> Non
         load_settings(environ=env)
     assert str(info.value).startswith(expected)
     assert "\n" not in str(info.value)
+
+
+def test_sampling_holds_only_what_was_set() -> None:
+    assert load_settings(environ={}).sampling == {}
+    settings = load_settings(environ={"LMSTUDIO_BRIDGE_MAX_TOKENS": "256", "LMSTUDIO_BRIDGE_TEMPERATURE": "0"})
+    assert settings.sampling == {"max_tokens": 256, "temperature": 0.0}
+    flags = flag_values(build_parser().parse_args(["--temperature", "0.2"]))
+    assert load_settings(environ={}, flags=flags).sampling == {"temperature": 0.2}
 
 
 def test_every_setting_field_exists() -> None:

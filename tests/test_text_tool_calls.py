@@ -201,7 +201,6 @@ def test_recognised_formats(content: str, expected: list[tuple[str, Any]], rest:
             f'{FENCE}python\nclient.call({{"name": "get_time", "arguments": {{}}}})\n{FENCE}',
             id="call-inside-code-that-is-not-only-json",
         ),
-        pytest.param('{"name": "get_time", "arguments": {"a": 1,}}', id="bare-invalid-json"),
         pytest.param("Use <tool_call> tags to call tools.", id="markup-mentioned-in-prose"),
         pytest.param("<tool_call>not json at all</tool_call>", id="markup-without-a-name"),
         pytest.param('<tool_call>{"tool": "get_time"}</tool_call>', id="markup-json-not-call-shaped"),
@@ -523,3 +522,56 @@ def test_invalid_markup_call_with_escaped_name() -> None:
 def test_name_is_stripped() -> None:
     calls, _ = extract_tool_calls('{"name": " get_time ", "arguments": {}}', OFFERED)
     assert calls == [call("get_time", {})]
+
+
+@pytest.mark.parametrize(
+    ("content", "rest"),
+    [
+        pytest.param('{"name": "search", "arguments": {"q": [{"a": "x"}]}', "", id="bare-last-brace-missing"),
+        pytest.param(f'{FENCE}json\n{{"name": "search", "arguments": {{"q": [{{"a": "x"}}]\n{FENCE}', "", id="fenced"),
+        pytest.param(f'{FENCE}json\n{{"name": "search", "arguments": {{"q": [{{"a": "x"}}', "", id="fence-never-closed"),
+        pytest.param('{"name": "search", "arguments": {"q": [{"a": "x"}]}\nDone.', "Done.", id="prose-after-it"),
+    ],
+)
+def test_a_call_missing_its_closing_brackets_is_recovered(content: str, rest: str) -> None:
+    calls, left = extract_tool_calls(content, OFFERED)
+    assert names_and_arguments(calls) == [("search", {"q": [{"a": "x"}]})]
+    assert left == rest
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param('{"name": "search", "arguments": {"q": "unfinished', id="inside-a-string"),
+        pytest.param('{"name": "search", "arguments": {"q": 1]}', id="mismatched"),
+        pytest.param('{"name": "search", "arguments": {"q": }', id="broken-not-just-unclosed"),
+    ],
+)
+def test_json_that_is_broken_in_other_ways_is_not_repaired(content: str) -> None:
+    """Still an answer that opens as a call: the model hears its arguments are broken."""
+    calls, rest = extract_tool_calls(content, OFFERED)
+    assert [(c.name, c.arguments) for c in calls] == [("search", None)] and rest == ""
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param('{"name": "search", "arguments": {"q": "ab", "deep": {"q": "ab", "deep": {"q": "a', id="bare"),
+        pytest.param(f'{FENCE}json\n{{"name": "search", "arguments": {{"q": "ab", "deep": {{"q": "a', id="fenced"),
+    ],
+)
+def test_an_answer_that_breaks_off_mid_call_is_a_broken_call(content: str) -> None:
+    calls, rest = extract_tool_calls(content, OFFERED)
+    assert [(c.name, c.arguments) for c in calls] == [("search", None)]
+    assert calls[0].raw_arguments.startswith('{"q": "ab"') and rest == ""
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param('{"name": "Ada", "arguments": {"q": "a', id="unknown-name"),
+        pytest.param('Here: {"name": "get_time", "arguments": {"a": 1,}}', id="prose-first"),
+    ],
+)
+def test_broken_json_is_a_call_only_when_the_whole_answer_opens_as_one(content: str) -> None:
+    assert extract_tool_calls(content, OFFERED) == ([], content)

@@ -724,7 +724,6 @@ class FakeLMStudio:
         """The assistant message, finish reason and extra delay for this request."""
         messages: list[Any] = [m for m in body["messages"] if isinstance(m, dict)]
         first_user = next((_text_of(m.get("content")) for m in messages if m.get("role") == "user"), "")
-        script = parse_cues(first_user)
         tool_messages = [m for m in messages if m.get("role") == "tool"]
         last = _text_of(tool_messages[-1].get("content")) if tool_messages else ""
         fill = {"{model}": model, "{tools}": str(len(tool_messages)), "{last}": last[:200]}
@@ -734,7 +733,7 @@ class FakeLMStudio:
             step = Round(kind="final", text="SUMMARY model={model} tools={tools} last={last}")
         else:
             answered = sum(1 for m in messages if m.get("role") == "assistant")
-            step = script.round_for(answered)
+            step = parse_cues(first_user).round_for(answered)
         message: Json = {"role": "assistant", "content": None}
         finish = "stop"
         if step.kind == "calls":
