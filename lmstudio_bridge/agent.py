@@ -7,9 +7,12 @@ calls ends the task. Nothing a tool does ends the loop: failures go back to the
 model as that tool's result so it can correct itself.
 
 Small models often cannot stop calling: with the tool list attached they ask for
-the call they just made again. A round that only repeats the previous round, and
-the round limit, end in an answer step: one request without tools that hands the
-model the task and the results of its calls, and asks for the answer.
+the call they just made again, or wander off to other tools. So an answer step,
+one request without tools that hands the model the task and the results of its
+calls, follows the round limit, a round that only repeats the one before, and
+every successful round of a model that writes its calls as text (the sign of a
+model that does not use the tool-calling protocol). A call the model has not made
+yet in that reply is run, and the task goes on.
 
 The system prompt, the tool list and every message already sent stay the same
 from round to round (the conversation only grows), so the server can reuse its
@@ -55,7 +58,15 @@ You complete the user's task by calling the tools you are given; they come from 
 ANSWER_PROMPT = """\
 You answer the user's task from the results of the tool calls that were made for it, given below. \
 No more tools can be called: answer in plain text, with the concrete values the task asks for (numbers, names, text). \
-If the results do not settle the task, say what is still missing."""
+If the results do not settle the task, say what is still missing.
+
+Example. Task: How warm is it in Oslo, and is it raining?
+Tool calls and their results:
+get_weather {"city": "Oslo"}:
+{"city": "Oslo", "temperature_c": 4, "rain": true, "station": "OSL-7731"}
+Answer: It is 4 °C in Oslo, and it is raining."""
+"""The answer step's system prompt. The example, unrelated to any real tool, shows small models
+to pick the values asked for out of a result instead of repeating a line of it."""
 
 NO_ANSWER = "The model gave no answer: it asked for another tool call instead. The results of its tool calls:"
 
@@ -112,15 +123,19 @@ async def run_agent(
     sampling = dict(sampling or {})
     stop: StopReason = "answered"
     answer = ""
+    pending: ChatResult | None = None  # an answer-step reply that asked for more calls
     while True:
-        if run.rounds >= limits.max_rounds:
+        if pending is not None:
+            result, pending = pending, None
+        elif run.rounds >= limits.max_rounds:
             await say(f"round limit {limits.max_rounds} reached · asking for the answer")
-            stop, answer = await _answer_from_results(llm, run, toolbox, sampling, "round_limit")
+            stop, answer = _final_answer(await _answer_step(llm, run, sampling), run, toolbox, "round_limit")
             break
-        run.rounds += 1
-        await say(f"round {run.rounds}/{limits.max_rounds} · waiting for {llm.model}")
-        result = await llm.complete(run.messages, tools=toolbox.openai_tools, **sampling)
-        run.add_usage(result)
+        else:
+            run.rounds += 1
+            await say(f"round {run.rounds}/{limits.max_rounds} · waiting for {llm.model}")
+            result = await llm.complete(run.messages, tools=toolbox.openai_tools, **sampling)
+            run.add_usage(result)
         message, calls, text = _normalise(result, toolbox)
         reasoning, text = split_reasoning({**message, "content": text})
         if reasoning:
@@ -131,7 +146,7 @@ async def run_agent(
         signatures = frozenset(_signature(c) for c in calls)
         if signatures <= run.last_round:
             await say("the model repeated its last tool call · asking for the answer")
-            stop, answer = await _answer_from_results(llm, run, toolbox, sampling, "repeated_call")
+            stop, answer = _final_answer(await _answer_step(llm, run, sampling), run, toolbox, "repeated_call")
             break
         run.last_round = signatures
         run.messages.append(message)
@@ -141,7 +156,17 @@ async def run_agent(
         run.messages.extend({"role": "tool", "tool_call_id": c.id, "content": out} for c, out in zip(calls, outcomes))
         if any(run.seen_calls[_signature(c)] >= REPEAT_STOP_AT for c in calls):
             await say("the same tool call keeps repeating · asking for the answer")
-            stop, answer = await _answer_from_results(llm, run, toolbox, sampling, "repeated_call")
+            stop, answer = _final_answer(await _answer_step(llm, run, sampling), run, toolbox, "repeated_call")
+            break
+        if not result.tool_calls and all(record.ok for record in run.records[-len(calls) :]):
+            # Calls written as text: such a model calls again whenever the tool list is attached.
+            # Ask for the answer without it; a call it has not made yet in the reply continues the task.
+            await say("results in · asking for the answer")
+            reply = await _answer_step(llm, run, sampling)
+            if any(_signature(c) not in run.seen_calls for c in _normalise(reply, toolbox)[1]):
+                pending = reply
+                continue
+            stop, answer = _final_answer(reply, run, toolbox, "answered")
             break
     usage = TokenUsage(**{k: run.usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
     return TaskResult(
@@ -284,22 +309,29 @@ def truncate(text: str, budget: int) -> str:
     return f"{text[:budget]}\n[... {cut:,} of {len(text):,} characters cut ...]"
 
 
-async def _answer_from_results(
-    llm: LLMClient, run: _Run, toolbox: Toolbox, sampling: dict[str, Any], stop: StopReason
-) -> tuple[StopReason, str]:
+async def _answer_step(llm: LLMClient, run: _Run, sampling: dict[str, Any]) -> ChatResult:
     """One request without tools: the task and the results so far, and a request for the answer.
 
     Sent as a fresh two-message conversation rather than the whole history: small models
     given their own history tend to write the last call again instead of answering.
     """
     run.rounds += 1
-    results = _results_digest(run.messages)
     messages = [
         {"role": "system", "content": ANSWER_PROMPT},
-        {"role": "user", "content": f"Task: {run.task}\n\nTool calls and their results:\n\n{results}\n\nAnswer the task now."},
+        {
+            "role": "user",
+            "content": f"Task: {run.task}\n\nTool calls and their results:\n\n{_results_digest(run.messages)}\n\nAnswer the task now.",
+        },
     ]
+    logger.debug("Answer step: %s", messages[1]["content"])
     result = await llm.complete(messages, **sampling)
     run.add_usage(result)
+    logger.debug("Answer step reply: %r", result.content[:500])
+    return result
+
+
+def _final_answer(result: ChatResult, run: _Run, toolbox: Toolbox, stop: StopReason) -> tuple[StopReason, str]:
+    """The answer in an answer-step reply; the tool results themselves when the reply is only a call."""
     reasoning, text = split_reasoning(result.message)
     if reasoning:
         run.reasoning.append(reasoning)
@@ -308,7 +340,7 @@ async def _answer_from_results(
     if answer:
         return stop, answer
     logger.info("The model answered the final request with a tool call; returning the tool results instead")
-    return "no_answer", f"{NO_ANSWER}\n\n{results}"
+    return "no_answer", f"{NO_ANSWER}\n\n{_results_digest(run.messages)}"
 
 
 def _results_digest(messages: list[dict[str, Any]]) -> str:

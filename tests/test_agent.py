@@ -187,10 +187,40 @@ async def test_calls_written_as_text_are_run(llm: LLMClient, content: str) -> No
     script = Script(answer(content), answer("final"))
     result = await run(llm, script, [child])
     assert child.calls == [("echo", {"text": "x"})]
-    kept = script.bodies[1]["messages"]
-    assert kept[-2]["tool_calls"][0]["function"]["name"] == "echo"
-    assert kept[-1]["role"] == "tool" and kept[-1]["tool_call_id"] == kept[-2]["tool_calls"][0]["id"]
-    assert result.answer == "final"
+    # A model that writes its calls as text gets its results in a request without tools.
+    assert "tools" not in script.bodies[1]
+    assert 'echo {"text": "x"}:\necho:{"text": "x"}' in script.bodies[1]["messages"][1]["content"]
+    assert result.answer == "final" and result.stop_reason == "answered" and result.rounds == 2
+
+
+async def test_a_new_call_in_the_answer_step_continues_the_task(llm: LLMClient) -> None:
+    child = echo_child()
+    script = Script(
+        answer('{"name": "echo", "arguments": {"text": "x"}}'),
+        answer('{"name": "add", "arguments": {"a": 1, "b": 2}}'),
+        answer("x and 3"),
+    )
+    result = await run(llm, script, [child])
+    assert child.calls == [("echo", {"text": "x"}), ("add", {"a": 1, "b": 2})]
+    assert ["tools" in body for body in script.bodies] == [True, False, False]
+    assert 'add {"a": 1, "b": 2}:\nadd:{"a": 1, "b": 2}' in script.bodies[2]["messages"][1]["content"]
+    assert result.answer == "x and 3" and result.stop_reason == "answered" and result.rounds == 3
+
+
+async def test_a_call_already_made_in_the_answer_step_gives_the_results(llm: LLMClient) -> None:
+    child = echo_child()
+    call = '{"name": "echo", "arguments": {"text": "x"}}'
+    script = Script(answer(call), answer(call))
+    result = await run(llm, script, [child])
+    assert child.calls == [("echo", {"text": "x"})] and len(script.bodies) == 2
+    assert result.stop_reason == "no_answer" and 'echo {"text": "x"}:\necho:{"text": "x"}' in result.answer
+
+
+async def test_a_failed_text_call_goes_back_with_the_tools(llm: LLMClient) -> None:
+    script = Script(answer('{"name": "echo", "arguments": {"text": 1,}}'), answer("gave up"))
+    result = await run(llm, script, [echo_child()])
+    assert "tools" in script.bodies[1] and script.bodies[1]["messages"][-1]["content"].startswith("Error: ")
+    assert result.answer == "gave up"
 
 
 async def test_json_answer_that_is_not_a_call_ends_the_task(llm: LLMClient) -> None:
@@ -242,7 +272,7 @@ async def test_the_same_text_call_written_many_times_runs_once(llm: LLMClient) -
     script = Script(answer("\n".join([line] * 6)), answer("done"))
     result = await run(llm, script, [child])
     assert child.calls == [("echo", {"text": "x"})] and result.answer == "done"
-    assert len(script.bodies[1]["messages"][2]["tool_calls"]) == 1
+    assert script.bodies[1]["messages"][1]["content"].count('echo {"text": "x"}:') == 1
 
 
 async def test_a_tool_call_instead_of_the_final_answer_returns_the_results(llm: LLMClient) -> None:
@@ -269,7 +299,7 @@ async def test_the_prompt_prefix_stays_byte_identical_from_round_to_round(llm: L
     """Servers reuse their prompt cache only for an unchanged prefix: system prompt, tool list, history."""
     script = Script(
         answer(calls=[("echo", {"text": "1"})]),
-        answer('```json\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n```'),
+        answer(calls=[("add", {"a": 1, "b": 2})]),
         answer(calls=[("echo", {"text": "3"})]),
         answer("done"),
     )

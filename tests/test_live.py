@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,19 +131,19 @@ async def test_a_sum(request: pytest.FixtureRequest, live_llm: str, tmp_path: Pa
 async def test_a_file_found_in_a_directory(
     request: pytest.FixtureRequest, live_llm: str, node_modules: Path, tmp_path: Path
 ) -> None:
-    project = tmp_path / "project"
-    (project / "src").mkdir(parents=True)
-    (project / "main.py").write_text("print('hello')\n")
-    (project / "README.md").write_text("# project\n")
-    (project / "deploy.yaml").write_text("port: 8080\n")
-    (project / "src" / "util.py").write_text("")
+    # A short path, as a user's would be (pytest's tmp_path holds the test's name).
+    project = Path(tempfile.mkdtemp(prefix="project-"))
+    request.addfinalizer(lambda: shutil.rmtree(project, ignore_errors=True))
+    for name, text in {"README.md": "# project\n", "main.py": "print('hello')\n", "src/util.py": "", "deploy.yaml": "port: 8080\n"}.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
     config = write_config(tmp_path / "mcp.json", {"filesystem": node_entry(node_modules, "server-filesystem", str(project))})
     answer, outcome = await run_task(
-        request, live_llm, config, "filesystem", f"List the files in {project} and tell me which one is a YAML file."
+        request, live_llm, config, "filesystem", f"Search {project} for YAML files and give me their names."
     )
-    listing = ("list_directory", "list_directory_with_sizes", "directory_tree", "search_files")
-    assert called(outcome, *(f"filesystem.{name}" for name in listing)) and model_answered(outcome)
-    assert "deploy.yaml" in answer
+    finding = ("search_files", "directory_tree", "list_directory", "list_directory_with_sizes")
+    assert called(outcome, *(f"filesystem.{name}" for name in finding)) and model_answered(outcome)
+    assert "deploy.yaml" in answer and "README.md" not in answer  # the YAML file, not a whole listing
 
 
 async def test_an_entity_written_to_memory(

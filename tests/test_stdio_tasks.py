@@ -83,21 +83,24 @@ async def test_small_model_mistakes_go_back_to_the_model(fake: FakeLMStudio, mcp
             "@call no_such_tool {}",
             '@call fail {"message": "the disk is full"}',
             '@call add {"a": "not a number", "b": 1}',
-            '@textcall echo {"text": "written as text"}',
             '@tagcall echo {"text": "in tags"}',
         ]
     )
     async with bridge_client(fake.base_url, mcp_config) as client:
         result = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": task})
     assert not result.is_error, text_of(result)
-    replies = tool_messages(fake.last_chat())
+    *rounds, answer_step = fake.chat_bodies()
+    replies = tool_messages(rounds[-1])
     assert replies[0].startswith("Error: the arguments are not valid JSON")
     assert replies[1].startswith("Error: there is no tool named 'no_such_tool'")
     assert replies[2] == "Error: the disk is full"
     assert replies[3].startswith("Error:") and "a" in replies[3]
-    assert replies[4:] == ["written as text", "in tags"]
+    # The call written as text worked: its result goes to a request without tools, for the answer.
+    assert "tools" not in answer_step
+    assert 'echo {"text": "in tags"}:\nin tags' in answer_step["messages"][1]["content"]
     oks = [c["ok"] for c in result.structured_content["tool_calls"]]
-    assert oks == [False, False, False, False, True, True]
+    assert oks == [False, False, False, False, True]
+    assert result.structured_content["stop_reason"] == "answered"
 
 
 async def test_round_limit_sums_up_and_says_so(fake: FakeLMStudio, mcp_config: Path) -> None:
