@@ -59,6 +59,9 @@ _DECODER = json.JSONDecoder()
 _NOT_JSON = (ValueError, RecursionError)
 """What decoding raises: bad JSON, or nesting too deep for the decoder."""
 
+_MAX_REPAIRS = 8
+"""Calls missing their closing brackets that one answer may have repaired."""
+
 _Span = tuple[int, int]
 _Found = tuple[_Span, list[TextToolCall]]
 
@@ -211,6 +214,7 @@ def _fenced_json(text: str, body_start: int) -> tuple[Any, int | None]:
 def _prose_calls(text: str, fences: list[_Span], offered: Collection[str]) -> Iterator[_Found]:
     """JSON calls standing in the prose, outside code fences."""
     position = 0
+    repairs = _MAX_REPAIRS
     while match := _JSON_START.search(text, position):
         start = match.start()
         if (fence := next((f for f in fences if f[0] <= start < f[1]), None)) is not None:
@@ -221,7 +225,11 @@ def _prose_calls(text: str, fences: list[_Span], offered: Collection[str]) -> It
         except _NOT_JSON:
             line_end = text.find("\n", start)
             end = len(text) if line_end < 0 else line_end
-            value = _unclosed_json(text[start:end])
+            # Only what opens like a call is worth repairing, a few times at most: each try reads to the line's end.
+            value = None
+            if repairs and _NAME.search(text, start, min(end, start + 80)):
+                repairs -= 1
+                value = _unclosed_json(text[start:end])
             if value is None:
                 position = start + 1
                 continue

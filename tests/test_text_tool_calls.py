@@ -575,3 +575,14 @@ def test_an_answer_that_breaks_off_mid_call_is_a_broken_call(content: str) -> No
 )
 def test_broken_json_is_a_call_only_when_the_whole_answer_opens_as_one(content: str) -> None:
     assert extract_tool_calls(content, OFFERED) == ([], content)
+
+
+def test_repairs_are_bounded_so_brace_heavy_text_stays_linear(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lmstudio_bridge.text_tool_calls as module
+
+    tries: list[int] = []
+    real = module._unclosed_json
+    monkeypatch.setattr(module, "_unclosed_json", lambda segment: tries.append(len(segment)) or real(segment))
+    text = '{"name": "search", "arguments": {"q": ' * 500
+    assert extract_tool_calls(text, OFFERED)[0][0].arguments is None  # still a broken call, reported as one
+    assert len(tries) <= module._MAX_REPAIRS
