@@ -116,6 +116,15 @@ async def test_round_limit_sums_up_and_says_so(fake: FakeLMStudio, mcp_config: P
     assert len(fake.chat_requests()) == 4
 
 
+async def test_temperature_and_max_tokens_from_environment_reach_every_request(fake: FakeLMStudio, mcp_config: Path) -> None:
+    env = {"LMSTUDIO_BRIDGE_TEMPERATURE": "0.2", "LMSTUDIO_BRIDGE_MAX_TOKENS": "300"}
+    async with bridge_client(fake.base_url, mcp_config, **env) as client:
+        result = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": '@call echo {"text": "a"}'})
+    assert not result.is_error, text_of(result)
+    bodies = fake.chat_bodies()
+    assert len(bodies) == 2 and all((b["temperature"], b["max_tokens"]) == (0.2, 300) for b in bodies)
+
+
 async def test_round_limit_from_environment(fake: FakeLMStudio, mcp_config: Path) -> None:
     async with bridge_client(fake.base_url, mcp_config, LMSTUDIO_BRIDGE_MAX_ROUNDS="2") as client:
         result = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@call echo {}\n@loop"})
