@@ -163,10 +163,11 @@ async def run_agent(
             # Ask for the answer without it; a call it has not made yet in the reply continues the task.
             await say("results in · asking for the answer")
             reply = await _answer_step(llm, run, sampling)
-            if any(_signature(c) not in run.seen_calls for c in _normalise(reply, toolbox)[1]):
+            wants_more = any(_signature(c) not in run.seen_calls for c in _normalise(reply, toolbox)[1])
+            if wants_more and run.rounds < limits.max_rounds:
                 pending = reply
                 continue
-            stop, answer = _final_answer(reply, run, toolbox, "answered")
+            stop, answer = _final_answer(reply, run, toolbox, "round_limit" if wants_more else "answered")
             break
     usage = TokenUsage(**{k: run.usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
     return TaskResult(

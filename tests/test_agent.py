@@ -207,6 +207,15 @@ async def test_a_new_call_in_the_answer_step_continues_the_task(llm: LLMClient) 
     assert result.answer == "x and 3" and result.stop_reason == "answered" and result.rounds == 3
 
 
+async def test_new_calls_from_the_answer_step_stop_at_the_round_limit(llm: LLMClient) -> None:
+    child = echo_child()
+    script = Script(*(answer(f'{{"name": "echo", "arguments": {{"text": "{i}"}}}}') for i in range(10)))
+    result = await run(llm, script, [child], LoopLimits(max_rounds=4, tool_timeout=2.0, result_chars=1000))
+    assert len(script.bodies) == 4 and result.rounds == 4
+    assert [c[1]["text"] for c in child.calls] == ["0", "1", "2"]
+    assert result.stop_reason == "no_answer" and 'echo {"text": "2"}:\necho:{"text": "2"}' in result.answer
+
+
 async def test_a_call_already_made_in_the_answer_step_gives_the_results(llm: LLMClient) -> None:
     child = echo_child()
     call = '{"name": "echo", "arguments": {"text": "x"}}'
