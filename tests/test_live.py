@@ -8,7 +8,8 @@ checks what the task did and what the answer says, never its wording.
 
 - ``LIVE_MODEL=1.5b`` runs the 1.5B model instead of the 0.5B one.
 - ``LIVE_BASE_URL=http://127.0.0.1:PORT/v1`` uses a server that is already running.
-- ``LIVE_TIMES=path`` appends one JSON line per task (name, passed, seconds, rounds, stop reason).
+- ``LIVE_TEMPERATURE=T`` sets the sampling temperature (default 0; empty: the server's own).
+- ``LIVE_TIMES=path`` appends one JSON line per task (name, seconds, rounds, stop reason, calls).
 """
 
 from __future__ import annotations
