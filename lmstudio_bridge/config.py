@@ -23,6 +23,13 @@ DEFAULT_PORT = 1234
 DEFAULT_MODEL_CACHE_TTL = 60.0
 DEFAULT_LIST_TIMEOUT = 5.0
 DEFAULT_REQUEST_TIMEOUT = 600.0
+DEFAULT_FIRST_TOKEN_TIMEOUT = 300.0
+DEFAULT_STREAM_IDLE_TIMEOUT = 60.0
+DEFAULT_REPLY_TOKENS = 2048
+DEFAULT_REASONING_TOKENS = 8192
+DEFAULT_TEMPERATURE = 0.0
+"""Sent when the user sets no temperature (and ``sampling`` is ``bridge``): measured best for tool calls
+with small models, see docs/performance.md."""
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_MAX_ROUNDS = 25
 DEFAULT_TOOL_TIMEOUT = 120.0
@@ -47,6 +54,11 @@ class Settings(BaseModel):
     model_cache_ttl: float = Field(default=DEFAULT_MODEL_CACHE_TTL, ge=0)
     list_timeout: float = Field(default=DEFAULT_LIST_TIMEOUT, gt=0)
     request_timeout: float = Field(default=DEFAULT_REQUEST_TIMEOUT, gt=0)
+    first_token_timeout: float = Field(default=DEFAULT_FIRST_TOKEN_TIMEOUT, gt=0)
+    stream_idle_timeout: float = Field(default=DEFAULT_STREAM_IDLE_TIMEOUT, gt=0)
+    reply_tokens: int = Field(default=DEFAULT_REPLY_TOKENS, ge=16)
+    reasoning_tokens: int = Field(default=DEFAULT_REASONING_TOKENS, ge=16)
+    sampling_source: Literal["bridge", "server"] = "bridge"
     max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=10)
     max_rounds: int = Field(default=DEFAULT_MAX_ROUNDS, ge=1, le=1000)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -91,9 +103,18 @@ class Settings(BaseModel):
 
     @property
     def sampling(self) -> dict[str, Any]:
-        """The request parameters set by the user, for every chat request of a task."""
-        params = {"max_tokens": self.max_tokens, "temperature": self.temperature}
+        """The sampling parameters for every chat request of a task: what the user set, exactly; for what
+        they did not set, the bridge's defaults, unless ``sampling_source`` leaves it to the server."""
+        temperature = self.temperature
+        if temperature is None and self.sampling_source == "bridge":
+            temperature = DEFAULT_TEMPERATURE
+        params = {"max_tokens": self.max_tokens, "temperature": temperature}
         return {key: value for key, value in params.items() if value is not None}
+
+    @field_validator("sampling_source", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)
@@ -149,8 +170,46 @@ SETTINGS: tuple[Setting, ...] = (
         "request_timeout",
         ("LMSTUDIO_BRIDGE_REQUEST_TIMEOUT",),
         "--request-timeout",
-        f"Seconds to wait for one model answer; local models can be slow (default {DEFAULT_REQUEST_TIMEOUT:g}).",
+        f"Seconds one model reply may take in all; local models can be slow (default {DEFAULT_REQUEST_TIMEOUT:g}).",
         "SECONDS",
+    ),
+    Setting(
+        "first_token_timeout",
+        ("LMSTUDIO_BRIDGE_FIRST_TOKEN_TIMEOUT",),
+        None,
+        f"Seconds to wait for the first token of a reply; reading a long prompt (or loading the model) "
+        f"happens in this time (default {DEFAULT_FIRST_TOKEN_TIMEOUT:g}).",
+        "SECONDS",
+    ),
+    Setting(
+        "stream_idle_timeout",
+        ("LMSTUDIO_BRIDGE_STREAM_IDLE_TIMEOUT",),
+        None,
+        f"Seconds a reply may go silent once it has started (default {DEFAULT_STREAM_IDLE_TIMEOUT:g}).",
+        "SECONDS",
+    ),
+    Setting(
+        "reply_tokens",
+        ("LMSTUDIO_BRIDGE_REPLY_TOKENS",),
+        None,
+        f"Tokens of answer text after which the bridge stops a reply (default {DEFAULT_REPLY_TOKENS}); "
+        "replies are also stopped when they start repeating themselves or hold a complete tool call.",
+        "TOKENS",
+    ),
+    Setting(
+        "reasoning_tokens",
+        ("LMSTUDIO_BRIDGE_REASONING_TOKENS",),
+        None,
+        f"Tokens of reasoning after which the bridge stops a reply (default {DEFAULT_REASONING_TOKENS}).",
+        "TOKENS",
+    ),
+    Setting(
+        "sampling_source",
+        ("LMSTUDIO_BRIDGE_SAMPLING",),
+        None,
+        f"`bridge` (default): send temperature {DEFAULT_TEMPERATURE:g} unless LMSTUDIO_BRIDGE_TEMPERATURE says "
+        "otherwise; `server`: send only what is set here, and leave the rest to the model's preset in LM Studio.",
+        "SOURCE",
     ),
     Setting(
         "max_retries",
@@ -176,8 +235,8 @@ SETTINGS: tuple[Setting, ...] = (
         "temperature",
         ("LMSTUDIO_BRIDGE_TEMPERATURE",),
         "--temperature",
-        "Sampling temperature sent with every request; unset leaves it to the server. "
-        "0 to 0.3 makes small models steadier at calling tools.",
+        f"Sampling temperature sent with every request (default {DEFAULT_TEMPERATURE:g}, see "
+        "LMSTUDIO_BRIDGE_SAMPLING). 0 to 0.3 makes small models steadier at calling tools.",
         "T",
     ),
     Setting(

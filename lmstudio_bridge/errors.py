@@ -14,7 +14,10 @@
     │   ├── McpNotFound              no configured server has that name
     │   ├── McpDisabled              the entry is marked "disabled"
     │   ├── McpSelfReference         the entry would start lmstudio-bridge itself
-    │   └── McpStartError            the child did not start or did not answer initialize
+    │   ├── McpStartError            the child did not start or did not answer initialize
+    │   └── ToolCallFailed           a tool call brought no result (the child answered with an error)
+    │       ├── ToolTimeout          no result within the tool timeout
+    │       └── ChildGone            the child's session ended: it exited, or its pipe broke
     ├── InvalidRequest               a tool argument is unusable (empty task, too long, ...)
     └── TaskTimeout                  a task ran past its deadline
 
@@ -29,10 +32,6 @@ from collections.abc import Sequence
 
 class BridgeError(Exception):
     """Base class: a failure with a message fit to show the user as it is."""
-
-    @property
-    def message(self) -> str:
-        return str(self)
 
 
 class ConfigError(BridgeError):
@@ -137,6 +136,29 @@ class McpSelfReference(McpError):
 class McpStartError(McpError):
     def __init__(self, name: str, reason: str) -> None:
         super().__init__(f"MCP '{name}' failed to start: {reason}", name=name)
+        self.reason = reason
+
+
+class ToolCallFailed(McpError):
+    """A call of one of a child's tools brought no result; ``tool`` is the tool's name on its server.
+
+    A tool that ran and reported its own failure is not this: that is a result with ``is_error``.
+    """
+
+    def __init__(self, message: str, *, name: str, tool: str) -> None:
+        super().__init__(message, name=name)
+        self.tool = tool
+
+
+class ToolTimeout(ToolCallFailed):
+    """The child did not answer the call in time; the child itself may be fine."""
+
+
+class ChildGone(ToolCallFailed):
+    """The child's session ended under the call: the next task needs a new child."""
+
+    def __init__(self, *, name: str, tool: str, reason: str) -> None:
+        super().__init__(f"MCP '{name}' stopped while running {tool}: {reason}", name=name, tool=tool)
         self.reason = reason
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from . import __version__
@@ -47,7 +47,13 @@ Model = Annotated[
 MaxRounds = Annotated[
     int | None, Field(description="Most model turns before the model must sum up (default from config).")
 ]
-IncludeReasoning = Annotated[bool, Field(description="Append the model's reasoning, when it gave any, to the answer.")]
+IncludeReasoning = Annotated[
+    bool,
+    Field(
+        description="Append the model's reasoning, when it gave any, to the answer text "
+        "(the structured result always carries it)."
+    ),
+]
 
 
 class BridgeServer(MCPServer[Bridge]):
@@ -131,10 +137,8 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
 async def _run_task(
     ctx: Ctx, names: list[str], task: str, model: str | None, max_rounds: int | None, include_reasoning: bool
 ) -> CallToolResult:
-    run = _bridge(ctx).run_task(
-        names, task, model=model, max_rounds=max_rounds, include_reasoning=include_reasoning, progress=_progress(ctx)
-    )
-    return await _respond(run, render_task)
+    run = _bridge(ctx).run_task(names, task, model=model, max_rounds=max_rounds, progress=_progress(ctx))
+    return await _respond(run, lambda result: render_task(result, include_reasoning=include_reasoning))
 
 
 def _bridge(ctx: Ctx) -> Bridge:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from .agent import LoopLimits, ProgressFn, run_agent
+from .agent import LoopLimits, ProgressFn, no_progress, run_agent
 from .children import ChildPool
 from .config import MAX_TASK_CHARS, Settings
 from .errors import InvalidRequest, LMStudioError, TaskTimeout
@@ -125,7 +125,6 @@ class Bridge:
         *,
         model: str | None = None,
         max_rounds: int | None = None,
-        include_reasoning: bool = False,
         progress: ProgressFn | None = None,
     ) -> TaskResult:
         """Runs one task with the tools of the named MCP servers, on the requested model."""
@@ -137,8 +136,10 @@ class Bridge:
             max_rounds=max_rounds or self.settings.max_rounds,
             tool_timeout=self.settings.tool_timeout,
             result_chars=self.settings.tool_result_chars,
+            reply_tokens=self.settings.reply_tokens,
+            reasoning_tokens=self.settings.reasoning_tokens,
         )
-        say = progress or _silent
+        say = progress or no_progress
         if self._task_slots.locked():
             await say(f"waiting: {self.settings.max_concurrent_tasks} tasks are already running")
         async with self._task_slots:
@@ -154,7 +155,6 @@ class Bridge:
                             limits=limits,
                             sampling=self.settings.sampling,
                             progress=progress,
-                            include_reasoning=include_reasoning,
                         )
             except TimeoutError:
                 raise TaskTimeout(
@@ -187,6 +187,3 @@ def _check_request(mcp_names: Sequence[str], task: str, max_rounds: int | None) 
         raise InvalidRequest(f"max_rounds must be between 1 and 1000, not {max_rounds}.")
     return names
 
-
-async def _silent(_: str) -> None:
-    return None
