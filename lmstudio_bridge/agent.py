@@ -179,7 +179,11 @@ async def run_agent(
             await say(f"round {run.rounds}/{limits.max_rounds} · waiting for {llm.model}")
             watch = ReplyWatch(toolbox.known_names, limits.reply_tokens, limits.reasoning_tokens)
             result = await llm.complete(
-                run.messages, tools=toolbox.openai_tools, watch=watch, progress=_writing(run, limits, say), **params
+                run.messages,
+                tools=toolbox.openai_tools,
+                watch=watch,
+                progress=_writing(f"round {run.rounds}/{limits.max_rounds}", say),
+                **params,
             )
         run.add(result)
         reply = read_reply(result, toolbox)
@@ -321,12 +325,14 @@ def truncate(text: str, budget: int) -> str:
     return f"{text[:budget]}\n[... {cut:,} of {len(text):,} characters cut ...]"
 
 
-def _writing(run: _Run, limits: LoopLimits, say: ProgressFn) -> Callable[[Progress], Awaitable[None]]:
+def _writing(where: str, say: ProgressFn) -> Callable[[Progress], Awaitable[None]]:
     """Progress lines while the model writes, e.g. ``round 2/25 · writing, 312 tokens, 28 tok/s``."""
-    where = f"round {run.rounds}/{limits.max_rounds}" if run.rounds <= limits.max_rounds else "answer"
 
     async def report(progress: Progress) -> None:
-        await say(f"{where} · writing, {progress.tokens} tokens, {progress.tokens_per_second:.0f} tok/s")
+        if progress.seconds <= 0:
+            await say(f"{where} · writing")
+        else:
+            await say(f"{where} · writing, {progress.tokens} tokens, {progress.tokens_per_second:.0f} tok/s")
 
     return report
 
@@ -350,7 +356,7 @@ async def _answer_step(
     ]
     logger.debug("Answer step: %s", messages[1]["content"])
     watch = ReplyWatch((), limits.reply_tokens, limits.reasoning_tokens)
-    result = await llm.complete(messages, watch=watch, progress=_writing(run, limits, say), **params)
+    result = await llm.complete(messages, watch=watch, progress=_writing("answer", say), **params)
     logger.debug("Answer step reply: %r", result.content[:500])
     return result
 

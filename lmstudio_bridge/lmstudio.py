@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import httpx
 
-from .config import Settings
+from .config import ENV_NAMES, SETTINGS, Settings
 from .reply_watch import Cut, Draft
 from .errors import (
     BadResponse,
@@ -32,6 +32,7 @@ from .errors import (
 
 logger = logging.getLogger(__name__)
 
+_API_KEY_ENV = next(s.env for s in SETTINGS if s.field == "api_key")
 PROGRESS_INTERVAL = 2.0
 """Seconds between progress reports while a reply streams in."""
 RETRY_BASE_DELAY = 0.5
@@ -224,8 +225,9 @@ class LMStudioAPI:
             return LMStudioUnreachable(self.base_url)
         if isinstance(exc, httpx.TimeoutException):
             waited = timeout or self.settings.request_timeout
+            bound = ENV_NAMES["list_timeout" if timeout else "request_timeout"]
             return LMStudioTimeout(
-                f"LM Studio at {self.base_url} did not answer within {waited:g} s.",
+                f"LM Studio at {self.base_url} did not answer within {waited:g} s ({bound}).",
                 base_url=self.base_url,
             )
         if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
@@ -238,7 +240,7 @@ class LMStudioAPI:
         if status in (401, 403):
             return LMStudioAuthError(
                 f"LM Studio at {self.base_url} refused the request (HTTP {status}: {detail}). "
-                "Set LMSTUDIO_API_KEY (or LM_API_TOKEN) to a valid API token from LM Studio's server settings.",
+                f"Set {_API_KEY_ENV[0]} (or {_API_KEY_ENV[1]}) to a valid API token from LM Studio's server settings.",
                 base_url=self.base_url,
             )
         if "no models loaded" in detail.lower():
@@ -447,8 +449,8 @@ class _StreamReader:
         base = self.api.base_url
         if self.first_token_at is None:
             waited, setting = min(
-                (settings.first_token_timeout, "LMSTUDIO_BRIDGE_FIRST_TOKEN_TIMEOUT"),
-                (settings.request_timeout, "LMSTUDIO_BRIDGE_REQUEST_TIMEOUT"),
+                (settings.first_token_timeout, ENV_NAMES["first_token_timeout"]),
+                (settings.request_timeout, ENV_NAMES["request_timeout"]),
             )
             return LMStudioTimeout(
                 f"The model at {base} wrote nothing within {waited:g} s of the request ({setting} bounds the "
@@ -461,13 +463,13 @@ class _StreamReader:
         if phase == "idle":
             return LMStudioTimeout(
                 f"The model at {base} went silent for {settings.stream_idle_timeout:g} s in the middle of its "
-                f"reply, after {written} tokens (LMSTUDIO_BRIDGE_STREAM_IDLE_TIMEOUT).",
+                f"reply, after {written} tokens ({ENV_NAMES['stream_idle_timeout']}).",
                 base_url=base,
             )
         return LMStudioTimeout(
             f"The model at {base} was still writing after {settings.request_timeout:g} s: {written} tokens "
-            f"in {since:.0f} s{rate}. LMSTUDIO_BRIDGE_REQUEST_TIMEOUT bounds one reply; "
-            "LMSTUDIO_BRIDGE_MAX_TOKENS bounds its length.",
+            f"in {since:.0f} s{rate}. {ENV_NAMES['request_timeout']} bounds one reply; "
+            f"{ENV_NAMES['max_tokens']} bounds its length.",
             base_url=base,
         )
 

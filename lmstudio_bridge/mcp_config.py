@@ -39,11 +39,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from .config import MCP_CONFIG_ENV
 from .errors import McpDisabled, McpError, McpNotFound, McpSelfReference
 
 logger = logging.getLogger(__name__)
 
-CONFIG_ENV_VARS = ("LMSTUDIO_BRIDGE_MCP_CONFIG", "MCP_JSON_PATH")
+CONFIG_ENV_VARS = MCP_CONFIG_ENV
 FLAG_KIND = "--mcp-config"
 PROJECT_KIND = "project .mcp.json"
 LMSTUDIO_KIND = "LM Studio"

@@ -17,7 +17,7 @@ import httpx
 
 from .agent import LoopLimits, ProgressFn, no_progress, run_agent
 from .children import ChildPool
-from .config import MAX_TASK_CHARS, Settings
+from .config import ENV_NAMES, MAX_TASK_CHARS, Settings
 from .errors import InvalidRequest, LMStudioError, TaskTimeout
 from .lmstudio import LMStudioAPI
 from .mcp_config import McpCatalog, McpServerSpec
@@ -159,7 +159,7 @@ class Bridge:
             except TimeoutError:
                 raise TaskTimeout(
                     f"The task ran past its deadline of {self.settings.task_timeout:g} s and was stopped. "
-                    "Raise LMSTUDIO_BRIDGE_TASK_TIMEOUT, or split the task into smaller ones."
+                    f"Raise {ENV_NAMES['task_timeout']}, or split the task into smaller ones."
                 ) from None
 
     def _specs(self, names: Sequence[str]) -> list[McpServerSpec]:
