@@ -104,8 +104,8 @@ class Bridge:
                 McpEntry(
                     name=spec.name,
                     transport=spec.transport,
-                    command=" ".join([spec.command, *spec.args]) if spec.command else None,
-                    url=spec.url,
+                    command=spec.shown_command,  # as written: an expanded ${VAR} may be a secret
+                    url=spec.shown_url,
                     source=spec.source,
                     disabled=spec.disabled,
                     usable=note is None,
