@@ -13,10 +13,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
+import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from mcp_types import CallToolResult, TextContent, Tool, ToolAnnotations
+from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
+from mcp_types import CallToolResult, JSONRPCError, TextContent, Tool, ToolAnnotations
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from . import __version__
@@ -26,6 +29,7 @@ from .errors import BridgeError, quoted
 from .render import render_health, render_mcps, render_models, render_task
 from .results import HealthResult, McpListResult, ModelsResult, TaskResult
 from .service import MAX_MODEL_CHARS, MAX_NAME_CHARS, Bridge
+from .wire import ScreenedLines, claimed_stdin
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +81,25 @@ IncludeReasoning = Annotated[
 class BridgeServer(MCPServer[Bridge]):
     """``MCPServer`` whose every tool error text starts with ``Error: ``, and whose tools take no
     argument they do not list (``additionalProperties: false``)."""
+
+    async def run_stdio_async(self) -> None:
+        """Serves over stdio like ``MCPServer``, but answers every line JSON-RPC says to answer (see ``wire``)."""
+        send_rejected, rejected = anyio.create_memory_object_stream[JSONRPCError](0)
+        with claimed_stdin() as stdin:
+            lines = ScreenedLines(stdin, send_rejected)
+            async with stdio_server(stdin=lines) as (read_stream, write_stream):  # type: ignore[arg-type]
+
+                async def answer_rejected() -> None:
+                    async with rejected:
+                        async for error in rejected:
+                            await write_stream.send(SessionMessage(error))
+
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(answer_rejected)
+                    await self._lowlevel_server.run(
+                        read_stream, write_stream, self._lowlevel_server.create_initialization_options()
+                    )
+                    tasks.cancel_scope.cancel()
 
     async def list_tools(self) -> list[Tool]:
         return [_closed(tool) for tool in await super().list_tools()]
