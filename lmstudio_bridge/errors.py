@@ -113,7 +113,7 @@ class McpError(BridgeError):
 class McpNotFound(McpError):
     def __init__(self, name: str, available: Sequence[str]) -> None:
         listed = ", ".join(available) if available else "(none configured)"
-        super().__init__(f"MCP '{name}' not found. Available MCPs: {listed}", name=name)
+        super().__init__(f"MCP {quoted(name)} not found. Available MCPs: {listed}", name=name)
         self.available = list(available)
 
 

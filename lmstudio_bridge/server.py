@@ -192,7 +192,7 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
 
     @server.tool(annotations=delegating)
     async def autonomous_with_multiple_mcps(
-        mcp_names: Annotated[list[str], Field(description="Names of MCP servers from the user's MCP config.")],
+        mcp_names: Annotated[list[NameText], Field(description="Names of MCP servers from the user's MCP config.")],
         task: Task,
         ctx: Ctx,
         model: Model = None,

@@ -130,7 +130,7 @@ async def test_the_input_schemas_are_closed_plain_json_schema(fake: Any, tmp_pat
         assert validator.is_valid(VALID_ARGS[tool.name])
         assert not validator.is_valid({**VALID_ARGS[tool.name], "modle": "x"})
         for name, prop in schema["properties"].items():
-            if "string" in json.dumps(prop) and name != "mcp_names":
+            if "string" in json.dumps(prop):
                 assert "maxLength" in json.dumps(prop), f"{tool.name}.{name} has no length limit"
     task_tool = next(t for t in tools if t.name == "autonomous_with_mcp")
     validator = jsonschema.Draft202012Validator(task_tool.input_schema)
@@ -187,6 +187,8 @@ async def test_exact_types_still_work(fake: Any, tmp_path: Path) -> None:
         ("autonomous_with_mcp", {"mcp_name": "echo", "task": "x", "m" * HUGE: 1}, "Error: unknown argument 'mmmm"),
         ("autonomous_with_mcp", {"mcp_name": "echo", "task": "x", "max_rounds": 10**40}, "Error: max_rounds must be between"),
         ("m" * HUGE, {}, "Error: unknown tool 'mmmm"),
+        ("autonomous_with_mcp", {"mcp_name": "m" * 150, "task": "x"}, "Error: MCP 'mmmm"),
+        ("autonomous_with_multiple_mcps", {"mcp_names": ["m" * 150], "task": "x"}, "Error: MCP 'mmmm"),
     ],
 )
 async def test_huge_values_are_refused_without_being_repeated(
@@ -200,6 +202,7 @@ async def test_huge_values_are_refused_without_being_repeated(
     logged = bridge_log(caplog)
     assert longest_run(logged, "m") <= ECHO_LIMIT, "the log repeats the value"
     assert "0" * 30 not in text_of(result) + logged, "the number is repeated"
+    assert longest_run(text_of(result), "m") <= 100, "the result repeats more than 100 characters"
     assert fake.chat_requests() == []
 
 
