@@ -96,7 +96,7 @@ class ModelNotFound(BridgeError):
 
     def __init__(self, model: str, available: Sequence[str]) -> None:
         listed = ", ".join(available) if available else "(none)"
-        super().__init__(f"Model '{model}' not found. Available models: {listed}")
+        super().__init__(f"Model {quoted(model)} not found. Available models: {listed}")
         self.model = model
         self.available = list(available)
 
@@ -112,7 +112,7 @@ class McpError(BridgeError):
 class McpNotFound(McpError):
     def __init__(self, name: str, available: Sequence[str]) -> None:
         listed = ", ".join(available) if available else "(none configured)"
-        super().__init__(f"MCP '{name}' not found. Available MCPs: {listed}", name=name)
+        super().__init__(f"MCP {quoted(name)} not found. Available MCPs: {listed}", name=name)
         self.available = list(available)
 
 
@@ -168,3 +168,14 @@ class InvalidRequest(BridgeError):
 
 class TaskTimeout(BridgeError):
     """A task ran past its deadline."""
+
+
+ECHO_CHARS = 100
+"""The most characters of a caller's value an error message (or log line) repeats."""
+
+
+def quoted(value: str, limit: int = ECHO_CHARS) -> str:
+    """``'value'`` for a message; a longer value is cut to ``limit`` characters and its length said."""
+    if len(value) <= limit:
+        return f"'{value}'"
+    return f"'{value[:limit]}…' ({len(value):,} characters)"
