@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr, ValidationError, field_validator
 
 from .errors import ConfigError
 
@@ -48,7 +48,7 @@ MAX_TASK_CHARS = 100_000
 def setting(env: tuple[str, ...], *, help: str, flag: str | None = None, metavar: str = "N", **field: Any) -> Any:
     """A field of ``Settings`` with where its value may come from and what it means: one declaration
     serves the model, the environment reader, the argument parser and the docs' table."""
-    where = {"env": list(env), "flag": flag, "metavar": metavar}
+    where: dict[str, JsonValue] = {"env": list(env), "flag": flag, "metavar": metavar}
     return Field(description=help, json_schema_extra=where, **field)
 
 

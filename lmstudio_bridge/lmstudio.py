@@ -615,7 +615,7 @@ def _error_text(response: httpx.Response) -> str:
 
 
 def _backoff(attempt: int) -> float:
-    delay = min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2 ** (attempt - 1))
+    delay: float = min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2 ** (attempt - 1))
     return delay * random.uniform(0.8, 1.2)
 
 

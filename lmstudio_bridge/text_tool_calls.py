@@ -184,7 +184,7 @@ def _read_broken_markup(text: str, body_start: int, markup: _Markup) -> tuple[in
 
 def _unescape(json_string_body: str) -> str:
     try:
-        return json.loads(f'"{json_string_body}"')
+        return str(json.loads(f'"{json_string_body}"'))
     except _NOT_JSON:
         return json_string_body
 

@@ -174,16 +174,16 @@ class Toolbox:
         started = time.perf_counter()
         offered = self.lookup(name)
         if offered is None:
-            error = self.unknown_tool(name)
-            return ToolOutcome(label=name[:100], text=f"Error: {error}", error=error, ms=0.0)
+            unknown = self.unknown_tool(name)
+            return ToolOutcome(label=name[:100], text=f"Error: {unknown}", error=unknown, ms=0.0)
         error: str | None = None
         try:
             result = await offered.provider.call_tool(
                 offered.tool.name, offered.unwrap_arguments(arguments), timeout=timeout
             )
         except ToolCallFailed as exc:
-            text = error = str(exc)
-            text = f"Error: {text}"
+            error = str(exc)
+            text = f"Error: {error}"
         else:
             text = render_tool_result(result)
             if result.is_error:
