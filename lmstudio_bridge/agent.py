@@ -82,12 +82,15 @@ class Reply:
     reasoning: str
     written_as_text: bool
     """The calls were written in the text, not sent as ``tool_calls``."""
+    cut: str | None = None
+    """Why the bridge stopped the reply early, if it did."""
 
 
 @dataclass(frozen=True)
 class Finish:
     answer: str
     stop: StopReason
+    cut: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,9 +139,10 @@ class _Run:
         if stats.cut:
             logger.info("Stopped the model's reply after %d tokens (%s)", stats.tokens, stats.cut)
 
-    def generation(self) -> Generation:
+    def generation(self, answer_cut: str | None) -> Generation:
         seconds = self.generation_seconds
         return Generation(
+            answer_cut=answer_cut,
             first_token_seconds=self.first_token_seconds,
             tokens=self.generated_tokens,
             tokens_per_second=round(self.generated_tokens / seconds, 1) if seconds > 0 else None,
@@ -211,7 +215,7 @@ async def run_agent(
         usage=usage,
         elapsed_seconds=round(time.perf_counter() - started, 3),
         reasoning="\n\n".join(run.reasoning) or None,
-        generation=run.generation(),
+        generation=run.generation(answer_cut=finish.cut),
     )
 
 
@@ -249,14 +253,15 @@ def read_reply(result: ChatResult, toolbox: Toolbox) -> Reply:
     """The assistant message to keep, its tool calls, and its text, with calls written as text recovered."""
     message: dict[str, Any] = {"role": "assistant", "content": result.content or None}
     reasoning, text = split_reasoning(result.message)
+    cut = result.stats.cut
     if result.tool_calls:
-        return Reply(message, list(result.tool_calls), text, reasoning, written_as_text=False)
+        return Reply(message, list(result.tool_calls), text, reasoning, written_as_text=False, cut=cut)
     for key in ("reasoning_content", "reasoning"):
         if result.message.get(key):
             message[key] = result.message[key]
     found, rest = extract_tool_calls(result.content, toolbox.known_names)
     if not found:
-        return Reply(message, [], text, reasoning, written_as_text=False)
+        return Reply(message, [], text, reasoning, written_as_text=False, cut=cut)
     tag = abs(hash(result.content)) % 10**8
     calls = [
         ToolCallRequest(id=f"call_text_{index}_{tag}", name=c.name, arguments=c.raw_arguments)
@@ -264,7 +269,8 @@ def read_reply(result: ChatResult, toolbox: Toolbox) -> Reply:
     ]
     logger.debug("Recovered %d tool call(s) written as text", len(calls))
     message["content"] = rest or None
-    return Reply(message, calls, split_reasoning({**message, "content": rest})[1], reasoning, written_as_text=True)
+    answer = split_reasoning({**message, "content": rest})[1]
+    return Reply(message, calls, answer, reasoning, written_as_text=True, cut=cut)
 
 
 def _final(reply: Reply, run: _Run, stop: StopReason) -> Finish:
@@ -272,7 +278,7 @@ def _final(reply: Reply, run: _Run, stop: StopReason) -> Finish:
     text = "" if bare_call(reply.text) is not None else reply.text
     answer = text.strip() or reply.reasoning
     if answer:
-        return Finish(answer, stop)
+        return Finish(answer, stop, reply.cut)
     logger.info("The model answered the final request with a tool call; returning the tool results instead")
     return Finish(f"{NO_ANSWER}\n\n{_results_digest(run.messages)}", "no_answer")
 

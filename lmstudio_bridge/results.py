@@ -71,6 +71,9 @@ class Generation(BaseModel):
     replies_cut: int = Field(
         default=0, description="replies the bridge stopped early: a complete tool call, a loop, or past the budget"
     )
+    answer_cut: str | None = Field(
+        default=None, description="why the reply holding the answer was stopped early: repetition or budget"
+    )
 
 
 class TaskResult(BaseModel):

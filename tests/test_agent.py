@@ -456,3 +456,15 @@ async def test_the_answer_step_lists_failed_calls_after_the_results(llm: LLMClie
     assert result.answer == "It is 42." and result.stop_reason == "answered"
     digest = script.bodies[-1]["messages"][1]["content"]
     assert "good {}:\n42\n\nCalls that failed:\n- bad {}: Error: no such thing\n\nAnswer the task now." in digest
+
+
+async def test_an_answer_cut_at_the_budget_says_so() -> None:
+    from lmstudio_bridge.render import render_task
+    from lmstudio_bridge.results import Generation, TaskResult, TokenUsage
+
+    result = TaskResult(
+        answer="A long answer", model="m", mcps=["s"], rounds=1, stop_reason="answered", tool_calls=[],
+        usage=TokenUsage(), elapsed_seconds=1.0, generation=Generation(answer_cut="budget"),
+    )  # fmt: skip
+    assert "LMSTUDIO_BRIDGE_REPLY_TOKENS" in render_task(result)
+    assert render_task(result.model_copy(update={"generation": Generation()})) == "A long answer"

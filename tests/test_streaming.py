@@ -270,6 +270,7 @@ async def test_the_scripted_server_s_endless_reply_is_cut_and_its_stream_closed(
             await api.aclose()
         assert result.answer == "Tokyo is at UTC+9, so it is 09:00 there."
         assert result.generation.replies_cut == 1 and result.generation.tokens < 100
+        assert result.generation.answer_cut == "repetition"
         assert await _eventually(lambda: fake.streams_cut == 1)
 
 
