@@ -18,8 +18,8 @@ import psutil
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-ROOT = Path(__file__).resolve().parent.parent
-ECHO_SERVER = ROOT / "tests" / "servers" / "echo_server.py"
+from tests.support.common import ECHO_SERVER, ROOT
+
 CACHE = ROOT / "bench" / ".cache"
 
 

@@ -5,7 +5,7 @@
     python bench/run.py --only 2,3 # some sections only
     python bench/run.py --only 2 --profile   # and where the bridge spends its time per round
 
-Everything talks to 127.0.0.1 only: the scripted fake LM Studio from tests/fakes and child MCP
+Everything talks to 127.0.0.1 only: the scripted fake LM Studio from tests/support and child MCP
 servers started on this machine.
 """
 
@@ -20,12 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench import children, memory, overhead, parallel, startup, switching, validation  # noqa: E402
-from bench.common import Report, Workspace, say  # noqa: E402
-from bench.node import node_memory_server  # noqa: E402
+from bench import children, memory, overhead, parallel, startup, switching, validation
+from bench.common import Report, Workspace, say
+from bench.node import node_memory_server
 
 SECTIONS = ("1", "2", "3", "4", "5", "6", "7")
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import ROOT
+from tests.support.common import ROOT
 
 SECTIONS = {
     "1": "Validation",

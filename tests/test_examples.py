@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GUIDE_MODELS, ROOT
-from tests.fakes.fake_lmstudio import FakeLMStudio
+from tests.support.common import GUIDE_MODELS, ROOT
+from tests.support.fake_lmstudio import FakeLMStudio
 
 EXAMPLES = ROOT / "examples"
 CODING, REASONING, OTHER_CODING = GUIDE_MODELS

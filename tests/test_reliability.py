@@ -23,10 +23,10 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from lmstudio_bridge.children import OWNER_VAR
-from tests.conftest import ROOT, echo_entry, text_of, write_config
-from tests.fakes.fake_lmstudio import FakeLMStudio
+from tests.support.bridge import text_of
+from tests.support.common import PROBE_SERVER, ROOT, echo_entry, write_config
+from tests.support.fake_lmstudio import FakeLMStudio
 
-PROBE_SERVER = str(ROOT / "tests" / "servers" / "probe_server.py")
 EIGHT_MODELS = [f"lab/model-{n}" for n in range(8)]
 
 

@@ -20,10 +20,10 @@ import psutil
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.fakes.fake_lmstudio import NO_MODELS_LOADED, FakeLMStudio, parse_cues, resolve_tool
+from tests.support.common import ECHO_SERVER
+from tests.support.common import ROOT as REPO
+from tests.support.fake_lmstudio import NO_MODELS_LOADED, FakeLMStudio, parse_cues, resolve_tool
 
-REPO = Path(__file__).resolve().parents[2]
-ECHO_SERVER = REPO / "tests" / "servers" / "echo_server.py"
 MODEL = "qwen/qwen3-coder-30b"
 TOOLS = ["time__get_current_time", "echo", "add", "a__read_file", "b__read_file", "big_2"]
 
@@ -319,7 +319,7 @@ def test_sync_use_and_custom_responder() -> None:
 
 def test_script_mode() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.fake_lmstudio", "--port", "0", "--models", "a,b"],
+        [sys.executable, "-m", "tests.support.fake_lmstudio", "--port", "0", "--models", "a,b"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,

@@ -7,7 +7,7 @@ Use it in-process::
 
 or as a process (prints ``READY http://127.0.0.1:PORT`` on stdout, serves until killed)::
 
-    python -m tests.fakes.fake_lmstudio --port 0 --models a,b [--embedding-models e] [--latency S] [--api-key K]
+    python -m tests.support.fake_lmstudio --port 0 --models a,b [--embedding-models e] [--latency S] [--api-key K]
 
 Endpoints: ``GET /v1/models``, ``GET /api/v0/models``, ``GET /api/v0/models/{id}``,
 ``POST /v1/chat/completions`` (and ``/api/v0/chat/completions``), with or without ``"stream": true``.
