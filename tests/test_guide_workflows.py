@@ -56,7 +56,7 @@ async def test_multi_step_pipeline(fake: FakeLMStudio, mcp_config: Path) -> None
 
 
 async def test_parallel_models_with_gather(fake: FakeLMStudio, mcp_config: Path) -> None:
-    fake.latency = 0.3
+    fake.hold_answers(until=2)  # each answer waits until both tasks ask at once
     task = f"Identify security vulnerabilities in auth module\n{READ_NOTES}"
     async with bridge_client(fake.base_url, mcp_config) as client:
         results = await asyncio.gather(

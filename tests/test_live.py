@@ -29,7 +29,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.bridge import stdio_bridge_client as bridge_client, text_of
+from tests.support.bridge import stdio_bridge_client as bridge_client
+from tests.support.bridge import text_of
 from tests.support.common import ROOT, echo_entry, time_entry, write_config
 
 pytestmark = pytest.mark.live
