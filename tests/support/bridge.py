@@ -7,7 +7,7 @@
 - ``stdio_bridge`` / ``stdio_bridge_client``: ``python -m lmstudio_bridge`` as a subprocess, as an
   MCP host starts it. For the protocol on the wire, process hygiene and signals.
 - ``run_cli``: ``lmstudio_bridge.cli.main(argv)`` in this process, with its stdout, stderr and
-  exit code, as a terminal would see them.
+  exit code, as a terminal would see them (``run_in_process`` does the same for any entry point).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,19 +65,25 @@ async def bridge_client(
     environment is. The bridge's logs go to the ``lmstudio_bridge`` logger at the
     ``LMSTUDIO_BRIDGE_LOG_LEVEL`` level (DEBUG unless given): ``caplog`` sees them.
     """
-    async with bridge_in_process(base_url, config, cwd, **env) as bridge:
+    environ = bridge_environment(base_url, config, **env)
+    async with bridge_client_for(environ, _workdir(config, cwd), read_timeout=read_timeout) as client:
+        yield client
+
+
+@asynccontextmanager
+async def bridge_client_for(environ: Mapping[str, str], cwd: Path, *, read_timeout: float = 60) -> AsyncIterator[Client]:
+    """``bridge_client`` for a bridge that would be started with the environment ``environ`` in ``cwd``."""
+    async with bridge_in_process(environ, cwd) as bridge:
         server = build_server(bridge.settings, bridge)
         async with Client(server, mode="legacy", read_timeout_seconds=read_timeout) as client:
             yield client
 
 
 @asynccontextmanager
-async def bridge_in_process(
-    base_url: str, config: Path | None = None, cwd: Path | None = None, **env: str
-) -> AsyncIterator[Bridge]:
-    """A ``Bridge`` built as a bridge process builds it: settings from the environment, config files from ``cwd``."""
-    settings = load_settings(environ=bridge_environment(base_url, config, **env))
-    with contextlib.chdir(_workdir(config, cwd)):
+async def bridge_in_process(environ: Mapping[str, str], cwd: Path) -> AsyncIterator[Bridge]:
+    """A ``Bridge`` built as a bridge process builds it: settings from ``environ``, config files from ``cwd``."""
+    settings = load_settings(environ=environ)
+    with contextlib.chdir(cwd):
         bridge = Bridge(settings)  # finds the project's .mcp.json in the working directory, like a process
     with bridge_log_level(settings.log_level):
         async with bridge:
@@ -169,23 +175,32 @@ def run_cli(
     ``env`` is added to this process's environment and ``cwd`` is the working directory for the
     duration of the command; both, and the logging set-up the command installs, are restored after.
     """
+    return run_in_process(lambda: cli.main(list(args)), ["lmstudio-bridge", *args], env=env, cwd=cwd)
+
+
+def run_in_process(
+    main: Callable[[], object], argv: list[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Calls ``main`` as a program's entry point: ``sys.argv``, environment, working directory and
+    logging set for it and restored after; its stdout and stderr captured; ``SystemExit`` as the exit code."""
     out, err = io.StringIO(), io.StringIO()
     code: int | str | None = 0
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.dict(os.environ, dict(env or {})))
+        stack.enter_context(mock.patch.object(sys, "argv", list(argv)))
         if cwd is not None:
             stack.enter_context(contextlib.chdir(cwd))
         stack.enter_context(_logging_restored())
         stack.enter_context(contextlib.redirect_stdout(out))
         stack.enter_context(contextlib.redirect_stderr(err))
         try:
-            cli.main(list(args))
+            main()
         except SystemExit as exc:
             code = exc.code
-    returncode = code if isinstance(code, int) else (0 if code is None else 1)
-    if isinstance(code, str):
+    if isinstance(code, str):  # sys.exit("message"): the message on stderr, status 1
         err.write(code + "\n")
-    return subprocess.CompletedProcess(["lmstudio-bridge", *args], returncode, out.getvalue(), err.getvalue())
+    returncode = code if isinstance(code, int) else (0 if code is None else 1)
+    return subprocess.CompletedProcess(list(argv), returncode, out.getvalue(), err.getvalue())
 
 
 @contextlib.contextmanager
