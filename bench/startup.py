@@ -20,7 +20,7 @@ EXIT_TARGET = 5.0
 
 async def run(report: Report, ws: Workspace) -> None:
     say(f"== {SECTION}. Start-up: spawn to the answer to initialize (Client enter); exit: stdin closed to exit ==")
-    runs = 2 if report.quick else 10
+    runs = 1 if report.quick else 10
     starts, exits = [], []
     async with FakeLMStudio(models=["fake-model"]) as fake:
         for _ in range(runs):
