@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import re
 
-from tests.fakes.fake_lmstudio import FakeLMStudio
+from tests.support.fake_lmstudio import FakeLMStudio
 
 from . import node
 from .common import BridgeHandle, Report, Stats, Workspace, bridge, run_task, say
 
 SECTION = "5"
 KINDS = {
-    "echo": ("Python, tests/servers/echo_server.py", '@call echo {"text": "x"}'),
+    "echo": ("Python, tests/support/echo_server.py", '@call echo {"text": "x"}'),
     "time": ("Python, python -m mcp_server_time", '@call get_current_time {"timezone": "UTC"}'),
     "memory": ("Node, @modelcontextprotocol/server-memory", "@call read_graph"),
 }

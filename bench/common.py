@@ -1,8 +1,10 @@
-"""What every benchmark shares: statistics, the figures table, a hermetic workspace, and the bridge over stdio."""
+"""What every benchmark shares: statistics, the figures table, a hermetic workspace, and the bridge over stdio
+(or, to check that the benchmarks run, in this process)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import statistics
@@ -13,13 +15,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import psutil
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-ROOT = Path(__file__).resolve().parent.parent
-ECHO_SERVER = ROOT / "tests" / "servers" / "echo_server.py"
+from tests.support.bridge import bridge_client_for
+from tests.support.common import ECHO_SERVER, ROOT
+
 CACHE = ROOT / "bench" / ".cache"
 
 
@@ -82,10 +86,12 @@ class Figure:
     value: str
     target: str = ""
     met: bool | None = None
+    error: bool = False
+    """The benchmark failed: ``value`` says how. Not a missed target: the figure could not be measured."""
 
     @property
     def verdict(self) -> str:
-        return {True: "met", False: "MISSED", None: ""}[self.met]
+        return "ERROR" if self.error else {True: "met", False: "MISSED", None: ""}[self.met]
 
 
 @dataclass
@@ -96,6 +102,14 @@ class Report:
 
     def add(self, section: str, name: str, value: str, target: str = "", met: bool | None = None) -> None:
         self.figures.append(Figure(section, name, value, target, met))
+
+    def failed(self, section: str, exc: BaseException) -> None:
+        """Section ``section`` raised ``exc``: an ERROR figure, and ``errors`` counts it."""
+        self.figures.append(Figure(section, "benchmark failed", f"{type(exc).__name__}: {exc}"[:300], error=True))
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for f in self.figures if f.error)
 
     def markdown(self) -> str:
         rows = ["| # | figure | measured | target | verdict |", "|---|---|---|---|---|"]
@@ -112,16 +126,21 @@ def say(line: str = "") -> None:
 
 @dataclass
 class Workspace:
-    """A hermetic HOME, an MCP config with the benchmark's children, and a folder for bridge logs."""
+    """A hermetic HOME, an MCP config with the benchmark's children, and a folder for bridge logs.
+
+    ``in_process``: ``bridge()`` runs the bridge in this process instead of spawning it, which only
+    checks that the benchmarks run (``--in-process``): the figures then hold this process's work too.
+    """
 
     root: Path
     config: Path
     home: Path
     logs: Path
     node_memory: Path | None = None
+    in_process: bool = False
 
     @classmethod
-    def create(cls, root: Path, node_memory: Path | None) -> Workspace:
+    def create(cls, root: Path, node_memory: Path | None, *, in_process: bool = False) -> Workspace:
         home, logs = root / "home", root / "logs"
         home.mkdir(parents=True, exist_ok=True)
         logs.mkdir(exist_ok=True)
@@ -137,7 +156,7 @@ class Workspace:
             }
         config = root / "mcp.json"
         config.write_text(json.dumps({"mcpServers": servers}, indent=2))
-        return cls(root, config, home, logs, node_memory)
+        return cls(root, config, home, logs, node_memory, in_process)
 
 
 def bridge_env(ws: Workspace, base_url: str, **env: str) -> dict[str, str]:
@@ -175,14 +194,23 @@ _bridge_count = 0
 
 
 @asynccontextmanager
-async def bridge(ws: Workspace, base_url: str, *, profile: Path | None = None, **env: str) -> AsyncIterator[BridgeHandle]:
+async def bridge(
+    ws: Workspace, base_url: str, *, profile: Path | None = None, spawn: bool | None = None, **env: str
+) -> AsyncIterator[BridgeHandle]:
     """The real bridge as a subprocess (``python -m lmstudio_bridge``), spoken to by the MCP client SDK.
 
     With ``profile``, the bridge runs under cProfile and writes its statistics there when it exits.
+    With ``ws.in_process`` (and ``spawn`` not True) it runs in this process instead.
     """
     global _bridge_count
     _bridge_count += 1
     log = ws.logs / f"bridge-{_bridge_count}.log"
+    if (ws.in_process if spawn is None else not spawn):
+        if profile is not None:
+            raise ValueError("the bridge can be profiled only as a subprocess")
+        async with _bridge_in_process(ws, base_url, log, **env) as handle:
+            yield handle
+        return
     args = ["-m", "lmstudio_bridge"]
     if profile is not None:
         args = ["-m", "cProfile", "-o", str(profile), *args]
@@ -191,6 +219,23 @@ async def bridge(ws: Workspace, base_url: str, *, profile: Path | None = None, *
     with log.open("w") as errlog:
         async with Client(stdio_client(params, errlog=errlog), mode="legacy", read_timeout_seconds=300) as client:
             yield BridgeHandle(client, _new_bridge_process(before), log)
+
+
+@asynccontextmanager
+async def _bridge_in_process(ws: Workspace, base_url: str, log: Path, **env: str) -> AsyncIterator[BridgeHandle]:
+    """The bridge in this process, with the environment and folder a spawned one gets; its log in ``log``."""
+    environ = bridge_env(ws, base_url, **env)
+    handler = logging.FileHandler(log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("lmstudio_bridge")
+    logger.addHandler(handler)
+    try:
+        with mock.patch.dict(os.environ, {k: environ[k] for k in ("HOME", "XDG_CONFIG_HOME")}):
+            async with bridge_client_for(environ, ws.root, read_timeout=300) as client:
+                yield BridgeHandle(client, psutil.Process(), log)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
 
 
 def _new_bridge_process(before: set[int]) -> psutil.Process:

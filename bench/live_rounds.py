@@ -33,12 +33,11 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+from lmstudio_bridge.config import Settings
+from lmstudio_bridge.service import Bridge
+from tests.support.common import ECHO_SERVER, ROOT
 
-from lmstudio_bridge.config import Settings  # noqa: E402
-from lmstudio_bridge.service import Bridge  # noqa: E402
+sys.path.insert(0, str(ROOT / "scripts"))  # the llama.cpp launcher, scripts/llamacpp_server.py
 
 CITIES = ("Tokyo", "Paris", "New York", "Sydney", "Cairo", "Lima", "Oslo", "Delhi")
 
@@ -94,7 +93,7 @@ async def run_pass(base_url: str, tasks: int, transport: httpx.AsyncBaseTranspor
         config = Path(tmp) / "mcp.json"
         config.write_text(json.dumps({"mcpServers": {
             "time": {"command": sys.executable, "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]},
-            "echo": {"command": sys.executable, "args": [str(ROOT / "tests" / "servers" / "echo_server.py"), "--root", tmp]},
+            "echo": {"command": sys.executable, "args": [ECHO_SERVER, "--root", tmp]},
         }}))
         settings = Settings(base_url=base_url, mcp_config=(config,), max_rounds=4, max_tokens=256, temperature=0)
         async with Bridge(settings, transport=transport) as bridge:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.fakes.fake_lmstudio import FakeLMStudio
+from tests.support.fake_lmstudio import FakeLMStudio
 
 from .common import BridgeHandle, Report, Workspace, bridge, echo_task, run_task, say
 

@@ -28,7 +28,7 @@ from typing import Any
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from tests.fakes.fake_lmstudio import FakeLMStudio
+from tests.support.fake_lmstudio import FakeLMStudio
 
 from .common import ECHO_SERVER, BridgeHandle, Report, Stats, Workspace, bridge, echo_task, run_task, say, slope
 

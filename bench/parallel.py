@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.fakes.fake_lmstudio import FakeLMStudio
+from tests.support.fake_lmstudio import FakeLMStudio
 
 from .common import BridgeHandle, Report, Stats, Workspace, bridge, echo_task, run_task, say
 

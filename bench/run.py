@@ -4,28 +4,29 @@
     python bench/run.py --quick    # tiny sizes, to check that the benchmarks still work
     python bench/run.py --only 2,3 # some sections only
     python bench/run.py --only 2 --profile   # and where the bridge spends its time per round
+    python bench/run.py --quick --in-process --no-node   # what tests/test_bench_smoke.py runs
 
-Everything talks to 127.0.0.1 only: the scripted fake LM Studio from tests/fakes and child MCP
-servers started on this machine.
+Everything talks to 127.0.0.1 only: the scripted fake LM Studio from tests/support and child MCP
+servers started on this machine. A section that fails is an ERROR row in the summary (its
+traceback on stderr), the other sections still run, and the exit status is 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import platform
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench import children, memory, overhead, parallel, startup, switching, validation  # noqa: E402
-from bench.common import Report, Workspace, say  # noqa: E402
-from bench.node import node_memory_server  # noqa: E402
+from bench import children, memory, overhead, parallel, startup, switching, validation
+from bench.common import Report, Workspace, say
+from bench.node import node_memory_server
 
 SECTIONS = ("1", "2", "3", "4", "5", "6", "7")
 
@@ -43,11 +44,10 @@ def machine() -> str:
             f"{platform.system()} {platform.release()} ({platform.machine()})")
 
 
-async def main(quick: bool, only: set[str], profile: bool) -> Report:
+async def main(quick: bool, only: set[str], profile: bool, *, in_process: bool = False, node: bool = True) -> Report:
     report = Report(quick=quick, profile=profile)
     with tempfile.TemporaryDirectory(prefix="lmstudio-bridge-bench-") as tmp:
-        node = node_memory_server() if "5" in only else None
-        ws = Workspace.create(Path(tmp), node)
+        ws = Workspace.create(Path(tmp), node_memory_server() if node and "5" in only else None, in_process=in_process)
         steps = {
             "1": lambda: validation.run(report),
             "2": lambda: overhead.run(report, ws),
@@ -60,30 +60,53 @@ async def main(quick: bool, only: set[str], profile: bool) -> Report:
         for key in SECTIONS:
             if key in only:
                 started = time.perf_counter()
-                await steps[key]()
+                try:
+                    await steps[key]()
+                except Exception as exc:  # noqa: BLE001 - one failed benchmark must not hide the others
+                    report.failed(key, exc)
+                    say(f"section {key} FAILED: {type(exc).__name__}: {exc}")
+                    traceback.print_exc(file=sys.stderr)
                 say(f"(section {key} took {time.perf_counter() - started:.1f} s)")
                 say()
     return report
 
 
-def cli() -> None:
+def cli(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that every benchmark runs")
     parser.add_argument("--profile", action="store_true", help="also profile the bridge during section 2")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated section numbers (default: all)")
-    args = parser.parse_args()
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the bridge in this process (start-up still spawns it): checks that the "
+                             "benchmarks run, fast; the figures then include this process's own work")
+    parser.add_argument("--no-node", action="store_true", help="leave out section 5's Node child (no npm install)")
+    args = parser.parse_args(argv)
+    if args.in_process and args.profile:
+        parser.error("--profile profiles the bridge subprocess; leave out --in-process")
     only = {s.strip() for s in args.only.split(",") if s.strip()}
+    if unknown := only - set(SECTIONS):
+        parser.error(f"no section {', '.join(sorted(unknown))}; the sections are {', '.join(SECTIONS)}")
+    if args.in_process:
+        # The bridge in this process logs to its log file (bench/common.py); only warnings reach stderr.
+        # Configured before the MCP SDK's own basicConfig, which would print every INFO record.
+        warnings_only = logging.StreamHandler(sys.stderr)
+        warnings_only.setLevel(logging.WARNING)
+        logging.basicConfig(level=logging.WARNING, handlers=[warnings_only])
+    options = [o for o, on in (("--quick", args.quick), ("--in-process", args.in_process), ("--no-node", args.no_node)) if on]
     say(f"machine: {machine()}")
     say(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (the machine may be shared)")
-    say(f"command: python bench/run.py{' --quick' if args.quick else ''}")
+    say(f"command: python bench/run.py{''.join(' ' + o for o in options)}")
     say()
     started = time.perf_counter()
-    report = asyncio.run(main(args.quick, only, args.profile))
+    report = asyncio.run(main(args.quick, only, args.profile, in_process=args.in_process, node=not args.no_node))
     say("== Summary ==")
     say(report.markdown())
     say()
     say(f"total time {time.perf_counter() - started:.1f} s; "
         f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if report.errors:
+        say(f"{report.errors} benchmark(s) failed: see the ERROR rows above and the tracebacks on stderr")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 
-from tests.fakes.fake_lmstudio import FakeLMStudio
+from tests.support.fake_lmstudio import FakeLMStudio
 
 from .common import Report, Stats, Workspace, bridge, echo_task, run_task, say
 

@@ -8,7 +8,7 @@ import time
 from lmstudio_bridge.config import Settings
 from lmstudio_bridge.lmstudio import LMStudioAPI
 from lmstudio_bridge.models import ModelValidator
-from tests.fakes.fake_lmstudio import FakeLMStudio
+from tests.support.fake_lmstudio import FakeLMStudio
 
 from .common import Report, Stats, say
 

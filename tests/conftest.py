@@ -1,23 +1,19 @@
-"""Shared fixtures: a hermetic home, the fake LM Studio, MCP config files, and the bridge over stdio."""
+"""Shared fixtures: a hermetic home and the fake LM Studio. The helpers themselves live in ``tests.support``."""
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from mcp import Client, StdioServerParameters
 
-from tests.fakes.fake_lmstudio import FakeLMStudio
+from tests.support.bridge import bridge_client, text_of
+from tests.support.common import ECHO_SERVER, GUIDE_MODELS, ROOT, echo_entry, time_entry, write_config
+from tests.support.fake_lmstudio import FakeLMStudio
 
-ROOT = Path(__file__).resolve().parent.parent
-ECHO_SERVER = str(ROOT / "tests" / "servers" / "echo_server.py")
-GUIDE_MODELS = ["qwen/qwen3-coder-30b", "mistralai/magistral-small-2509", "deepseek/deepseek-coder-33b"]
+__all__ = [  # kept for tests that import these from here; new tests import them from tests.support
+    "ECHO_SERVER", "GUIDE_MODELS", "ROOT", "bridge_client", "echo_entry", "text_of", "time_entry", "write_config",
+]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -38,23 +34,6 @@ def fake() -> Iterator[FakeLMStudio]:
         yield server
 
 
-def echo_entry(name: str = "echo", *extra: str, root: Path | None = None) -> dict[str, Any]:
-    args = [ECHO_SERVER, "--name", name, *extra]
-    if root is not None:
-        args += ["--root", str(root)]
-    return {"command": sys.executable, "args": args}
-
-
-def time_entry() -> dict[str, Any]:
-    return {"command": sys.executable, "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]}
-
-
-def write_config(path: Path, servers: dict[str, dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"mcpServers": servers}, indent=2))
-    return path
-
-
 @pytest.fixture
 def mcp_config(tmp_path: Path) -> Path:
     """A config with our echo server (twice, for name collisions) and the published time server."""
@@ -72,27 +51,3 @@ def mcp_config(tmp_path: Path) -> Path:
             "fetch": echo_entry("fetch", root=files),
         },
     )
-
-
-@asynccontextmanager
-async def bridge_client(
-    base_url: str, config: Path | None = None, cwd: Path | None = None, read_timeout: float = 60, **env: str
-) -> AsyncIterator[Client]:
-    """The real bridge as a subprocess, spoken to over stdio by the MCP client SDK."""
-    environment = {
-        "LMSTUDIO_BASE_URL": base_url,
-        "LMSTUDIO_BRIDGE_LOG_LEVEL": "DEBUG",
-        "HOME": os.environ["HOME"],
-        "XDG_CONFIG_HOME": os.environ.get("XDG_CONFIG_HOME", ""),
-        **env,
-    }
-    if config is not None:
-        environment["LMSTUDIO_BRIDGE_MCP_CONFIG"] = str(config)
-    workdir = cwd or (config.parent if config else ROOT)
-    params = StdioServerParameters(command=sys.executable, args=["-m", "lmstudio_bridge"], env=environment, cwd=str(workdir))
-    async with Client(params, mode="legacy", read_timeout_seconds=read_timeout) as client:
-        yield client
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(block.text for block in result.content if getattr(block, "type", "") == "text")

@@ -21,9 +21,8 @@ from lmstudio_bridge import children as children_module
 from lmstudio_bridge.children import OWNER_VAR, Child, ChildPool, kill_marked_processes, map_call_error
 from lmstudio_bridge.errors import ChildGone, McpStartError, ToolCallFailed, ToolTimeout
 from lmstudio_bridge.mcp_config import McpServerSpec
-from tests.conftest import ECHO_SERVER, ROOT, text_of
-
-PROBE_SERVER = str(ROOT / "tests" / "servers" / "probe_server.py")
+from tests.support.bridge import text_of
+from tests.support.common import ECHO_SERVER, PROBE_SERVER
 
 
 def echo_spec(name: str = "echo", *extra: str, env: dict[str, str] | None = None) -> McpServerSpec:

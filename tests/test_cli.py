@@ -1,4 +1,7 @@
-"""The command line as a user runs it: each command in a subprocess, against the fake LM Studio.
+"""The command line as a user runs it, against the fake LM Studio.
+
+Each command runs in this process (``run_cli``: ``cli.main(argv)`` with its stdout, stderr and exit
+code), with real child servers. tests/test_stdio.py runs ``python -m lmstudio_bridge run`` as a process.
 
 Exit codes: 0 success, 1 the operation failed, 2 a usage or configuration error.
 stdout carries only the answer; progress, logs and errors go to stderr.
@@ -16,25 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GUIDE_MODELS, echo_entry, write_config
-from tests.fakes.fake_lmstudio import FakeLMStudio
+from tests.support.bridge import run_cli
+from tests.support.common import GUIDE_MODELS, echo_entry, time_entry, write_config
+from tests.support.fake_lmstudio import FakeLMStudio
 
 CODING, REASONING, _ = GUIDE_MODELS
 READ_NOTES = '@call read_file {"path": "notes.txt"}'
 
 
-def cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "lmstudio_bridge", *args],
-        env=environment,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``lmstudio-bridge ARGS`` with ``env`` added to the environment, in ``cwd`` (default: the test's home)."""
+    return run_cli(*args, env=env, cwd=cwd or Path(os.environ["HOME"]))
 
 
 @pytest.fixture
@@ -188,13 +183,16 @@ def test_unknown_command_is_a_usage_error() -> None:
 # --- doctor -------------------------------------------------------------------
 
 
-def test_doctor_all_good(env: dict[str, str]) -> None:
-    done = cli("doctor", env=env, timeout=120)
+def test_doctor_all_good(fake: FakeLMStudio, mcp_config: Path) -> None:
+    files = mcp_config.parent / "files"  # two of the config's servers: ours and the published time server
+    config = write_config(mcp_config.parent / "doctor.json", {"filesystem": echo_entry("filesystem", root=files), "time": time_entry()})
+    done = cli("doctor", env={"LMSTUDIO_BASE_URL": fake.base_url, "LMSTUDIO_BRIDGE_MCP_CONFIG": str(config)})
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("[ok  ] LM Studio at ") and "answers" in lines[0]
     assert f"[ok  ] default model: {CODING} (first loaded)" in lines
     assert any(line.startswith("[ok  ] MCP 'filesystem' started in ") for line in lines)
+    assert any(line.startswith("[ok  ] MCP 'time' started in ") for line in lines)
     assert not any(line.startswith("[FAIL]") for line in lines)
 
 

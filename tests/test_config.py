@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ import pytest
 from lmstudio_bridge.cli import build_parser
 from lmstudio_bridge.config import SETTINGS, flag_values, load_settings
 from lmstudio_bridge.errors import ConfigError
+from tests.support.bridge import run_cli
 
 
 def test_defaults() -> None:
@@ -95,13 +94,6 @@ def test_every_setting_field_exists() -> None:
     fields = set(Settings.model_fields) | {"host", "port"}
     assert {s.field for s in SETTINGS} <= fields
     assert set(Settings.model_fields) <= {s.field for s in SETTINGS}
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "lmstudio_bridge", *args], capture_output=True, text=True, env=full_env, timeout=30
-    )
 
 
 def test_bad_value_exits_2_with_one_line_and_no_traceback() -> None:

@@ -13,7 +13,7 @@ from lmstudio_bridge import errors
 from lmstudio_bridge.cli import build_parser
 from lmstudio_bridge.config import SETTINGS, Settings, settings_table
 from lmstudio_bridge.server import build_server
-from tests.conftest import ROOT
+from tests.support.common import ROOT
 
 DOCS = ROOT / "docs"
 README = ROOT / "README.md"

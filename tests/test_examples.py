@@ -1,7 +1,9 @@
 """Each script in examples/ runs as a user would run it, against the fake LM Studio and real child servers.
 
-The examples append ``--task-suffix`` to every task; here that carries cues for the
-scripted server, so the "model" really calls the children's tools.
+The examples append ``--task-suffix`` to every task; here that carries cues for the scripted server,
+so the "model" really calls the children's tools. The scripts run in this process with the bridge
+in this process (``tests.support.examples``); the last tests run one as a real process, with the
+bridge it starts over stdio.
 """
 
 from __future__ import annotations
@@ -13,31 +15,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GUIDE_MODELS, ROOT
-from tests.fakes.fake_lmstudio import FakeLMStudio
+from tests.support.common import GUIDE_MODELS
+from tests.support.examples import EXAMPLES
+from tests.support.examples import run_example as run_script
+from tests.support.fake_lmstudio import FakeLMStudio
 
-EXAMPLES = ROOT / "examples"
 CODING, REASONING, OTHER_CODING = GUIDE_MODELS
 READ_NOTES = '@call read_file {"path": "notes.txt"}'
 NOTES = "the secret word is pineapple"
 
 
-def run_example(
-    name: str, fake: FakeLMStudio, config: Path, *args: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "LMSTUDIO_BASE_URL": fake.base_url,
-        "LMSTUDIO_BRIDGE_MCP_CONFIG": str(config),
-    }
-    return subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
-        env=env,
-        cwd=config.parent,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def environment(fake: FakeLMStudio, config: Path) -> dict[str, str]:
+    return {"LMSTUDIO_BASE_URL": fake.base_url, "LMSTUDIO_BRIDGE_MCP_CONFIG": str(config)}
+
+
+def run_example(name: str, fake: FakeLMStudio, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_script(name, *args, env=environment(fake, config), cwd=config.parent)
 
 
 def ok(done: subprocess.CompletedProcess[str]) -> str:
@@ -84,7 +77,7 @@ def test_multi_step_pipeline_uses_each_model_and_then_the_default(fake: FakeLMSt
 
 
 def test_parallel_models_overlap(fake: FakeLMStudio, mcp_config: Path) -> None:
-    fake.latency = 0.3
+    fake.hold_answers(until=2)  # each answer waits until both tasks ask at once
     out = ok(run_example("parallel_models.py", fake, mcp_config, "--task-suffix", READ_NOTES))
     assert headings(out) == [REASONING, CODING]
     assert out.count(NOTES) == 2
@@ -160,6 +153,29 @@ def test_a_failed_step_exits_1_with_the_error_on_stderr(fake: FakeLMStudio, mcp_
 
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py") if p.name != "bridge_helpers.py"))
 def test_examples_explain_themselves(script: str) -> None:
-    done = subprocess.run([sys.executable, str(EXAMPLES / script), "--help"], capture_output=True, text=True, timeout=30)
+    done = run_script(script, "--help")
     assert done.returncode == 0
     assert "--task-suffix" in done.stdout
+
+
+# ----------------------------------------------------------------------------- as a process
+
+
+def run_process(name: str, fake: FakeLMStudio, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python examples/NAME ARGS``: the script starts ``python -m lmstudio_bridge`` over stdio itself."""
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        env={**os.environ, **environment(fake, config)},
+        cwd=config.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_an_example_as_a_process_with_the_bridge_over_stdio(fake: FakeLMStudio, mcp_config: Path) -> None:
+    fake.hold_answers(until=2)  # the two tasks share one stdio connection, and still overlap
+    out = ok(run_process("parallel_models.py", fake, mcp_config, "--task-suffix", READ_NOTES))
+    assert headings(out) == [REASONING, CODING]
+    assert out.count(NOTES) == 2
+    assert fake.max_in_flight >= 2

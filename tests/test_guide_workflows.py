@@ -1,4 +1,6 @@
-"""The multi-model guide's workflows, end to end over stdio with real child servers.
+"""The multi-model guide's workflows, end to end through the MCP tools, with real child servers.
+
+The bridge runs in this process (``bridge_client``).
 
 Each task carries cues for the scripted server, so the "model" really calls the
 child's tools; the assertions check what reached whom.
@@ -9,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.conftest import bridge_client, text_of
-from tests.fakes.fake_lmstudio import FakeLMStudio
+from tests.support.bridge import bridge_client, text_of
+from tests.support.fake_lmstudio import FakeLMStudio
 
 REASONING = "mistralai/magistral-small-2509"
 CODING = "qwen/qwen3-coder-30b"
@@ -54,7 +56,7 @@ async def test_multi_step_pipeline(fake: FakeLMStudio, mcp_config: Path) -> None
 
 
 async def test_parallel_models_with_gather(fake: FakeLMStudio, mcp_config: Path) -> None:
-    fake.latency = 0.3
+    fake.hold_answers(until=2)  # each answer waits until both tasks ask at once
     task = f"Identify security vulnerabilities in auth module\n{READ_NOTES}"
     async with bridge_client(fake.base_url, mcp_config) as client:
         results = await asyncio.gather(

@@ -2,49 +2,20 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import ECHO_SERVER, bridge_client, text_of, write_config
-from tests.fakes.fake_lmstudio import FakeLMStudio
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.bridge import bridge_client, text_of
+from tests.support.common import http_echo_server, write_config
+from tests.support.fake_lmstudio import FakeLMStudio
 
 
 @pytest.fixture
-def http_echo(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, ECHO_SERVER, "--name", "web", "--http-port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/mcp"
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the HTTP echo server did not start")
+def http_echo() -> Iterator[str]:
+    with http_echo_server("web") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 async def test_http_entry_is_used(fake: FakeLMStudio, tmp_path: Path, http_echo: str) -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GUIDE_MODELS
-from tests.fakes.fake_lmstudio import FakeLMStudio
+from tests.support.common import GUIDE_MODELS
+from tests.support.fake_lmstudio import FakeLMStudio
 
 NPX = shutil.which("npx")
 INSPECTOR = "@modelcontextprotocol/inspector"

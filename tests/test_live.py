@@ -29,7 +29,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, bridge_client, echo_entry, text_of, time_entry, write_config
+from tests.support.bridge import stdio_bridge_client as bridge_client
+from tests.support.bridge import text_of
+from tests.support.common import ROOT, echo_entry, time_entry, write_config
 
 pytestmark = pytest.mark.live
 

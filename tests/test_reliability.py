@@ -1,6 +1,10 @@
-"""The bridge under load and faults, over real stdio: parallelism, cancellation, crashes, exits, leaks, secrets.
+"""The bridge under load and faults: parallelism, cancellation, crashes, exits, leaks, secrets.
 
-Timings are printed (run with ``-s`` to see them); bounds are generous for a busy machine.
+Most tests run the bridge in this process (``bridge_client``) with real child processes; how the
+bridge process ends (stdin closed, SIGTERM, SIGINT) and its resources over many tasks are tested
+on ``python -m lmstudio_bridge`` itself. Time bounds only catch hangs: each is far above what the
+work takes on a busy machine and below what the regression it guards against would take. How
+fast things are is measured in bench/ (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -11,67 +15,19 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-from mcp import Client, StdioServerParameters
-from mcp.client.stdio import stdio_client
 
 from lmstudio_bridge.children import OWNER_VAR
-from tests.conftest import ROOT, echo_entry, text_of, write_config
-from tests.fakes.fake_lmstudio import FakeLMStudio
+from tests.support.bridge import bridge_client, stdio_bridge, stdio_environment, text_of
+from tests.support.common import echo_entry, probe_entry, write_config
+from tests.support.fake_lmstudio import FakeLMStudio
 
-PROBE_SERVER = str(ROOT / "tests" / "servers" / "probe_server.py")
 EIGHT_MODELS = [f"lab/model-{n}" for n in range(8)]
-
-
-def probe_entry(log: Path | None = None, **env: str) -> dict[str, Any]:
-    args = [PROBE_SERVER] + (["--log", str(log)] if log else [])
-    return {"command": sys.executable, "args": args, "env": env}
-
-
-def bridge_env(base_url: str, config: Path | None, **env: str) -> dict[str, str]:
-    environment = {
-        "LMSTUDIO_BASE_URL": base_url,
-        "LMSTUDIO_BRIDGE_LOG_LEVEL": "DEBUG",
-        "HOME": os.environ["HOME"],
-        "XDG_CONFIG_HOME": os.environ.get("XDG_CONFIG_HOME", ""),
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-        **env,
-    }
-    if config is not None:
-        environment["LMSTUDIO_BRIDGE_MCP_CONFIG"] = str(config)
-    return environment
-
-
-@dataclass
-class Running:
-    client: Client
-    pid: int
-    stderr: Path
-
-    def logs(self) -> str:
-        return self.stderr.read_text(errors="replace")
-
-
-@asynccontextmanager
-async def bridge(base_url: str, config: Path | None, stderr: Path, **env: str) -> AsyncIterator[Running]:
-    """The bridge over stdio, like ``bridge_client``, with its stderr captured and its pid known."""
-    before = {p.pid for p in psutil.Process().children()}
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "lmstudio_bridge"], env=bridge_env(base_url, config, **env),
-        cwd=str(config.parent if config else ROOT),
-    )  # fmt: skip
-    with stderr.open("w") as errlog:
-        async with Client(stdio_client(params, errlog=errlog), mode="legacy", read_timeout_seconds=60) as client:
-            (pid,) = [p.pid for p in psutil.Process().children() if p.pid not in before]
-            yield Running(client, pid, stderr)
 
 
 def tool_messages(body: dict[str, Any]) -> list[str]:
@@ -109,8 +65,8 @@ def bridge_marker(pid: int) -> str:
     raise AssertionError("the bridge has no marked child")
 
 
-def lmstudio_connections(pid: int, port: int) -> int:
-    """Open TCP connections from process ``pid`` to 127.0.0.1:``port``."""
+def lmstudio_connections(port: int, pid: int | None = None) -> int:
+    """Open TCP connections from process ``pid`` (this one by default) to 127.0.0.1:``port``."""
     conns = psutil.Process(pid).net_connections(kind="tcp")
     return sum(1 for c in conns if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
 
@@ -132,42 +88,35 @@ async def eventually(check: Callable[[], bool], within: float = 8.0) -> float | 
 # ----------------------------------------------------------------------------- warm children, parallelism
 
 
-async def test_twenty_tasks_in_a_row_start_the_child_once(fake: FakeLMStudio, tmp_path: Path) -> None:
+async def test_twenty_tasks_in_a_row_start_the_child_once(
+    fake: FakeLMStudio, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     config = write_config(tmp_path / "mcp.json", {"echo": echo_entry("echo")})
-    async with bridge(fake.base_url, config, tmp_path / "stderr.log") as run:
+    async with bridge_client(fake.base_url, config) as client:
         for _ in range(20):
-            result = await run.client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@call counter {}"})
+            result = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@call counter {}"})
             assert not result.is_error, text_of(result)
-        logs = run.logs()
     counts = [json.loads(tool_messages(b)[0]) for b in fake.chat_bodies() if tool_messages(b)]
     assert [c["count"] for c in counts] == list(range(1, 21))
     assert len({c["pid"] for c in counts}) == 1
-    assert logs.count("MCP 'echo' started") == 1
+    assert caplog.text.count("MCP 'echo' started") == 1
 
 
 async def test_eight_tasks_on_eight_models_run_in_parallel(fake: FakeLMStudio, tmp_path: Path) -> None:
     fake.models = list(EIGHT_MODELS)
     config = write_config(tmp_path / "mcp.json", {"echo": echo_entry("echo")})
     task = '@call echo {"text": "hi"}'
-    async with bridge(fake.base_url, config, tmp_path / "stderr.log") as run:
+    async with bridge_client(fake.base_url, config) as client:
 
         async def one(model: str) -> Any:
-            return await run.client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": task, "model": model})
+            return await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": task, "model": model})
 
         await one(EIGHT_MODELS[0])  # the child starts warm, the model list is cached
-        fake.latency = 0.5
-        started = time.perf_counter()
-        await one(EIGHT_MODELS[0])
-        single = time.perf_counter() - started
         fake.reset()
-        started = time.perf_counter()
+        fake.hold_answers(until=8)  # answers wait until all eight requests are at the fake at once
         results = await asyncio.gather(*(one(m) for m in EIGHT_MODELS))
-        parallel = time.perf_counter() - started
-    ratio = parallel / single
-    print(f"\none task {single:.3f} s, eight in parallel {parallel:.3f} s, ratio {ratio:.2f}")
     assert [r.structured_content["model"] for r in results] == EIGHT_MODELS
-    assert fake.max_in_flight == 8
-    assert ratio <= 1.3
+    assert fake.max_in_flight == 8  # one after another, each would have waited for the others in vain
 
 
 async def test_a_hundred_concurrent_calls_wait_their_turn_and_all_finish(fake: FakeLMStudio, tmp_path: Path) -> None:
@@ -178,11 +127,11 @@ async def test_a_hundred_concurrent_calls_wait_their_turn_and_all_finish(fake: F
         if message and message.startswith("waiting:"):
             waiting.append(message)
 
-    async with bridge(fake.base_url, config, tmp_path / "stderr.log", LMSTUDIO_BRIDGE_MAX_CONCURRENT_TASKS="4") as run:
+    async with bridge_client(fake.base_url, config, LMSTUDIO_BRIDGE_MAX_CONCURRENT_TASKS="4") as client:
         fake.latency = 0.02
         results = await asyncio.gather(
             *(
-                run.client.call_tool(
+                client.call_tool(
                     "autonomous_with_mcp",
                     {"mcp_name": "echo", "task": f'@call echo {{"text": "n{n}"}}'},
                     progress_callback=on_progress,
@@ -201,33 +150,33 @@ async def test_a_hundred_concurrent_calls_wait_their_turn_and_all_finish(fake: F
 
 async def test_cancelling_a_call_aborts_the_model_request(fake: FakeLMStudio, tmp_path: Path) -> None:
     config = write_config(tmp_path / "mcp.json", {"echo": echo_entry("echo")})
-    async with bridge(fake.base_url, config, tmp_path / "stderr.log") as run:
+    async with bridge_client(fake.base_url, config) as client:
         slow = {"mcp_name": "echo", "task": "@delay 30\n@answer too late"}
-        call = asyncio.create_task(run.client.call_tool("autonomous_with_mcp", slow))
-        assert await eventually(lambda: lmstudio_connections(run.pid, fake.port) == 1 and fake.in_flight == 1)
+        call = asyncio.create_task(client.call_tool("autonomous_with_mcp", slow))
+        assert await eventually(lambda: lmstudio_connections(fake.port) == 1 and fake.in_flight == 1)
         cancelled_at = time.monotonic()
         call.cancel()
-        latency = await eventually(lambda: lmstudio_connections(run.pid, fake.port) == 0, within=5)
+        latency = await eventually(lambda: lmstudio_connections(fake.port) == 0, within=15)
         print(f"\nLM Studio request closed {ms(latency)} after the cancel")
-        assert latency is not None and latency < 2.0
-        after = await run.client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": '@call echo {"text": "next"}'})
+        assert latency is not None  # not cancelled, the request would stay open for 30 s
+        after = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": '@call echo {"text": "next"}'})
         assert not after.is_error and text_of(after).endswith("last=next")
-        assert time.monotonic() - cancelled_at < 10
+        assert time.monotonic() - cancelled_at < 25  # did not wait for the cancelled answer
 
 
 async def test_cancelling_a_call_cancels_its_tool_calls(fake: FakeLMStudio, tmp_path: Path) -> None:
     log = tmp_path / "probe.log"
     config = write_config(tmp_path / "mcp.json", {"probe": probe_entry(log)})
-    async with bridge(fake.base_url, config, tmp_path / "stderr.log") as run:
+    async with bridge_client(fake.base_url, config) as client:
         call = asyncio.create_task(
-            run.client.call_tool("autonomous_with_mcp", {"mcp_name": "probe", "task": '@call wait {"seconds": 30}'})
+            client.call_tool("autonomous_with_mcp", {"mcp_name": "probe", "task": '@call wait {"seconds": 30}'})
         )
-        assert await eventually(lambda: log.exists() and "started" in log.read_text(), within=15)
+        assert await eventually(lambda: log.exists() and "started" in log.read_text(), within=20)
         call.cancel()
-        latency = await eventually(lambda: "cancelled" in log.read_text(), within=5)
+        latency = await eventually(lambda: "cancelled" in log.read_text(), within=15)
         print(f"\ntool call cancelled in the child {ms(latency)} after the cancel")
-        assert latency is not None and latency < 2.0
-        after = await run.client.call_tool("autonomous_with_mcp", {"mcp_name": "probe", "task": '@call wait {"seconds": 0.1}'})
+        assert latency is not None  # not cancelled, the call would have finished after 30 s
+        after = await client.call_tool("autonomous_with_mcp", {"mcp_name": "probe", "task": '@call wait {"seconds": 0.1}'})
         assert not after.is_error and text_of(after).endswith("last=waited 0.1")
     lines = log.read_text().split("\n")
     assert lines[0] == lines[2] and lines[0].startswith("started ")  # the same warm child served both
@@ -236,13 +185,13 @@ async def test_cancelling_a_call_cancels_its_tool_calls(fake: FakeLMStudio, tmp_
 
 async def test_asyncio_timeout_around_call_tool_cancels_too(fake: FakeLMStudio, tmp_path: Path) -> None:
     config = write_config(tmp_path / "mcp.json", {"echo": echo_entry("echo")})
-    async with bridge(fake.base_url, config, tmp_path / "stderr.log") as run:
-        await run.client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@answer warm"})
+    async with bridge_client(fake.base_url, config) as client:
+        await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@answer warm"})
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(
-                run.client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@delay 30\n@answer late"}), 1.0
+                client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@delay 30\n@answer late"}), 1.0
             )
-        assert await eventually(lambda: lmstudio_connections(run.pid, fake.port) == 0, within=2) is not None
+        assert await eventually(lambda: lmstudio_connections(fake.port) == 0, within=15) is not None
 
 
 # ----------------------------------------------------------------------------- crashes and LM Studio going away
@@ -250,11 +199,11 @@ async def test_asyncio_timeout_around_call_tool_cancels_too(fake: FakeLMStudio, 
 
 async def test_a_child_that_dies_mid_task_is_replaced_for_the_next_task(fake: FakeLMStudio, tmp_path: Path) -> None:
     config = write_config(tmp_path / "mcp.json", {"echo": echo_entry("echo")})
-    async with bridge(fake.base_url, config, tmp_path / "stderr.log") as run:
-        first = await run.client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@call counter {}"})
-        crashed = await run.client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@call crash {}"})
+    async with bridge_client(fake.base_url, config) as client:
+        first = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@call counter {}"})
+        crashed = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@call crash {}"})
         crash_reply = tool_messages(fake.last_chat())[0]
-        second = await run.client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@call counter {}"})
+        second = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@call counter {}"})
     old, new = (json.loads(tool_messages(b)[0]) for b in (fake.chat_bodies()[1], fake.last_chat()))
     assert not first.is_error and not crashed.is_error and not second.is_error
     assert crash_reply.startswith("Error: MCP 'echo' stopped while running crash"), crash_reply
@@ -267,17 +216,17 @@ async def test_lmstudio_going_away_mid_task_then_coming_back(tmp_path: Path) -> 
     fake = FakeLMStudio(models=["qwen/qwen3-coder-30b"]).start()
     port, base_url = fake.port, fake.base_url
     try:
-        async with bridge(base_url, config, tmp_path / "stderr.log", LMSTUDIO_BRIDGE_MAX_RETRIES="1") as run:
+        async with bridge_client(base_url, config, LMSTUDIO_BRIDGE_MAX_RETRIES="1") as client:
             call = asyncio.create_task(
-                run.client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@delay 5\n@answer late"})
+                client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@delay 5\n@answer late"})
             )
-            assert await eventually(lambda: fake.in_flight == 1)
+            assert await eventually(lambda: fake.in_flight == 1, within=20)
             await asyncio.to_thread(fake.stop)
-            gone = await asyncio.wait_for(call, 20)
+            gone = await asyncio.wait_for(call, 30)
             assert gone.is_error
             assert text_of(gone).startswith(f"Error: Cannot reach LM Studio at {base_url}"), text_of(gone)
             fake = FakeLMStudio(models=["qwen/qwen3-coder-30b"], port=port).start()
-            back = await run.client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": '@call echo {"text": "back"}'})
+            back = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": '@call echo {"text": "back"}'})
             assert not back.is_error and text_of(back).endswith("last=back"), text_of(back)
     finally:
         fake.stop()
@@ -296,29 +245,29 @@ LMSTUDIO_FAULTS: list[tuple[dict[str, Any], str]] = [
 async def test_lmstudio_faults_are_clear_errors_and_the_next_call_works(fake: FakeLMStudio, tmp_path: Path) -> None:
     config = write_config(tmp_path / "mcp.json", {"echo": echo_entry("echo")})
     env = {"LMSTUDIO_BRIDGE_MAX_RETRIES": "1", "LMSTUDIO_BRIDGE_REQUEST_TIMEOUT": "1"}
-    fake.hang_limit = 3
-    async with bridge(fake.base_url, config, tmp_path / "stderr.log", **env) as run:
+    fake.hang_limit = 60
+    async with bridge_client(fake.base_url, config, **env) as client:
         for fault, expected in LMSTUDIO_FAULTS:
             fake.fail_next(times=2, **fault)
             started = time.monotonic()
-            failed = await run.client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@answer x"})
-            assert time.monotonic() - started < 10
+            failed = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@answer x"})
+            assert time.monotonic() - started < 30  # without the 1 s timeout a hang would last 60 s
             text = text_of(failed)
             assert failed.is_error and text.startswith("Error: ") and fake.base_url in text, text
             assert expected in text, (fault, text)
             fake.clear_faults()
-            ok = await run.client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@answer fine"})
+            ok = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "@answer fine"})
             assert not ok.is_error and text_of(ok) == "fine", (fault, text_of(ok))
 
 
 async def test_a_hung_tool_call_times_out_and_the_child_keeps_serving(fake: FakeLMStudio, tmp_path: Path) -> None:
     config = write_config(tmp_path / "mcp.json", {"echo": echo_entry("echo")})
-    async with bridge(fake.base_url, config, tmp_path / "stderr.log", LMSTUDIO_BRIDGE_TOOL_TIMEOUT="1") as run:
+    async with bridge_client(fake.base_url, config, LMSTUDIO_BRIDGE_TOOL_TIMEOUT="1") as client:
         started = time.monotonic()
-        hung = await run.client.call_tool(
+        hung = await client.call_tool(
             "autonomous_with_mcp", {"mcp_name": "echo", "task": '@call slow {"seconds": 600}\n@call counter {}'}
         )
-        assert time.monotonic() - started < 8
+        assert time.monotonic() - started < 30  # the tool would take 600 s
         first, second = tool_messages(fake.last_chat())
     assert not hung.is_error
     assert first == "Error: echo.slow did not finish within 1 s"
@@ -340,7 +289,7 @@ class RawBridge:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "lmstudio_bridge",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr.open("w"),
-            env=bridge_env(base_url, config), cwd=str(config.parent), limit=2**22,
+            env=stdio_environment(base_url, config), cwd=str(config.parent), limit=2**22,
         )  # fmt: skip
         raw = cls(process)
         capabilities = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
@@ -390,12 +339,12 @@ async def test_exit_leaves_no_process_behind(fake: FakeLMStudio, tmp_path: Path,
         assert len(before) == 6 and set(grandchildren) <= set(before)  # two children, four grandchildren
         started = time.monotonic()
         await end_by(how, raw)
-        await asyncio.wait_for(raw.process.wait(), 10)
+        await asyncio.wait_for(raw.process.wait(), 30)
         exit_seconds = time.monotonic() - started
-        left = await eventually(lambda: not marked(prefix), within=3)
+        left = await eventually(lambda: not marked(prefix), within=15)
         print(f"\n{how}: exit after {exit_seconds:.2f} s; marked processes {len(before)} before, "
               f"{len(await asyncio.to_thread(marked, prefix))} after")  # fmt: skip
-        assert exit_seconds < 5
+        assert exit_seconds < 15  # the bridge's own worst case: signal grace, then a child's stop timeout
         assert left is not None, f"left running: {marked(prefix)}"
     finally:
         if raw.process.returncode is None:
@@ -416,7 +365,7 @@ async def test_many_tasks_in_a_row_do_not_leak_fds(fake: FakeLMStudio, tmp_path:
     config = write_config(tmp_path / "mcp.json", {"echo": echo_entry("echo")})
     samples: list[tuple[int, int, float]] = []
     task = '@call echo {"text": "x"}; counter {}'
-    async with bridge(fake.base_url, config, tmp_path / "stderr.log", LMSTUDIO_BRIDGE_LOG_LEVEL="WARNING") as run:
+    async with stdio_bridge(fake.base_url, config, tmp_path / "stderr.log", LMSTUDIO_BRIDGE_LOG_LEVEL="WARNING") as run:
         for n in range(1, total + 1):
             result = await run.client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": task})
             assert not result.is_error, text_of(result)
@@ -457,18 +406,19 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], str]] = [
 
 async def test_bad_input_never_crashes_and_never_starts_a_process(fake: FakeLMStudio, tmp_path: Path) -> None:
     config = write_config(tmp_path / "mcp.json", {"echo": echo_entry("echo")})
-    async with bridge(fake.base_url, config, tmp_path / "stderr.log") as run:
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    async with bridge_client(fake.base_url, config) as client:
         for tool, args, expected in BAD_INPUTS:
-            result = await run.client.call_tool(tool, args)
+            result = await client.call_tool(tool, args)
             assert result.is_error and text_of(result).startswith(expected), (args if len(str(args)) < 300 else tool, text_of(result)[:300])
-            assert psutil.Process(run.pid).children() == []
-        unicode = await run.client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "数学 🚀\n@answer 答え ✓"})
+            assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
+        unicode = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "数学 🚀\n@answer 答え ✓"})
         assert not unicode.is_error and text_of(unicode) == "答え ✓"
     assert not Path("/tmp/pwned").exists()
     assert fake.chat_requests()[-1].json["messages"][1]["content"] == "数学 🚀\n@answer 答え ✓"
 
 
-async def test_secrets_never_reach_results_progress_or_logs(tmp_path: Path) -> None:
+async def test_secrets_never_reach_results_progress_or_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     api_key, entry_secret = "sk-lms-7f3a9c0d2e1b", "entry-secret-4b8e61f2"
     config = write_config(
         tmp_path / "mcp.json",
@@ -483,7 +433,7 @@ async def test_secrets_never_reach_results_progress_or_logs(tmp_path: Path) -> N
         seen.append(message or "")
 
     with FakeLMStudio(models=["qwen/qwen3-coder-30b"], require_api_key=api_key) as fake:
-        async with bridge(fake.base_url, config, tmp_path / "stderr.log", LMSTUDIO_API_KEY=api_key) as run:
+        async with bridge_client(fake.base_url, config, LMSTUDIO_API_KEY=api_key) as client:
             calls = [
                 ("autonomous_with_mcp", {"mcp_name": "echo", "task": '@call echo {"text": "hi"}\n@call fail {"message": "nope"}'}),
                 ("autonomous_with_mcp", {"mcp_name": "broken", "task": "x"}),
@@ -493,13 +443,14 @@ async def test_secrets_never_reach_results_progress_or_logs(tmp_path: Path) -> N
                 ("health_check", {}),
             ]
             for tool, args in calls:
-                result = await run.client.call_tool(tool, args, progress_callback=on_progress)
+                result = await client.call_tool(tool, args, progress_callback=on_progress)
                 seen += [text_of(result), json.dumps(result.structured_content)]
             fake.require_api_key = "another-key"
-            refused = await run.client.call_tool("health_check", {})
+            refused = await client.call_tool("health_check", {})
             seen.append(json.dumps(refused.structured_content))
-            logs = run.logs()
+    logs = caplog.text  # every log record of the bridge, at DEBUG, with tracebacks
     assert "MCP 'broken' failed to start" in "\n".join(seen) and "refused" in seen[-1]
+    assert "MCP 'echo' started" in logs and "MCP 'broken' failed to start" in logs  # the logs were seen
     for secret in (api_key, entry_secret):
         assert all(secret not in text for text in seen)
         assert secret not in logs

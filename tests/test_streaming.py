@@ -254,7 +254,7 @@ def test_loop_start_keeps_one_copy() -> None:
 async def test_the_scripted_server_s_endless_reply_is_cut_and_its_stream_closed() -> None:
     from lmstudio_bridge.agent import LoopLimits, run_agent
     from lmstudio_bridge.toolbox import Toolbox
-    from tests.fakes.fake_lmstudio import FakeLMStudio
+    from tests.support.fake_lmstudio import FakeLMStudio
 
     async with FakeLMStudio(models=["m"]) as fake:
         api = LMStudioAPI(Settings(base_url=fake.base_url))

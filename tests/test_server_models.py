@@ -1,4 +1,7 @@
-"""The foundation over real stdio: list_models, health_check and model validation, as an MCP host sees them."""
+"""The foundation as an MCP host sees it: list_models, health_check and model validation.
+
+The bridge runs in this process (``bridge_client``); tests/test_stdio.py covers the same tools over a real pipe.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,8 @@ import socket
 import time
 from pathlib import Path
 
-from tests.conftest import bridge_client, text_of
-from tests.fakes.fake_lmstudio import FakeLMStudio
+from tests.support.bridge import bridge_client, text_of
+from tests.support.fake_lmstudio import FakeLMStudio
 
 
 async def test_list_models_text_and_structure(fake: FakeLMStudio) -> None:

@@ -7,7 +7,7 @@ Use it in-process::
 
 or as a process (prints ``READY http://127.0.0.1:PORT`` on stdout, serves until killed)::
 
-    python -m tests.fakes.fake_lmstudio --port 0 --models a,b [--embedding-models e] [--latency S] [--api-key K]
+    python -m tests.support.fake_lmstudio --port 0 --models a,b [--embedding-models e] [--latency S] [--api-key K]
 
 Endpoints: ``GET /v1/models``, ``GET /api/v0/models``, ``GET /api/v0/models/{id}``,
 ``POST /v1/chat/completions`` (and ``/api/v0/chat/completions``), with or without ``"stream": true``.
@@ -60,6 +60,9 @@ in ``__TOOL``, then ``_TOOL``/``-TOOL``/``.TOOL``, optionally followed by a ``_N
 suffix (first offered wins). ``SERVER.TOOL`` prefers ``SERVER__TOOL``, then any TOOL match whose
 prefix contains SERVER. Names are compared after replacing characters outside ``[a-zA-Z0-9_-]``
 by ``_``. With no match, the name is called as written (to test unknown tools).
+
+Parallel requests: ``fake.hold_answers(N)`` holds chat answers until N chat requests wait at
+once, so a test sees requests overlap (``fake.max_in_flight``) without timing anything.
 
 Other behaviour: the requested ``model`` is echoed; when ``fake.models`` is non-empty and the model
 is not in it the answer is LM Studio's 400 ``model_not_found``; embedding models refuse chat;
@@ -314,6 +317,26 @@ class Fault:
 
 
 @dataclass
+class _Hold:
+    """Chat answers held back until ``until`` chat requests wait at once (or ``timeout`` passes); then all go."""
+
+    until: int
+    timeout: float
+    waiting: int = 0
+    opened: asyncio.Event | None = None  # made on the fake's event loop by the first held request
+
+    async def wait(self) -> None:
+        if self.opened is None:
+            self.opened = asyncio.Event()
+        self.waiting += 1
+        if self.waiting >= self.until:
+            self.opened.set()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.opened.wait(), self.timeout)
+        self.opened.set()  # once open (or timed out), the gate stays open
+
+
+@dataclass
 class _Reply:
     status: int = 200
     body: bytes = b""
@@ -357,6 +380,7 @@ class FakeLMStudio:
         self.streams_cut = 0
         """Streamed answers whose client closed the connection before the end."""
         self._faults: list[Fault] = []
+        self._hold: _Hold | None = None
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._port = port
@@ -486,13 +510,24 @@ class FakeLMStudio:
     def hang_next(self, times: int = 1, path: str = "/v1/chat/completions") -> None:
         self.fail_next(kind="hang", times=times, path=path)
 
+    def hold_answers(self, until: int, timeout: float = 30.0) -> None:
+        """Hold chat answers back until ``until`` chat requests are waiting at once; then answer them all.
+
+        Shows that requests really run in parallel without timing anything: ``max_in_flight``
+        reaches ``until``. Requests that come one at a time are all held until ``timeout`` passes
+        instead, and ``max_in_flight`` stays low. The gate stays open once it opened; ``reset()``
+        removes it.
+        """
+        self._hold = _Hold(until, timeout)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
 
     def reset(self) -> None:
-        """Forget recorded requests and queued faults."""
+        """Forget recorded requests, queued faults and held answers."""
         with self._lock:
+            self._hold = None
             self._faults.clear()
             self.requests.clear()
             self.max_in_flight = self.in_flight
@@ -717,6 +752,8 @@ class FakeLMStudio:
             return _Reply.json(400, {"error": error})
         if model in self.embedding_models:
             return _Reply.json(400, {"error": f'Model "{model}" is an embedding model and cannot be used for chat.'})
+        if (hold := self._hold) is not None:
+            await hold.wait()
         if self.responder is not None and (custom := self.responder(body)) is not None:
             await asyncio.sleep(self.latency)
             return _Reply.json(200, custom)

@@ -1,16 +1,21 @@
-"""autonomous_with_mcp / autonomous_with_multiple_mcps over real stdio, with real child MCP servers."""
+"""autonomous_with_mcp / autonomous_with_multiple_mcps as an MCP host sees them, with real child MCP servers.
+
+The bridge runs in this process (``bridge_client``: the MCP client and server exchange the same JSON-RPC
+messages as over stdio, through memory); its children are real processes. What needs the bridge as a
+process (stdout as the wire, exit, signals) is in tests/test_stdio.py and tests/test_reliability.py.
+"""
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import bridge_client, echo_entry, text_of, time_entry, write_config
-from tests.fakes.fake_lmstudio import FakeLMStudio
+from tests.support.bridge import bridge_client, text_of
+from tests.support.common import echo_entry, time_entry, write_config
+from tests.support.fake_lmstudio import FakeLMStudio
 
 
 def tool_messages(body: dict) -> list[str]:
@@ -205,7 +210,7 @@ async def test_a_broken_child_is_an_error_not_a_hang(fake: FakeLMStudio, tmp_pat
     async with bridge_client(fake.base_url, config, LMSTUDIO_BRIDGE_CHILD_START_TIMEOUT="3") as client:
         started = time.monotonic()
         result = await client.call_tool("autonomous_with_mcp", {"mcp_name": "broken", "task": "x"})
-        assert time.monotonic() - started < 15
+        assert time.monotonic() - started < 45  # a hang would last until the client's 60 s timeout
         assert result.is_error
         assert text_of(result).startswith("Error: MCP 'broken' failed to start: ")
         assert reason in text_of(result)
@@ -242,11 +247,3 @@ async def test_reasoning_is_separate_unless_asked(fake: FakeLMStudio, mcp_config
     assert text_of(plain) == "The answer is 4." and plain.structured_content["reasoning"] == "I should answer 4."
     assert shown.structured_content["reasoning"] == "I should answer 4."
     assert "I should answer 4." in text_of(shown)
-
-
-async def test_child_stderr_never_reaches_stdout(fake: FakeLMStudio, tmp_path: Path) -> None:
-    config = write_config(tmp_path / "mcp.json", {"noisy": echo_entry("noisy", "--stderr-flood")})
-    async with bridge_client(fake.base_url, config) as client:
-        for _ in range(2):
-            result = await client.call_tool("autonomous_with_mcp", {"mcp_name": "noisy", "task": '@call echo {"text": "ok"}'})
-            assert not result.is_error and "last=ok" in text_of(result)

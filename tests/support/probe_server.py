@@ -1,6 +1,6 @@
 """A tiny MCP server (stdio) that lets tests look inside a child: its environment and its cancellations.
 
-Run: ``python tests/servers/probe_server.py [--log FILE]``
+Run: ``python tests/support/probe_server.py [--log FILE]``
 
 Tools: ``getenv(name)`` (the variable's value, or ``"<unset>"``), ``env_names()`` (every variable
 name, sorted, comma-separated), ``wait(seconds)`` (sleeps; appends ``started <pid>`` and then ``finished`` or

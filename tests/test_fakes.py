@@ -20,10 +20,11 @@ import psutil
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.fakes.fake_lmstudio import NO_MODELS_LOADED, FakeLMStudio, parse_cues, resolve_tool
+from tests.support import echo_server
+from tests.support.common import ECHO_SERVER
+from tests.support.common import ROOT as REPO
+from tests.support.fake_lmstudio import NO_MODELS_LOADED, FakeLMStudio, parse_cues, resolve_tool
 
-REPO = Path(__file__).resolve().parents[2]
-ECHO_SERVER = REPO / "tests" / "servers" / "echo_server.py"
 MODEL = "qwen/qwen3-coder-30b"
 TOOLS = ["time__get_current_time", "echo", "add", "a__read_file", "b__read_file", "big_2"]
 
@@ -291,9 +292,22 @@ async def test_latency_overlaps_concurrent_requests(fake: FakeLMStudio, http: ht
     fake.latency = 0.4
     started = time.monotonic()
     results = await asyncio.gather(*(chat(http, chat_body("hi")) for _ in range(4)))
-    assert time.monotonic() - started < 1.2
+    assert time.monotonic() - started < 1.55  # one after another they would take at least 1.6 s
     assert len({r["id"] for r in results}) == 4
     assert fake.max_in_flight == 4
+
+
+async def test_held_answers_go_once_enough_requests_wait(fake: FakeLMStudio, http: httpx.AsyncClient) -> None:
+    fake.hold_answers(until=3)
+    results = await asyncio.gather(*(chat(http, chat_body("hi")) for _ in range(3)))
+    assert len({r["id"] for r in results}) == 3 and fake.max_in_flight == 3
+    await chat(http, chat_body("hi"))  # the gate stays open
+    fake.reset()
+    fake.hold_answers(until=2, timeout=0.3)
+    started = time.monotonic()
+    alone = await chat(http, chat_body("hi"))  # nobody joins it: it goes after the timeout
+    assert time.monotonic() - started >= 0.3
+    assert alone["choices"][0]["finish_reason"] == "stop" and fake.max_in_flight == 1
 
 
 async def test_delay_cue_and_models_latency(fake: FakeLMStudio, http: httpx.AsyncClient) -> None:
@@ -319,7 +333,7 @@ def test_sync_use_and_custom_responder() -> None:
 
 def test_script_mode() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.fake_lmstudio", "--port", "0", "--models", "a,b"],
+        [sys.executable, "-m", "tests.support.fake_lmstudio", "--port", "0", "--models", "a,b"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
@@ -361,6 +375,11 @@ def text(result: Any) -> str:
     return "".join(block.text for block in result.content)
 
 
+def echo_in_process(root: Path, *, weird_names: bool = False) -> Client:
+    """The echo server's tools in this process; the tests below run it as a process where that matters."""
+    return Client(echo_server.build_server("alpha", root, echo_server.CallHooks(False, None), weird_names), mode="legacy")
+
+
 async def test_echo_server_tools(tmp_path: Path) -> None:
     (tmp_path / "note.txt").write_text("hello file")
     progress: list[float] = []
@@ -369,7 +388,7 @@ async def test_echo_server_tools(tmp_path: Path) -> None:
         progress.append(done)
 
     with anyio.fail_after(20):
-        async with Client(echo_params("--name", "alpha", "--root", str(tmp_path)), mode="legacy") as client:
+        async with echo_in_process(tmp_path) as client:
             names = {tool.name for tool in (await client.list_tools()).tools}
             assert names == {"echo", "add", "read_file", "fail", "slow", "big", "crash", "spawn_grandchild", "counter"}
             assert text(await client.call_tool("echo", {"text": "hi"})) == "hi"
@@ -385,12 +404,12 @@ async def test_echo_server_tools(tmp_path: Path) -> None:
             first = (await client.call_tool("counter", {})).structured_content
             second = (await client.call_tool("counter", {})).structured_content
             assert first is not None and second is not None
-            assert (first["count"], second["count"]) == (1, 2) and first["pid"] == second["pid"] != os.getpid()
+            assert (first["count"], second["count"]) == (1, 2) and first["pid"] == second["pid"] == os.getpid()
 
 
-async def test_echo_server_weird_names() -> None:
+async def test_echo_server_weird_names(tmp_path: Path) -> None:
     with anyio.fail_after(20):
-        async with Client(echo_params("--weird-names"), mode="legacy") as client:
+        async with echo_in_process(tmp_path, weird_names=True) as client:
             names = {tool.name for tool in (await client.list_tools()).tools}
             assert "dotted.echo" in names and any(" " in n and len(n) > 64 for n in names)
             assert text(await client.call_tool("dotted.echo", {"text": "x"})) == "x"

@@ -1,6 +1,6 @@
 """A small MCP server (stdio) with tools that behave well, badly, slowly or fatally.
 
-Run: ``python tests/servers/echo_server.py [--name NAME] [--root DIR] [flags]``
+Run: ``python tests/support/echo_server.py [--name NAME] [--root DIR] [flags]``
 
 Tools: ``echo(text)``, ``add(a, b)``, ``read_file(path)`` (below ``--root``), ``fail(message)``
 (an ``is_error`` result whose text is exactly ``message``), ``slow(seconds)`` (reports progress),
@@ -11,7 +11,8 @@ Flags: ``--crash-on-start`` (exit 3 before serving), ``--hang-on-start`` (never 
 ``initialize``; exits when stdin closes), ``--stderr-flood`` (megabytes to stderr at start and on every
 call), ``--exit-after N`` (exit 0 shortly after the N-th tool call is answered), ``--weird-names``
 (also offers ``echo`` as ``dotted.echo`` and under an 80-character name with spaces), ``--http-port N``
-(serve streamable HTTP at ``http://127.0.0.1:N/mcp`` instead of stdio).
+(serve streamable HTTP at ``http://127.0.0.1:N/mcp`` instead of stdio; ``0`` picks a free port,
+named on stderr as ``Uvicorn running on http://127.0.0.1:PORT``).
 
 Nothing but the MCP protocol is written to stdout.
 """
