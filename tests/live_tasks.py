@@ -370,6 +370,17 @@ def states_time(text: str, run: Run, zone: str, slack: timedelta = timedelta(min
     return bool(clock_times(text) & wanted)
 
 
+ABSENCE = re.compile(
+    r"\b(exists?|existing|found|find|no such|missing|there is no|there's no|not present|absent|nonexistent|non-existent)\b",
+    re.IGNORECASE,
+)
+
+
+def says_absent(run: Run) -> bool:
+    """A negative answer that says the thing is not there (exist, found, missing, ...), not just "no"."""
+    return says_no(run) and bool(ABSENCE.search(run.text()))
+
+
 def says_no(run: Run) -> bool:
     """A negative answer: words of denial, and it does not open with yes."""
     text = run.text()
@@ -378,8 +389,9 @@ def says_no(run: Run) -> bool:
 
 def has(run: Run, *values: str) -> list[str]:
     """Problems for each value the answer lacks (any case, thousands separators ignored)."""
-    text = run.text().replace(",", "").lower()
-    return [f"the answer lacks {v!r}" for v in values if v.lower() not in text]
+    text = run.text().replace(",", "")
+    return [f"the answer lacks {v!r}" for v in values
+            if not re.search(rf"(?<!\w){re.escape(v)}(?!\w)", text, re.IGNORECASE)]
 
 
 def number(run: Run, value: int, word: str) -> list[str]:
@@ -641,12 +653,12 @@ def _(run: Run) -> Iterable[str]:
 
 
 @task("fs_missing_file", "filesystem", "read-only, absent", "What does {project}/TODO.md say?",
-      "a filesystem tool called; the answer says the file does not exist (words of denial, not opening with yes)",
+      "a filesystem tool called; the answer says the file does not exist (a denial with exist/found/missing/no such...)",
       read_only=True)
 def _(run: Run) -> Iterable[str]:
     if not run.called(*FS_READ, *FS_FIND, "filesystem.get_file_info"):
         yield "no filesystem tool was called"
-    if not says_no(run):
+    if not says_absent(run):
         yield "the answer does not say the file is missing"
 
 

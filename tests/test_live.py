@@ -260,6 +260,8 @@ def test_wrong_values_fail(made_up: Any) -> None:
     assert not made_up("memory_no_such_entity", "Yes, Alan Turing is a person in the graph, not an element.",
                        ok("memory.search_nodes")).passed
     assert not made_up("fs_missing_file", "TODO.md says: buy oat milk.", ok("filesystem.read_file")).passed
+    assert not made_up("fs_missing_file", "It does not say anything about TODO.md.", ok("filesystem.read_file!")).passed
+    assert not made_up("git_branches", "The domain has feature/login and release-1.2.", ok("git.git_branch")).passed
     assert not made_up("fs_yaml_search", "deploy.yaml, README.md, main.py", ok("filesystem.list_directory")).passed
     assert not made_up("memory_add_fact", "Added.", ok("memory.delete_entities"),
                        lambda ws: ws.memory_file.write_text(json.dumps({**MEMORY_GRAPH[0], "observations": ["born in Warsaw"]}))).passed
