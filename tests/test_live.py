@@ -1,50 +1,67 @@
-"""Live end to end: a real small model under llama.cpp, real MCP servers, real tasks.
+"""Live end to end: a real small model under llama.cpp, real MCP servers, tasks worded as users write them.
 
-Opt in with ``pytest -m live``. ``scripts/llamacpp_server.py`` fetches the model and serves it
-on 127.0.0.1 with the chat template that ships in the GGUF. The children are published servers
-(``mcp-server-time``, ``mcp-server-git``, ``@modelcontextprotocol/server-filesystem`` and
-``server-memory``, installed once from npm into the model cache) and our echo server. Each test
-checks what the task did and what the answer says, never its wording.
+Opt in with ``pytest -m live``: it runs ``CI_SUBSET`` of the task set in ``tests/live_tasks.py``
+(``python -m bench.live_tasks`` runs all of it and prints the table). ``scripts/llamacpp_server.py``
+fetches the model and serves it on 127.0.0.1 with the chat template that ships in the GGUF. The
+children are the published servers: ``mcp-server-time``, ``mcp-server-git`` and, installed once
+from npm next to the model cache, ``@modelcontextprotocol/server-filesystem``, ``server-memory``
+and ``server-everything``. Each task checks what it did and what the answer says, never its wording.
 
 - ``LIVE_MODEL=1.5b`` runs the 1.5B model instead of the 0.5B one.
 - ``LIVE_BASE_URL=http://127.0.0.1:PORT/v1`` uses a server that is already running.
-- ``LIVE_TEMPERATURE=T`` sets the sampling temperature (default 0; empty: the server's own).
-- ``LIVE_TIMES=path`` appends one JSON line per task (name, seconds, rounds, stop reason, calls).
+- ``LIVE_SAMPLING=default`` leaves temperature and max_tokens unset (default ``small``: 0 and 256).
+- ``LIVE_TASKS=all`` (or ``name,name``) runs other tasks than the CI subset; ``LIVE_CAP=S`` caps each
+  (default 240 s).
+- ``LIVE_TIMES=path`` appends each run's transcript as a JSON line.
+
+The tests without the ``live`` mark run in the main suite: they check the checks, on runs made up
+here, so a live task can both pass and fail.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.support.bridge import stdio_bridge_client as bridge_client
-from tests.support.bridge import text_of
-from tests.support.common import ROOT, echo_entry, time_entry, write_config
-
-pytestmark = pytest.mark.live
+from tests.live_tasks import (
+    CI_SUBSET,
+    COMMITS,
+    MEMORY_GRAPH,
+    PROJECT_FILES,
+    ROOT,
+    TASKS,
+    WRITE_TOOLS,
+    Run,
+    Workspace,
+    clock_times,
+    install_node_servers,
+    judge,
+    run_live_task,
+    tool_annotations,
+)
 
 sys.path.insert(0, str(ROOT / "scripts"))
 
-NODE_SERVERS = ("@modelcontextprotocol/server-filesystem@2026.8.31", "@modelcontextprotocol/server-memory@2026.8.31")
-LIVE_ENV = {
-    "LMSTUDIO_BRIDGE_REQUEST_TIMEOUT": "300",
-    "LMSTUDIO_BRIDGE_MAX_ROUNDS": "4",
-    "LMSTUDIO_BRIDGE_MAX_TOKENS": "256",
-    "LMSTUDIO_BRIDGE_TEMPERATURE": os.environ.get("LIVE_TEMPERATURE", "0"),
-    "LMSTUDIO_BRIDGE_CHILD_START_TIMEOUT": "60",
-}
+SELECTED = (
+    list(TASKS) if os.environ.get("LIVE_TASKS") == "all"
+    else [n for n in os.environ.get("LIVE_TASKS", "").split(",") if n] or list(CI_SUBSET)
+)
+
+
+# --------------------------------------------------------------------------- live
 
 
 @pytest.fixture(scope="module")
@@ -56,130 +73,211 @@ def live_llm() -> Iterator[str]:
         pytest.fail("xllamacpp is not installed: pip install -e '.[dev,live]'")
     from llamacpp_server import start_server
 
-    with start_server(model=os.environ.get("LIVE_MODEL", "0.5b"), timeout=1800) as (base_url, _):
+    extra = ["--n-predict", "-1"] if os.environ.get("LIVE_SAMPLING") == "default" else []
+    with start_server(model=os.environ.get("LIVE_MODEL", "0.5b"), timeout=1800, extra_args=extra) as (base_url, _):
         yield base_url
 
 
 @pytest.fixture(scope="module")
 def node_modules() -> Path:
-    """The published Node servers, installed once with npm into the model cache."""
-    cache = Path(os.environ.get("LMSTUDIO_BRIDGE_MODEL_CACHE") or Path.home() / ".cache" / "lmstudio-bridge" / "models")
-    prefix = cache.parent / "node"
-    marker = prefix / (".installed-" + "-".join(p.rsplit("/", 1)[-1] for p in NODE_SERVERS))
-    if not marker.exists():
-        if shutil.which("npm") is None:
-            pytest.fail("npm is needed for the live tests' Node servers")
-        prefix.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--loglevel=error", *NODE_SERVERS],
-            check=True, timeout=600, stdout=subprocess.DEVNULL,
-        )
-        marker.touch()
-    return prefix / "node_modules" / "@modelcontextprotocol"
+    if shutil.which("npm") is None:
+        pytest.fail("npm is needed for the live tests' Node servers")
+    return install_node_servers()
 
 
-def node_entry(node_modules: Path, package: str, *args: str, **env: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {"command": "node", "args": [str(node_modules / package / "dist" / "index.js"), *args]}
-    if env:
-        entry["env"] = env
-    return entry
+@pytest.fixture(scope="module")
+def read_only_tools(node_modules: Path) -> dict[str, bool]:
+    """Each tool's ``readOnlyHint``, as the servers declare it."""
+    return asyncio.run(tool_annotations(node_modules))
 
 
-async def run_task(
-    request: pytest.FixtureRequest, base_url: str, config: Path, mcp_name: str, task: str
-) -> tuple[str, dict[str, Any]]:
-    """Runs one task through the bridge over stdio; records its time for the notes."""
-    started = time.perf_counter()
-    outcome: dict[str, Any] = {}
-    try:
-        async with bridge_client(base_url, config, read_timeout=900, **LIVE_ENV) as client:
-            result = await client.call_tool("autonomous_with_mcp", {"mcp_name": mcp_name, "task": task})
-        assert not result.is_error, text_of(result)
-        outcome = result.structured_content
-        print(f"\n{request.node.name}: {outcome['stop_reason']}, {outcome['rounds']} rounds\n{text_of(result)}")
-        return text_of(result), outcome
-    finally:
-        if path := os.environ.get("LIVE_TIMES"):
-            record = {"test": request.node.name, "seconds": round(time.perf_counter() - started, 1),
-                      "rounds": outcome.get("rounds"), "stop_reason": outcome.get("stop_reason"),
-                      "calls": [c["name"] for c in outcome.get("tool_calls", [])]}
-            with open(path, "a") as out:
-                out.write(json.dumps(record) + "\n")
-
-
-def called(outcome: dict[str, Any], *names: str) -> bool:
-    """Whether one of these tools ran without error."""
-    return any(c["name"] in names and c["ok"] for c in outcome["tool_calls"])
-
-
-def model_answered(outcome: dict[str, Any]) -> bool:
-    """The answer came from the model, not from the bridge listing raw tool results."""
-    return outcome["stop_reason"] != "no_answer"
-
-
-async def test_time_in_a_zone(request: pytest.FixtureRequest, live_llm: str, tmp_path: Path) -> None:
-    config = write_config(tmp_path / "mcp.json", {"time": time_entry()})
-    answer, outcome = await run_task(request, live_llm, config, "time", "What's the current time in Tokyo?")
-    assert called(outcome, "time.get_current_time") and model_answered(outcome)
-    assert re.search(r"\b\d{1,2}:\d{2}", answer)
-
-
-async def test_a_sum(request: pytest.FixtureRequest, live_llm: str, tmp_path: Path) -> None:
-    config = write_config(tmp_path / "mcp.json", {"calc": echo_entry("calc")})
-    answer, outcome = await run_task(request, live_llm, config, "calc", "How much is 1234 plus 4321? Use the add tool.")
-    assert called(outcome, "calc.add") and model_answered(outcome)
-    assert "5555" in answer.replace(",", "")
-
-
-async def test_a_file_found_in_a_directory(
-    request: pytest.FixtureRequest, live_llm: str, node_modules: Path, tmp_path: Path
-) -> None:
-    # A short path, as a user's would be (pytest's tmp_path holds the test's name).
-    project = Path(tempfile.mkdtemp(prefix="project-"))
-    request.addfinalizer(lambda: shutil.rmtree(project, ignore_errors=True))
-    for name, text in {"README.md": "# project\n", "main.py": "print('hello')\n", "src/util.py": "", "deploy.yaml": "port: 8080\n"}.items():
-        (project / name).parent.mkdir(parents=True, exist_ok=True)
-        (project / name).write_text(text)
-    config = write_config(tmp_path / "mcp.json", {"filesystem": node_entry(node_modules, "server-filesystem", str(project))})
-    answer, outcome = await run_task(
-        request, live_llm, config, "filesystem", f"Search {project} for YAML files and give me their names."
+@pytest.mark.live
+@pytest.mark.parametrize("name", SELECTED)
+async def test_live_task(name: str, live_llm: str, node_modules: Path, read_only_tools: dict[str, bool]) -> None:
+    run = await run_live_task(
+        TASKS[name], live_llm, node_modules, sampling=os.environ.get("LIVE_SAMPLING", "small"),
+        cap=float(os.environ.get("LIVE_CAP", "240")), read_only_tools=read_only_tools,
     )
-    finding = ("search_files", "directory_tree", "list_directory", "list_directory_with_sizes")
-    assert called(outcome, *(f"filesystem.{name}" for name in finding)) and model_answered(outcome)
-    assert "deploy.yaml" in answer and "README.md" not in answer  # the YAML file, not a whole listing
+    record = run.record(os.environ.get("LIVE_MODEL", "0.5b"), os.environ.get("LIVE_SAMPLING", "small"))
+    if path := os.environ.get("LIVE_TIMES"):
+        with open(path, "a") as out:
+            out.write(json.dumps(record) + "\n")
+    print(f"\n{name}: {run.verdict} in {run.seconds:.1f} s, {record['rounds']} rounds, {record['stop_reason']}\n"
+          f"calls: {run.calls}\nanswer: {run.answer}")
+    assert run.passed, f"{name}: {run.problems}\ncalls: {run.calls}\nanswer: {run.answer!r}\n{run.bridge_log[-3000:]}"
 
 
-async def test_an_entity_written_to_memory(
-    request: pytest.FixtureRequest, live_llm: str, node_modules: Path, tmp_path: Path
-) -> None:
-    memory_file = tmp_path / "memory.jsonl"
-    config = write_config(
-        tmp_path / "mcp.json", {"memory": node_entry(node_modules, "server-memory", MEMORY_FILE_PATH=str(memory_file))}
-    )
-    answer, outcome = await run_task(
-        request, live_llm, config, "memory",
-        "Create an entity in the knowledge graph: a person named Ada Lovelace, with the observation that she wrote the first program.",
-    )
-    assert called(outcome, "memory.create_entities")
-    entities = [json.loads(line) for line in memory_file.read_text().splitlines() if line.strip()]
-    assert any(e.get("type") == "entity" and "Ada Lovelace" in e.get("name", "") for e in entities), entities
-    assert model_answered(outcome) and "Ada" in answer
+# --------------------------------------------------------------------------- the checks, on made-up runs
 
 
-async def test_the_last_commit_message(request: pytest.FixtureRequest, live_llm: str, tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git = ["git", "-C", str(repo), "-c", "user.name=Test", "-c", "user.email=test@example.invalid"]
-    subprocess.run([*git, "init", "-q"], check=True, timeout=30)
-    for name, message in (("a.txt", "Start the widget factory"), ("b.txt", "Teach the widget factory to frobnicate")):
-        (repo / name).write_text(name)
-        subprocess.run([*git, "add", name], check=True, timeout=30)
-        subprocess.run([*git, "commit", "-q", "-m", message], check=True, timeout=30)
-    config = write_config(
-        tmp_path / "mcp.json", {"git": {"command": sys.executable, "args": ["-m", "mcp_server_git", "--repository", str(repo)]}}
-    )
-    answer, outcome = await run_task(
-        request, live_llm, config, "git", f"Show the latest commit of the git repository at {repo} and tell me its message."
-    )
-    assert called(outcome, "git.git_log", "git.git_show") and model_answered(outcome)
-    assert "frobnicate" in answer
+def ok(*names: str) -> list[dict[str, Any]]:
+    """Tool call records; a name ending in ``!`` failed."""
+    return [{"name": n.rstrip("!"), "ok": not n.endswith("!"), "ms": 1.0, "error": "failed" if n.endswith("!") else None}
+            for n in names]
+
+
+def _now(zone: str, **delta: float) -> str:
+    return (datetime.now(UTC) + timedelta(**delta)).astimezone(ZoneInfo(zone)).strftime("%H:%M")
+
+
+def _london_930() -> str:
+    today = datetime.now(ZoneInfo("America/New_York")).date()
+    moment = datetime(today.year, today.month, today.day, 9, 30, tzinfo=ZoneInfo("America/New_York"))
+    return moment.astimezone(ZoneInfo("Europe/London")).strftime("%-I:%M %p")
+
+
+def _write(path: str, text: str) -> Any:
+    def act(ws: Workspace) -> None:
+        (ws.root / path).write_text(text)
+    return act
+
+
+def _memory_add(*items: dict[str, Any]) -> Any:
+    def act(ws: Workspace) -> None:
+        graph = ws.memory()
+        for item in items:
+            same = [g for g in graph if g.get("type") == "entity" and g.get("name") == item.get("name")]
+            if same and item.get("observations"):
+                same[0]["observations"] += item["observations"]
+            elif not same:
+                graph.append(item)
+        ws.memory_file.write_text("".join(json.dumps(g) + "\n" for g in graph))
+    return act
+
+
+GOOD: dict[str, tuple[Any, list[str], Any]] = {
+    # task: (answer, or a function of nothing giving it; tools that ran ok; side effect on the workspace)
+    "time_tokyo": (lambda: f"It is {_now('Asia/Tokyo')} in Tokyo.", ["time.get_current_time"], None),
+    "time_convert": (lambda: f"It is {_london_930()} in London.", ["time.convert_time"], None),
+    "sum_tool": ("1234 plus 4321 is 5,555.", ["everything.get-sum"], None),
+    "env_var": ("DEPLOY_REGION is moon-base-7.", ["everything.get-env"], None),
+    "weather_chicago": ("Chicago: 36 degrees, light rain / drizzle, 82% humidity.", ["everything.get-structured-content"], None),
+    "notes_read": ("Buy oat milk, and call the plumber about the sink on Thursday.", ["filesystem.read_text_file"], None),
+    "git_last_message": ("Teach the widget factory to frobnicate", ["git.git_log"], None),
+    "git_show_latest": ("Its message is 'Teach the widget factory to frobnicate'.", ["git.git_show"], None),
+    "git_author": ("Grace Hopper made it.", ["git.git_log"], None),
+    "git_branches": ("feature/login, main and release-1.2", ["git.git_branch"], None),
+    "memory_lookup": ("Marie Curie was a physicist and chemist who won two Nobel Prizes.", ["memory.search_nodes"], None),
+    "fs_yaml_search": ("There is one: deploy.yaml", ["filesystem.search_files"], None),
+    "fs_find_then_read": ("It sets db-billing.internal (port 5433).", ["filesystem.search_files", "filesystem.read_file"], None),
+    "fs_count_csv": ("There are 3 CSV files.", ["filesystem.list_directory"], None),
+    "git_count": ("The repository has four commits.", ["git.git_log"], None),
+    "git_last_change": ("It raised the timeout in config.toml from 30 to 45 and added frobnicate.py.", ["git.git_show"], None),
+    "fs_copy": ("Done.", ["filesystem.read_text_file", "filesystem.write_file"],
+                _write("project/greeting-copy.txt", PROJECT_FILES["greeting.txt"])),
+    "memory_create": ("I created Ada Lovelace.", ["memory.create_entities"],
+                      _memory_add({"type": "entity", "name": "Ada Lovelace", "entityType": "person",
+                                   "observations": ["wrote the first program"]})),
+    "memory_add_fact": ("Added.", ["memory.add_observations"],
+                        _memory_add({"type": "entity", "name": "Marie Curie", "observations": ["born in Warsaw"]})),
+    "time_to_file": ("Written.", ["time.get_current_time", "filesystem.write_file"], None),  # the file is written below
+    "contact_to_memory": ("Saved Linus Pauling.", ["filesystem.read_file", "memory.create_entities"],
+                          _memory_add({"type": "entity", "name": "Linus Pauling", "entityType": "person",
+                                       "observations": ["chemist"]})),
+    "author_to_memory": ("Grace Hopper is in the graph now.", ["git.git_log", "memory.create_entities"],
+                         _memory_add({"type": "entity", "name": "Grace Hopper", "entityType": "person", "observations": []})),
+    "time_three_cities": (lambda: f"Tokyo {_now('Asia/Tokyo')}, London {_now('Europe/London')}, "
+                                  f"New York {_now('America/New_York')}.", ["time.get_current_time"] * 3, None),
+    "fs_two_ports": ("api.env sets 8081 and web.env sets 3005.", ["filesystem.read_multiple_files"], None),
+    "weather_two_cities": ("New York 33, Los Angeles 73.", ["everything.get-structured-content"] * 2, None),
+    "fs_missing_file": ("There is no TODO.md in that folder.", ["filesystem.read_text_file!"], None),
+    "git_no_such_word": ("No, none of the four commit messages mentions a database.", ["git.git_log"], None),
+    "memory_no_such_entity": ("No, Alan Turing is not in the knowledge graph.", ["memory.search_nodes"], None),
+}
+
+
+@pytest.fixture
+def made_up(tmp_path: Path) -> Any:
+    """A run of a task as if the bridge had returned ``answer`` after ``calls``, with ``effect`` done."""
+    def make(name: str, answer: Any, calls: list[dict[str, Any]], effect: Any = None, stop: str = "answered") -> Run:
+        live = TASKS[name]
+        ws = Workspace(Path(tempfile.mkdtemp(prefix="live-", dir=tmp_path)), tmp_path / "node_modules")
+        ws.build(live.servers, live.memory_seed)
+        run = Run(task=live, ws=ws, started=datetime.now(UTC) - timedelta(seconds=5))
+        run.before = ws.snapshot()
+        if effect:
+            effect(ws)
+        if name == "time_to_file" and effect is None and calls:
+            (ws.project / "stamp.txt").write_text(datetime.now(UTC).isoformat())
+        run.ended = datetime.now(UTC)
+        run.answer = answer() if callable(answer) else answer
+        run.outcome = {"answer": run.answer, "stop_reason": stop, "rounds": 2, "tool_calls": calls}
+        judge(run)
+        return run
+    return make
+
+
+def test_the_task_set_is_broad() -> None:
+    assert len(TASKS) >= 20
+    servers = {s for t in TASKS.values() for s in t.servers}
+    assert servers == {"time", "git", "filesystem", "memory", "everything"}
+    assert sum(len(t.servers) > 1 for t in TASKS.values()) >= 2
+    assert sum("absent" in t.kind for t in TASKS.values()) >= 3
+    assert set(CI_SUBSET) <= set(TASKS) and set(GOOD) == set(TASKS)
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_a_right_run_passes(name: str, made_up: Any) -> None:
+    answer, tools, effect = GOOD[name]
+    run = made_up(name, answer, ok(*tools), effect)
+    assert run.passed, run.problems
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_a_run_without_tools_or_answer_fails(name: str, made_up: Any) -> None:
+    assert not made_up(name, "", []).passed
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_a_raw_tool_dump_fails(name: str, made_up: Any) -> None:
+    """The bridge's fallback when the model gave no answer holds the values, but is not an answer."""
+    answer, tools, effect = GOOD[name]
+    run = made_up(name, answer, ok(*tools), effect, stop="no_answer")
+    assert any("no answer" in p for p in run.problems)
+
+
+@pytest.mark.parametrize("name", [n for n, t in TASKS.items() if t.read_only])
+def test_a_write_tool_fails_a_read_only_task(name: str, made_up: Any) -> None:
+    answer, tools, effect = GOOD[name]
+    server = TASKS[name].servers[0]
+    write = sorted(w for w in WRITE_TOOLS if w.startswith(server + "."))[0]
+    calls = ok(*tools) + [{"name": write, "ok": False, "ms": 1.0, "error": "bad arguments"}]
+    run = made_up(name, answer, calls, effect)
+    assert run.write_calls == [f"{write} (failed)"] and not run.passed
+
+
+def test_side_effects_in_the_repository_are_seen(made_up: Any) -> None:
+    def stage(ws: Workspace) -> None:
+        (ws.repo / "new.txt").write_text("x")
+        subprocess.run(["git", "-C", str(ws.repo), "add", "new.txt"], check=True)
+    run = made_up("git_last_message", "Teach the widget factory to frobnicate", ok("git.git_log"), stage)
+    assert any("git index" in p for p in run.problems), run.problems
+
+
+def test_wrong_values_fail(made_up: Any) -> None:
+    assert not made_up("time_tokyo", lambda: f"It is {_now('Asia/Tokyo', hours=1)} in Tokyo.", ok("time.get_current_time")).passed
+    assert not made_up("git_count", "It has 3 commits.", ok("git.git_log")).passed
+    assert not made_up("memory_no_such_entity", "Yes, Alan Turing is a person in the graph, not an element.",
+                       ok("memory.search_nodes")).passed
+    assert not made_up("fs_missing_file", "TODO.md says: buy oat milk.", ok("filesystem.read_file")).passed
+    assert not made_up("fs_missing_file", "It does not say anything about TODO.md.", ok("filesystem.read_file!")).passed
+    assert not made_up("git_branches", "The domain has feature/login and release-1.2.", ok("git.git_branch")).passed
+    assert not made_up("fs_yaml_search", "deploy.yaml, README.md, main.py", ok("filesystem.list_directory")).passed
+    assert not made_up("memory_add_fact", "Added.", ok("memory.delete_entities"),
+                       lambda ws: ws.memory_file.write_text(json.dumps({**MEMORY_GRAPH[0], "observations": ["born in Warsaw"]}))).passed
+
+
+def test_clock_times() -> None:
+    assert clock_times("It is 2:30 PM.") == {(14, 30)}
+    assert clock_times("2026-11-29T14:21:07+09:00") >= {(14, 21)}
+    assert clock_times("at 9:05") == {(9, 5), (21, 5)}
+    assert clock_times("at 25:61 or 3.30") == set()
+
+
+def test_the_fixtures_are_what_the_checks_expect(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws", tmp_path / "node_modules")
+    ws.build(("git", "filesystem", "memory"), memory_seed=True)
+    log = subprocess.run(["git", "-C", str(ws.repo), "log", "--format=%an|%s"], capture_output=True, text=True).stdout
+    assert log.splitlines() == [f"{a}|{m}" for a, _, m in reversed(COMMITS)]
+    assert len(list((ws.project / "data").glob("*.csv"))) == 3 and not (ws.project / "TODO.md").exists()
+    assert "database" not in log.lower() and ws.entity("Alan Turing") is None
