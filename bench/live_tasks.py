@@ -16,7 +16,9 @@ Sampling:
 - ``small``: the README's settings for small models, ``LMSTUDIO_BRIDGE_TEMPERATURE=0`` and
   ``LMSTUDIO_BRIDGE_MAX_TOKENS=256`` in the bridge's environment;
 - ``default``: neither variable set, and llama.cpp started at its own sampling defaults with no
-  generation limit (``--n-predict -1``), as LM Studio serves by default.
+  generation limit (``--n-predict -1``), as LM Studio serves by default;
+- ``server``: as ``default``, and ``LMSTUDIO_BRIDGE_SAMPLING=server``: the bridge sends no
+  temperature of its own, so the server's sampling applies throughout.
 
 Without ``--base-url`` the llama.cpp server is started here (``scripts/llamacpp_server.py``) with
 the chosen model, its log going to ``--server-log``; with it, the server's own settings apply.
@@ -84,7 +86,8 @@ def table(runs: dict[str, list[Run]], n: int) -> str:
         f"median {statistics.median(seconds):.1f} s, max {max(seconds):.1f} s; "
         f"runs over {SLOW_S:g} s: {len(slow)} (tasks: {len({r.task.name for r in slow})}); "
         f"timeouts: {sum(r.timed_out for r in every)}; "
-        f"runs that called a write tool: {sum(bool(r.write_calls) for r in every)}.",
+        f"runs that called a write tool: {sum(bool(r.write_calls) for r in every)}; "
+        f"answers repeating the bridge's prompt text: {sum(bool(r.parroted) for r in every)}.",
     ]
     return "\n".join(lines)
 
@@ -128,7 +131,7 @@ def say(line: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="0.5b", choices=("0.5b", "1.5b"))
-    parser.add_argument("--sampling", default="small", choices=("small", "default"))
+    parser.add_argument("--sampling", default="small", choices=("small", "default", "server"))
     parser.add_argument("--runs", type=int, default=1, help="runs of each task (default 1)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these tasks")
     parser.add_argument("--base-url", help="use this OpenAI-compatible server instead of starting llama.cpp")
@@ -155,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             log_path = args.server_log or tempfile.mkstemp(prefix="llamacpp-", suffix=".log")[1]
             log = stack.enter_context(open(log_path, "w"))
-            extra = ["--n-predict", "-1"] if args.sampling == "default" else []
+            extra = ["--n-predict", "-1"] if args.sampling in ("default", "server") else []
             say(f"starting llama.cpp with the {args.model} model {' '.join(extra)}; its log: {log_path}")
             base_url = stack.enter_context(start_server(model=args.model, timeout=1800, extra_args=extra, stderr=log)).base_url
         say(f"{len(names)} task(s) x {args.runs} against {base_url}, sampling {args.sampling}, commit {commit}")

@@ -59,8 +59,10 @@ BRIDGE_ENV = {
 SAMPLING_ENV = {
     "small": {"LMSTUDIO_BRIDGE_TEMPERATURE": "0", "LMSTUDIO_BRIDGE_MAX_TOKENS": "256"},
     "default": {},
+    "server": {"LMSTUDIO_BRIDGE_SAMPLING": "server"},
 }
-"""``small``: the README's settings for models under 3B. ``default``: what a user who sets nothing gets."""
+"""``small``: the README's settings for models under 3B. ``default``: what a user who sets nothing gets.
+``server``: the bridge sends no sampling at all, so the server's own defaults apply (as LM Studio's presets)."""
 
 DEFAULT_CAP_S = 300.0
 
@@ -292,7 +294,24 @@ class Run:
             "seconds": round(self.seconds, 2), "answer": self.answer, "stop_reason": self.outcome.get("stop_reason"),
             "rounds": self.outcome.get("rounds"), "tool_calls": self.calls, "write_calls": self.write_calls,
             "structured": self.outcome, "error": self.error, "progress": self.progress, "bridge_log": self.bridge_log,
+            "parroted": self.parroted,
         }
+
+    @property
+    def parroted(self) -> list[str]:
+        """Runs of five or more words in the answer that come from the bridge's own prompts (its
+        system prompt, the answer step's) and from neither the task nor a tool result: text the model
+        repeated from its instructions instead of taking it from the task or the results."""
+        from lmstudio_bridge.agent import ANSWER_PROMPT, SYSTEM_PROMPT
+
+        def grams(text: str) -> set[tuple[str, ...]]:
+            words = re.findall(r"[a-z0-9]+", text.lower())
+            return {tuple(words[i : i + 5]) for i in range(len(words) - 4)}
+
+        own = grams(SYSTEM_PROMPT + " " + ANSWER_PROMPT)
+        given = grams(self.task.wording + " " + " ".join(str(c.get("result", "")) for c in self.calls))
+        given |= grams(json.dumps(self.outcome.get("tool_calls", [])))
+        return [" ".join(g) for g in sorted((grams(self.answer) & own) - given)]
 
     @property
     def verdict(self) -> str:
