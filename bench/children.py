@@ -49,8 +49,9 @@ async def run(report: Report, ws: Workspace) -> None:
     runs = 1 if report.quick else 10
     async with FakeLMStudio(models=["fake-model"]) as fake:
         warm, _ = await measure(ws, fake.base_url, kinds, runs)
-        cold, starts = await measure(ws, fake.base_url, kinds, runs, warm_up=not report.quick,
-                                     LMSTUDIO_BRIDGE_CHILD_IDLE_TIMEOUT="0")
+        cold, starts = await measure(
+            ws, fake.base_url, kinds, runs, warm_up=not report.quick, LMSTUDIO_BRIDGE_CHILD_IDLE_TIMEOUT="0"
+        )
     for kind in kinds:
         label = KINDS[kind][0]
         start = Stats(starts[kind]) if starts[kind] else None

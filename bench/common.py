@@ -71,7 +71,7 @@ UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6}
 def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     """Least-squares slope of ys over xs."""
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
 
 
 # ----------------------------------------------------------------------------- the figures table
@@ -205,7 +205,7 @@ async def bridge(
     global _bridge_count
     _bridge_count += 1
     log = ws.logs / f"bridge-{_bridge_count}.log"
-    if (ws.in_process if spawn is None else not spawn):
+    if ws.in_process if spawn is None else not spawn:
         if profile is not None:
             raise ValueError("the bridge can be profiled only as a subprocess")
         async with _bridge_in_process(ws, base_url, log, **env) as handle:
@@ -214,7 +214,9 @@ async def bridge(
     args = ["-m", "lmstudio_bridge"]
     if profile is not None:
         args = ["-m", "cProfile", "-o", str(profile), *args]
-    params = StdioServerParameters(command=sys.executable, args=args, env=bridge_env(ws, base_url, **env), cwd=str(ws.root))
+    params = StdioServerParameters(
+        command=sys.executable, args=args, env=bridge_env(ws, base_url, **env), cwd=str(ws.root)
+    )
     before = {p.pid for p in psutil.Process().children()}
     with log.open("w") as errlog:
         async with Client(stdio_client(params, errlog=errlog), mode="legacy", read_timeout_seconds=300) as client:

@@ -85,16 +85,27 @@ async def run(base_url: str, tasks: int) -> None:
         pairs = [(s["round 1"], s["round 2"]) for s in runs[1:] if "round 1" in s and "round 2" in s]
         if pairs:
             m1, m2 = statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
-            print(f"{label:22} round 1 {m1:5.2f} s, round 2 {m2:5.2f} s, round 2 / round 1 {m2 / m1:.2f} (n={len(pairs)})")
+            print(
+                f"{label:22} round 1 {m1:5.2f} s, round 2 {m2:5.2f} s, round 2 / round 1 {m2 / m1:.2f} (n={len(pairs)})"
+            )
 
 
 async def run_pass(base_url: str, tasks: int, transport: httpx.AsyncBaseTransport | None) -> list[dict[str, float]]:
     with tempfile.TemporaryDirectory(prefix="lmstudio-bridge-live-") as tmp:
         config = Path(tmp) / "mcp.json"
-        config.write_text(json.dumps({"mcpServers": {
-            "time": {"command": sys.executable, "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]},
-            "echo": {"command": sys.executable, "args": [ECHO_SERVER, "--root", tmp]},
-        }}))
+        config.write_text(
+            json.dumps(
+                {
+                    "mcpServers": {
+                        "time": {
+                            "command": sys.executable,
+                            "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"],
+                        },
+                        "echo": {"command": sys.executable, "args": [ECHO_SERVER, "--root", tmp]},
+                    }
+                }
+            )
+        )
         settings = Settings(base_url=base_url, mcp_config=(config,), max_rounds=4, max_tokens=256, temperature=0)
         async with Bridge(settings, transport=transport) as bridge:
             print(f"{tasks} tasks against {base_url}:")
@@ -110,8 +121,10 @@ async def run_pass(base_url: str, tasks: int, transport: httpx.AsyncBaseTranspor
         values = [steps[label] for steps in runs[from_task:] if label in steps]
         return f"{statistics.median(values):.2f} s (n={len(values)})" if values else "-"
 
-    print(f"round 1, first task: {runs[0].get('round 1', float('nan')):.2f} s; later tasks: {median('round 1')}; "
-          f"round 2 (after a failed call): {median('round 2', 0)}; answer step: {median('answer', 0)}")
+    print(
+        f"round 1, first task: {runs[0].get('round 1', float('nan')):.2f} s; later tasks: {median('round 1')}; "
+        f"round 2 (after a failed call): {median('round 2', 0)}; answer step: {median('answer', 0)}"
+    )
     return runs
 
 

@@ -40,17 +40,35 @@ async def run(report: Report, ws: Workspace) -> None:
                     done += 1
                 fake.reset()  # the fake keeps every request; that is this process, not the bridge
                 rows.append((mark, *snapshot(handle)))
-                say(f"after {mark:>3} tasks  RSS {rows[-1][1]:.1f} MB  open fds {rows[-1][2]}  "
-                    f"processes below the bridge {rows[-1][3]}")
+                say(
+                    f"after {mark:>3} tasks  RSS {rows[-1][1]:.1f} MB  open fds {rows[-1][2]}  "
+                    f"processes below the bridge {rows[-1][3]}"
+                )
     first, last = rows[0], rows[-1]
     growth = (last[1] - first[1]) / (last[0] - first[0]) * 1024
-    say(f"RSS from {first[0]} to {last[0]} tasks: {last[1] - first[1]:+.1f} MB ({growth:+.1f} KB per task); "
-        f"fds {first[2]} -> {last[2]}")
+    say(
+        f"RSS from {first[0]} to {last[0]} tasks: {last[1] - first[1]:+.1f} MB ({growth:+.1f} KB per task); "
+        f"fds {first[2]} -> {last[2]}"
+    )
     say()
-    report.add(SECTION, f"RSS after {tasks} tasks: 1 model / 10 models",
-               f"{one:.1f} / {ten:.1f} MB (Δ {ten - one:+.1f} MB)", "< 10 MB apart", abs(ten - one) < 10)
-    report.add(SECTION, f"RSS after {first[0]} / {last[0]} tasks",
-               f"{first[1]:.1f} / {last[1]:.1f} MB (Δ {last[1] - first[1]:+.1f} MB, {growth:+.1f} KB/task)", "no trend",
-               last[1] - first[1] < 5)
-    report.add(SECTION, f"open fds after {first[0]} / {last[0]} tasks", f"{first[2]} / {last[2]}", "no trend",
-               last[2] <= first[2])
+    report.add(
+        SECTION,
+        f"RSS after {tasks} tasks: 1 model / 10 models",
+        f"{one:.1f} / {ten:.1f} MB (Δ {ten - one:+.1f} MB)",
+        "< 10 MB apart",
+        abs(ten - one) < 10,
+    )
+    report.add(
+        SECTION,
+        f"RSS after {first[0]} / {last[0]} tasks",
+        f"{first[1]:.1f} / {last[1]:.1f} MB (Δ {last[1] - first[1]:+.1f} MB, {growth:+.1f} KB/task)",
+        "no trend",
+        last[1] - first[1] < 5,
+    )
+    report.add(
+        SECTION,
+        f"open fds after {first[0]} / {last[0]} tasks",
+        f"{first[2]} / {last[2]}",
+        "no trend",
+        last[2] <= first[2],
+    )

@@ -28,7 +28,11 @@ def node_memory_server() -> Path | None:
     try:
         subprocess.run(
             ["npm", "install", "--prefix", str(PREFIX), "--no-audit", "--no-fund", "--loglevel=error", PACKAGE],
-            check=True, timeout=300, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            check=True,
+            timeout=300,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)

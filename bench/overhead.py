@@ -105,7 +105,9 @@ async def profile_rounds(ws: Workspace, base_url: str, tasks: int) -> str:
     out = io.StringIO()
     stats = pstats.Stats(str(path), stream=out).strip_dirs()
     stats.sort_stats("tottime").print_stats(25)
-    stats.sort_stats("cumulative").print_stats(r"(agent|lmstudio|toolbox|children|_client|_models|session|encoder|decoder|selector_events|streams)\.py", 40)
+    stats.sort_stats("cumulative").print_stats(
+        r"(agent|lmstudio|toolbox|children|_client|_models|session|encoder|decoder|selector_events|streams)\.py", 40
+    )
     return out.getvalue()
 
 
@@ -125,8 +127,10 @@ async def run(report: Report, ws: Workspace) -> None:
                 by_size[rounds], cpu_by_size[rounds] = await task_times(handle, rounds, repeats)
                 fake_cost.append(clock.per_chat_request())
                 stats = by_size[rounds]
-                say(f"{rounds:>2}-round task (per task)      {stats.show('ms')}  "
-                    f"-> {stats.p50 * 1e3 / rounds:.2f} ms per round; bridge CPU {cpu_by_size[rounds] * 1e3:.1f} ms per task")
+                say(
+                    f"{rounds:>2}-round task (per task)      {stats.show('ms')}  "
+                    f"-> {stats.p50 * 1e3 / rounds:.2f} ms per round; bridge CPU {cpu_by_size[rounds] * 1e3:.1f} ms per task"
+                )
         if report.profile:
             say(await profile_rounds(ws, fake.base_url, 5 if report.quick else 50))
     echo = await direct_echo(20 if report.quick else 200)
@@ -139,10 +143,14 @@ async def run(report: Report, ws: Workspace) -> None:
     own = per_round - fake_per_request - echo_mean
     cpu_per_round = slope(list(SIZES), [cpu_by_size[r] for r in SIZES])
     say(f"slope over all samples         {per_round * 1e3:.2f} ms per round (over medians: {medians * 1e3:.2f} ms)")
-    say(f"fake's time per chat request   {fake_per_request * 1e3:.3f} ms (timed inside the fake; worst of the three sizes)")
+    say(
+        f"fake's time per chat request   {fake_per_request * 1e3:.3f} ms (timed inside the fake; worst of the three sizes)"
+    )
     say(f"direct echo call, MCP client   {echo.show('ms')}  mean {echo_mean * 1e3:.2f} ms")
     say(f"wall left per round            {own * 1e3:.2f} ms  (= slope - fake's time - mean direct echo)")
-    say(f"bridge CPU per round           {cpu_per_round * 1e3:.2f} ms  (slope of the bridge process's user+system time)")
+    say(
+        f"bridge CPU per round           {cpu_per_round * 1e3:.2f} ms  (slope of the bridge process's user+system time)"
+    )
     say("method: the slope of task time over rounds (1, 5, 20) leaves per-task costs in the intercept. The bridge's")
     say("        CPU per round is the same slope over the bridge process's CPU time. The wall left per round is the")
     say("        slope less the fake's own time (timed inside it) and a direct echo call; it still holds the HTTP hop")
@@ -150,12 +158,20 @@ async def run(report: Report, ws: Workspace) -> None:
     say()
     for rounds in SIZES:
         stats = by_size[rounds]
-        report.add(SECTION, f"{rounds}-round task, p50 [min–max]",
-                   f"{stats.p50 * 1e3:.1f} ms [{stats.min * 1e3:.1f}–{stats.max * 1e3:.1f}] (n={stats.n})")
+        report.add(
+            SECTION,
+            f"{rounds}-round task, p50 [min–max]",
+            f"{stats.p50 * 1e3:.1f} ms [{stats.min * 1e3:.1f}–{stats.max * 1e3:.1f}] (n={stats.n})",
+        )
     report.add(SECTION, "per round, gross (slope over 1/5/20 rounds)", f"{per_round * 1e3:.2f} ms")
-    report.add(SECTION, "fake's time per chat request / direct echo call (mean)",
-               f"{fake_per_request * 1e3:.2f} ms / {echo_mean * 1e3:.2f} ms (n={echo.n})")
-    report.add(SECTION, "bridge's own: CPU per round (slope)", f"{cpu_per_round * 1e3:.2f} ms", "< 2 ms",
-               cpu_per_round < 2e-3)
-    report.add(SECTION, "bridge's own: wall left per round (gross - fake - echo)", f"{own * 1e3:.2f} ms", "< 2 ms",
-               own < 2e-3)
+    report.add(
+        SECTION,
+        "fake's time per chat request / direct echo call (mean)",
+        f"{fake_per_request * 1e3:.2f} ms / {echo_mean * 1e3:.2f} ms (n={echo.n})",
+    )
+    report.add(
+        SECTION, "bridge's own: CPU per round (slope)", f"{cpu_per_round * 1e3:.2f} ms", "< 2 ms", cpu_per_round < 2e-3
+    )
+    report.add(
+        SECTION, "bridge's own: wall left per round (gross - fake - echo)", f"{own * 1e3:.2f} ms", "< 2 ms", own < 2e-3
+    )

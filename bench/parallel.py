@@ -15,8 +15,9 @@ ROUNDS = 2  # one echo call, then the answer: two LLM answers per task
 
 async def wall_time(handle: BridgeHandle, tasks: int, tag: str) -> float:
     started = time.perf_counter()
-    await asyncio.gather(*(run_task(handle, "echo", echo_task(ROUNDS, f"{tag}-{i}-"), rounds=ROUNDS)
-                           for i in range(tasks)))
+    await asyncio.gather(
+        *(run_task(handle, "echo", echo_task(ROUNDS, f"{tag}-{i}-"), rounds=ROUNDS) for i in range(tasks))
+    )
     return time.perf_counter() - started
 
 
@@ -46,12 +47,22 @@ async def run(report: Report, ws: Workspace) -> None:
     say(f"16 tasks (default limit 8)     {default[16].show('s')}  ratio to one task {default[16].p50 / one:.2f}")
     say(f"most chat requests in flight at the fake at once: {peak}")
     say()
-    report.add(SECTION, "1 task wall p50 [min–max]",
-               f"{one:.3f} s [{raised[1].min:.3f}–{raised[1].max:.3f}] (n={raised[1].n})")
+    report.add(
+        SECTION, "1 task wall p50 [min–max]", f"{one:.3f} s [{raised[1].min:.3f}–{raised[1].max:.3f}] (n={raised[1].n})"
+    )
     for n in (4, 8, 16):
         stats = raised[n]
         target, met = ("<= 1.3", stats.p50 / one <= 1.3) if n == 8 else ("", None)
-        report.add(SECTION, f"{n} concurrent tasks: wall ratio to 1 (limit 16)",
-                   f"{stats.p50 / one:.3f} [{stats.min / one:.2f}–{stats.max / one:.2f}] (n={stats.n})", target, met)
-    report.add(SECTION, "16 concurrent tasks: wall ratio to 1 (default limit 8)",
-               f"{default[16].p50 / one:.3f} (n={default[16].n})", "~2 (queued by design)")
+        report.add(
+            SECTION,
+            f"{n} concurrent tasks: wall ratio to 1 (limit 16)",
+            f"{stats.p50 / one:.3f} [{stats.min / one:.2f}–{stats.max / one:.2f}] (n={stats.n})",
+            target,
+            met,
+        )
+    report.add(
+        SECTION,
+        "16 concurrent tasks: wall ratio to 1 (default limit 8)",
+        f"{default[16].p50 / one:.3f} (n={default[16].n})",
+        "~2 (queued by design)",
+    )

@@ -40,8 +40,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()} ({platform.machine()})")
+    return (
+        f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()} ({platform.machine()})"
+    )
 
 
 async def main(quick: bool, only: set[str], profile: bool, *, in_process: bool = False, node: bool = True) -> Report:
@@ -62,7 +64,7 @@ async def main(quick: bool, only: set[str], profile: bool, *, in_process: bool =
                 started = time.perf_counter()
                 try:
                     await steps[key]()
-                except Exception as exc:  # noqa: BLE001 - one failed benchmark must not hide the others
+                except Exception as exc:
                     report.failed(key, exc)
                     say(f"section {key} FAILED: {type(exc).__name__}: {exc}")
                     traceback.print_exc(file=sys.stderr)
@@ -76,9 +78,12 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that every benchmark runs")
     parser.add_argument("--profile", action="store_true", help="also profile the bridge during section 2")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated section numbers (default: all)")
-    parser.add_argument("--in-process", action="store_true",
-                        help="run the bridge in this process (start-up still spawns it): checks that the "
-                             "benchmarks run, fast; the figures then include this process's own work")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the bridge in this process (start-up still spawns it): checks that the "
+        "benchmarks run, fast; the figures then include this process's own work",
+    )
     parser.add_argument("--no-node", action="store_true", help="leave out section 5's Node child (no npm install)")
     args = parser.parse_args(argv)
     if args.in_process and args.profile:
@@ -92,7 +97,9 @@ def cli(argv: list[str] | None = None) -> None:
         warnings_only = logging.StreamHandler(sys.stderr)
         warnings_only.setLevel(logging.WARNING)
         logging.basicConfig(level=logging.WARNING, handlers=[warnings_only])
-    options = [o for o, on in (("--quick", args.quick), ("--in-process", args.in_process), ("--no-node", args.no_node)) if on]
+    options = [
+        o for o, on in (("--quick", args.quick), ("--in-process", args.in_process), ("--no-node", args.no_node)) if on
+    ]
     say(f"machine: {machine()}")
     say(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (the machine may be shared)")
     say(f"command: python bench/run.py{''.join(' ' + o for o in options)}")
@@ -102,8 +109,10 @@ def cli(argv: list[str] | None = None) -> None:
     say("== Summary ==")
     say(report.markdown())
     say()
-    say(f"total time {time.perf_counter() - started:.1f} s; "
-        f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    say(
+        f"total time {time.perf_counter() - started:.1f} s; "
+        f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     if report.errors:
         say(f"{report.errors} benchmark(s) failed: see the ERROR rows above and the tracebacks on stderr")
         sys.exit(1)

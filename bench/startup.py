@@ -34,8 +34,15 @@ async def run(report: Report, ws: Workspace) -> None:
     say(f"spawn to initialized           {start.show('ms')}")
     say(f"stdin closed to exit (1 child) {exit_.show('ms')}")
     say()
-    report.add(SECTION, "spawn to initialize answered, p50 [min–max]",
-               f"{start.p50 * 1e3:.0f} ms [{start.min * 1e3:.0f}–{start.max * 1e3:.0f}] (n={start.n})")
-    report.add(SECTION, "stdin closed to exit, one warm child, p50 [min–max]",
-               f"{exit_.p50 * 1e3:.0f} ms [{exit_.min * 1e3:.0f}–{exit_.max * 1e3:.0f}] (n={exit_.n})",
-               f"< {EXIT_TARGET:g} s", exit_.max < EXIT_TARGET)
+    report.add(
+        SECTION,
+        "spawn to initialize answered, p50 [min–max]",
+        f"{start.p50 * 1e3:.0f} ms [{start.min * 1e3:.0f}–{start.max * 1e3:.0f}] (n={start.n})",
+    )
+    report.add(
+        SECTION,
+        "stdin closed to exit, one warm child, p50 [min–max]",
+        f"{exit_.p50 * 1e3:.0f} ms [{exit_.min * 1e3:.0f}–{exit_.max * 1e3:.0f}] (n={exit_.n})",
+        f"< {EXIT_TARGET:g} s",
+        exit_.max < EXIT_TARGET,
+    )

@@ -35,13 +35,23 @@ async def run(report: Report, ws: Workspace) -> None:
     say(f"one model repeated             {one.show('ms')}")
     say(f"three models alternating       {three.show('ms')}")
     say(f"ratio of medians               {ratio:.3f}")
-    say(f"per-block ratios               median {statistics.median(block_ratios):.3f}  "
-        f"interquartile range {low:.3f}–{high:.3f}  n={len(block_ratios)}  (noise: 1.00 inside it)")
+    say(
+        f"per-block ratios               median {statistics.median(block_ratios):.3f}  "
+        f"interquartile range {low:.3f}–{high:.3f}  n={len(block_ratios)}  (noise: 1.00 inside it)"
+    )
     say()
-    report.add(SECTION, "task p50: one model / three alternating",
-               f"{one.p50 * 1e3:.2f} / {three.p50 * 1e3:.2f} ms (n={one.n} each)")
-    report.add(SECTION, "switching ratio (three / one): medians; per-block IQR",
-               f"{ratio:.3f}; {low:.3f}–{high:.3f} (n={len(block_ratios)})", "1.00 ± noise", low <= 1.0 <= high)
+    report.add(
+        SECTION,
+        "task p50: one model / three alternating",
+        f"{one.p50 * 1e3:.2f} / {three.p50 * 1e3:.2f} ms (n={one.n} each)",
+    )
+    report.add(
+        SECTION,
+        "switching ratio (three / one): medians; per-block IQR",
+        f"{ratio:.3f}; {low:.3f}–{high:.3f} (n={len(block_ratios)})",
+        "1.00 ± noise",
+        low <= 1.0 <= high,
+    )
 
 
 def quartiles(values: list[float]) -> tuple[float, float]:

@@ -1,10 +1,9 @@
 """Workflow 1: a reasoning model analyses, then a coding model implements what the analysis found.
 
-    python examples/analysis_then_implementation.py [--mcp filesystem] [--reasoning-model M] [--coding-model M]
+python examples/analysis_then_implementation.py [--mcp filesystem] [--reasoning-model M] [--coding-model M]
 """
 
 from __future__ import annotations
-
 
 from bridge_helpers import bridge, call, mcp_option, parser, require, run, show, with_suffix
 

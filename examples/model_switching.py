@@ -1,10 +1,9 @@
 """Workflow 4: one MCP server throughout, a different model per task (default, reasoning, coding).
 
-    python examples/model_switching.py [--mcp filesystem] [--reasoning-model M] [--coding-model M]
+python examples/model_switching.py [--mcp filesystem] [--reasoning-model M] [--coding-model M]
 """
 
 from __future__ import annotations
-
 
 from bridge_helpers import bridge, call, mcp_option, parser, require, run, show, with_suffix
 
@@ -21,7 +20,9 @@ async def main() -> None:
     async with bridge() as client:
         for title, task, model in steps:
             task = with_suffix(task, args.task_suffix)
-            outcome = require(await call(client, "autonomous_with_mcp", mcp_name=args.mcp, task=task, model=model), title)
+            outcome = require(
+                await call(client, "autonomous_with_mcp", mcp_name=args.mcp, task=task, model=model), title
+            )
             show(f"{title} ({outcome.model})", outcome)
 
 

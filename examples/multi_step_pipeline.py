@@ -1,7 +1,7 @@
 """Workflow 2: design, implement, test and document in four steps, each on the model that suits it.
 
-    python examples/multi_step_pipeline.py [--mcp filesystem] [--reasoning-model M] [--coding-model M]
-        [--second-coding-model M]
+python examples/multi_step_pipeline.py [--mcp filesystem] [--reasoning-model M] [--coding-model M]
+    [--second-coding-model M]
 """
 
 from __future__ import annotations

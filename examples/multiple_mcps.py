@@ -1,6 +1,6 @@
 """Workflow 5: one task with the tools of several MCP servers, on one model.
 
-    python examples/multiple_mcps.py [--mcps filesystem,memory,fetch] [--reasoning-model M]
+python examples/multiple_mcps.py [--mcps filesystem,memory,fetch] [--reasoning-model M]
 """
 
 from __future__ import annotations

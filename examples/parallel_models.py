@@ -1,6 +1,6 @@
 """Workflow 3: the same task on several models at once (asyncio.gather over one bridge), to compare answers.
 
-    python examples/parallel_models.py [--mcp filesystem] [--models M1,M2,...]
+python examples/parallel_models.py [--mcp filesystem] [--models M1,M2,...]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ async def main() -> int:
         outcomes = await asyncio.gather(
             *(call(client, "autonomous_with_mcp", mcp_name=args.mcp, task=task, model=m) for m in models)
         )
-    for model, outcome in zip(models, outcomes):
+    for model, outcome in zip(models, outcomes, strict=True):
         show(f"{model}{' (error)' if outcome.is_error else ''}", outcome)
     print(f"{len(models)} tasks in {time.monotonic() - started:.1f} s")
     return 1 if any(o.is_error for o in outcomes) else 0

@@ -202,7 +202,9 @@ async def run_agent(
             continue
         run.messages.append({**reply.message, "tool_calls": [_history_call(c) for c in step.calls]})
         outcomes = await asyncio.gather(*(_execute(c, toolbox, run, limits, say) for c in step.calls))
-        run.messages.extend({"role": "tool", "tool_call_id": c.id, "content": o} for c, o in zip(step.calls, outcomes))
+        run.messages.extend(
+            {"role": "tool", "tool_call_id": c.id, "content": o} for c, o in zip(step.calls, outcomes, strict=True)
+        )
         asked = None
     usage = TokenUsage(**{k: run.usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
     return TaskResult(

@@ -59,133 +59,185 @@ class Settings(BaseModel):
 
     base_url: str = setting(
         ("LMSTUDIO_BASE_URL",),
-        flag="--base-url", metavar="URL", default=f"http://{DEFAULT_HOST}:{DEFAULT_PORT}",
+        flag="--base-url",
+        metavar="URL",
+        default=f"http://{DEFAULT_HOST}:{DEFAULT_PORT}",
         help="Full server address; overrides host and port. Any OpenAI-compatible server works.",
     )
     api_key: SecretStr | None = setting(
         ("LMSTUDIO_API_KEY", "LM_API_TOKEN"),
-        metavar="TOKEN", default=None,
+        metavar="TOKEN",
+        default=None,
         help="Sent as `Authorization: Bearer ...` when LM Studio requires authentication.",
     )
     default_model: str | None = setting(
         ("LMSTUDIO_DEFAULT_MODEL",),
-        flag="--model", metavar="MODEL", default=None,
+        flag="--model",
+        metavar="MODEL",
+        default=None,
         help="Model used when a call names none (default: the first loaded model that is not an embedding model).",
     )
     model_cache_ttl: float = setting(
         ("LMSTUDIO_BRIDGE_MODEL_CACHE_TTL",),
-        metavar="SECONDS", default=DEFAULT_MODEL_CACHE_TTL, ge=0,
+        metavar="SECONDS",
+        default=DEFAULT_MODEL_CACHE_TTL,
+        ge=0,
         help=f"Seconds the model list is cached (default {DEFAULT_MODEL_CACHE_TTL:g}).",
     )
     list_timeout: float = setting(
         ("LMSTUDIO_BRIDGE_LIST_TIMEOUT",),
-        metavar="SECONDS", default=DEFAULT_LIST_TIMEOUT, gt=0,
+        metavar="SECONDS",
+        default=DEFAULT_LIST_TIMEOUT,
+        gt=0,
         help=f"Seconds to wait for the model list (default {DEFAULT_LIST_TIMEOUT:g}).",
     )
     request_timeout: float = setting(
         ("LMSTUDIO_BRIDGE_REQUEST_TIMEOUT",),
-        flag="--request-timeout", metavar="SECONDS", default=DEFAULT_REQUEST_TIMEOUT, gt=0,
+        flag="--request-timeout",
+        metavar="SECONDS",
+        default=DEFAULT_REQUEST_TIMEOUT,
+        gt=0,
         help=f"Seconds one model reply may take in all; local models can be slow (default {DEFAULT_REQUEST_TIMEOUT:g}).",
     )
     first_token_timeout: float = setting(
         ("LMSTUDIO_BRIDGE_FIRST_TOKEN_TIMEOUT",),
-        metavar="SECONDS", default=DEFAULT_FIRST_TOKEN_TIMEOUT, gt=0,
+        metavar="SECONDS",
+        default=DEFAULT_FIRST_TOKEN_TIMEOUT,
+        gt=0,
         help=f"Seconds to wait for the first token of a reply; reading a long prompt (or loading the model) "
         f"happens in this time (default {DEFAULT_FIRST_TOKEN_TIMEOUT:g}).",
     )
     stream_idle_timeout: float = setting(
         ("LMSTUDIO_BRIDGE_STREAM_IDLE_TIMEOUT",),
-        metavar="SECONDS", default=DEFAULT_STREAM_IDLE_TIMEOUT, gt=0,
+        metavar="SECONDS",
+        default=DEFAULT_STREAM_IDLE_TIMEOUT,
+        gt=0,
         help=f"Seconds a reply may go silent once it has started (default {DEFAULT_STREAM_IDLE_TIMEOUT:g}).",
     )
     reply_tokens: int = setting(
         ("LMSTUDIO_BRIDGE_REPLY_TOKENS",),
-        metavar="TOKENS", default=DEFAULT_REPLY_TOKENS, ge=16,
+        metavar="TOKENS",
+        default=DEFAULT_REPLY_TOKENS,
+        ge=16,
         help=f"Tokens of answer text after which the bridge stops a reply (default {DEFAULT_REPLY_TOKENS}); "
         "replies are also stopped when they start repeating themselves or hold a complete tool call.",
     )
     reasoning_tokens: int = setting(
         ("LMSTUDIO_BRIDGE_REASONING_TOKENS",),
-        metavar="TOKENS", default=DEFAULT_REASONING_TOKENS, ge=16,
+        metavar="TOKENS",
+        default=DEFAULT_REASONING_TOKENS,
+        ge=16,
         help=f"Tokens of reasoning after which the bridge stops a reply (default {DEFAULT_REASONING_TOKENS}).",
     )
     sampling_source: Literal["bridge", "server"] = setting(
         ("LMSTUDIO_BRIDGE_SAMPLING",),
-        metavar="SOURCE", default="bridge",
+        metavar="SOURCE",
+        default="bridge",
         help=f"`bridge` (default): send temperature {DEFAULT_TEMPERATURE:g} unless LMSTUDIO_BRIDGE_TEMPERATURE says "
         "otherwise; `server`: send only what is set here, and leave the rest to the model's preset in LM Studio.",
     )
     max_retries: int = setting(
         ("LMSTUDIO_BRIDGE_MAX_RETRIES",),
-        default=DEFAULT_MAX_RETRIES, ge=0, le=10,
+        default=DEFAULT_MAX_RETRIES,
+        ge=0,
+        le=10,
         help=f"Retries on connection errors, 429 and 5xx (default {DEFAULT_MAX_RETRIES}).",
     )
     max_rounds: int = setting(
         ("LMSTUDIO_BRIDGE_MAX_ROUNDS",),
-        flag="--max-rounds", default=DEFAULT_MAX_ROUNDS, ge=1, le=1000,
+        flag="--max-rounds",
+        default=DEFAULT_MAX_ROUNDS,
+        ge=1,
+        le=1000,
         help=f"Model turns per task before it must sum up (default {DEFAULT_MAX_ROUNDS}).",
     )
     max_tokens: int | None = setting(
         ("LMSTUDIO_BRIDGE_MAX_TOKENS",),
-        flag="--max-tokens", metavar="TOKENS", default=None, ge=1,
+        flag="--max-tokens",
+        metavar="TOKENS",
+        default=None,
+        ge=1,
         help="Tokens one model answer may take (`max_tokens`); unset leaves it to the server. "
         "Bounds a small model that rambles or repeats itself.",
     )
     temperature: float | None = setting(
         ("LMSTUDIO_BRIDGE_TEMPERATURE",),
-        flag="--temperature", metavar="T", default=None, ge=0, le=2,
+        flag="--temperature",
+        metavar="T",
+        default=None,
+        ge=0,
+        le=2,
         help=f"Sampling temperature sent with every request (default {DEFAULT_TEMPERATURE:g}, see "
         "LMSTUDIO_BRIDGE_SAMPLING). 0 to 0.3 makes small models steadier at calling tools.",
     )
     tool_timeout: float = setting(
         ("LMSTUDIO_BRIDGE_TOOL_TIMEOUT",),
-        metavar="SECONDS", default=DEFAULT_TOOL_TIMEOUT, gt=0,
+        metavar="SECONDS",
+        default=DEFAULT_TOOL_TIMEOUT,
+        gt=0,
         help=f"Seconds one tool call may take (default {DEFAULT_TOOL_TIMEOUT:g}).",
     )
     task_timeout: float = setting(
         ("LMSTUDIO_BRIDGE_TASK_TIMEOUT",),
-        flag="--task-timeout", metavar="SECONDS", default=DEFAULT_TASK_TIMEOUT, gt=0,
+        flag="--task-timeout",
+        metavar="SECONDS",
+        default=DEFAULT_TASK_TIMEOUT,
+        gt=0,
         help=f"Deadline for a whole task in seconds (default {DEFAULT_TASK_TIMEOUT:g}).",
     )
     tool_result_chars: int = setting(
         ("LMSTUDIO_BRIDGE_TOOL_RESULT_CHARS",),
-        default=DEFAULT_TOOL_RESULT_CHARS, ge=200,
+        default=DEFAULT_TOOL_RESULT_CHARS,
+        ge=200,
         help=f"Characters of one tool result sent to the model; the rest is cut (default {DEFAULT_TOOL_RESULT_CHARS}).",
     )
     child_start_timeout: float = setting(
         ("LMSTUDIO_BRIDGE_CHILD_START_TIMEOUT",),
-        metavar="SECONDS", default=DEFAULT_CHILD_START_TIMEOUT, gt=0,
+        metavar="SECONDS",
+        default=DEFAULT_CHILD_START_TIMEOUT,
+        gt=0,
         help=f"Seconds a child MCP server has to start and answer initialize (default {DEFAULT_CHILD_START_TIMEOUT:g}).",
     )
     child_idle_timeout: float = setting(
         ("LMSTUDIO_BRIDGE_CHILD_IDLE_TIMEOUT",),
-        metavar="SECONDS", default=DEFAULT_CHILD_IDLE_TIMEOUT, ge=0,
+        metavar="SECONDS",
+        default=DEFAULT_CHILD_IDLE_TIMEOUT,
+        ge=0,
         help=f"Seconds an unused child MCP server is kept warm; 0 starts one per task "
         f"(default {DEFAULT_CHILD_IDLE_TIMEOUT:g}).",
     )
     max_concurrent_tasks: int = setting(
         ("LMSTUDIO_BRIDGE_MAX_CONCURRENT_TASKS",),
-        default=DEFAULT_MAX_CONCURRENT_TASKS, ge=1, le=256,
+        default=DEFAULT_MAX_CONCURRENT_TASKS,
+        ge=1,
+        le=256,
         help=f"Tasks run at once; more wait their turn (default {DEFAULT_MAX_CONCURRENT_TASKS}).",
     )
     max_children: int = setting(
         ("LMSTUDIO_BRIDGE_MAX_CHILDREN",),
-        default=DEFAULT_MAX_CHILDREN, ge=1, le=256,
+        default=DEFAULT_MAX_CHILDREN,
+        ge=1,
+        le=256,
         help=f"Child MCP servers alive at once (default {DEFAULT_MAX_CHILDREN}).",
     )
     mcp_config: tuple[Path, ...] = setting(
         ("LMSTUDIO_BRIDGE_MCP_CONFIG", "MCP_JSON_PATH"),
-        flag="--mcp-config", metavar="PATH", default=(),
+        flag="--mcp-config",
+        metavar="PATH",
+        default=(),
         help="MCP config file(s) to read first; the variable takes a path list, the flag may repeat.",
     )
     exclusive_mcps: tuple[str, ...] = setting(
         ("LMSTUDIO_BRIDGE_EXCLUSIVE_MCPS",),
-        metavar="NAMES", default=(),
+        metavar="NAMES",
+        default=(),
         help="Comma-separated MCP names whose child serves one task at a time (concurrent tasks get their own).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting(
         ("LMSTUDIO_BRIDGE_LOG_LEVEL",),
-        flag="--log-level", metavar="LEVEL", default="INFO",
+        flag="--log-level",
+        metavar="LEVEL",
+        default="INFO",
         help="DEBUG, INFO, WARNING or ERROR.",
     )
 
@@ -196,7 +248,7 @@ class Settings(BaseModel):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must look like http://HOST:PORT")
         try:
-            parts.port
+            _ = parts.port  # raises for a port that is not a number in range
         except ValueError:
             raise ValueError("has an invalid port") from None
         path = parts.path.rstrip("/")

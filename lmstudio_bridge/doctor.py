@@ -45,10 +45,14 @@ async def _check_lmstudio(bridge: Bridge, say: Say) -> bool:
     if not listing.models:
         say(BAD, "no model is loaded", str(NoModelsLoaded(bridge.api.base_url)).split(". ", 1)[-1])
         return False
-    say(OK, f"{len(listing.models)} model(s): {', '.join(listing.names[:8])}{' ...' if len(listing.models) > 8 else ''}")
+    say(
+        OK, f"{len(listing.models)} model(s): {', '.join(listing.names[:8])}{' ...' if len(listing.models) > 8 else ''}"
+    )
     configured = bridge.settings.default_model
     if configured and listing.match(configured) is None:
-        say(BAD, f"LMSTUDIO_DEFAULT_MODEL={quoted(configured)} is not listed", "use an id from `lmstudio-bridge models`")
+        say(
+            BAD, f"LMSTUDIO_DEFAULT_MODEL={quoted(configured)} is not listed", "use an id from `lmstudio-bridge models`"
+        )
         return False
     say(OK, f"default model: {listing.default}" + (" (LMSTUDIO_DEFAULT_MODEL)" if configured else " (first loaded)"))
     return True
@@ -59,7 +63,11 @@ def _check_config_files(bridge: Bridge, say: Say) -> bool:
     if found:
         say(OK, "MCP config files: " + ", ".join(found))
     else:
-        say(NOTE, "no MCP config file found", "create .mcp.json with an \"mcpServers\" object, or set LMSTUDIO_BRIDGE_MCP_CONFIG")
+        say(
+            NOTE,
+            "no MCP config file found",
+            'create .mcp.json with an "mcpServers" object, or set LMSTUDIO_BRIDGE_MCP_CONFIG',
+        )
     for problem in bridge.catalog.problems:
         say(BAD, problem, "fix the file; the other files are still used")
     return not bridge.catalog.problems

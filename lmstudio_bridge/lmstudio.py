@@ -19,7 +19,6 @@ from typing import Any, Literal
 import httpx
 
 from .config import ENV_NAMES, SETTINGS, Settings
-from .reply_watch import Cut, Draft
 from .errors import (
     BadResponse,
     LMStudioAuthError,
@@ -29,6 +28,7 @@ from .errors import (
     LMStudioUnreachable,
     NoModelsLoaded,
 )
+from .reply_watch import Cut, Draft
 
 logger = logging.getLogger(__name__)
 
@@ -204,11 +204,10 @@ class LMStudioAPI:
                     await asyncio.sleep(_backoff(attempt))
                     continue
                 raise error from exc
-            if response.status_code == 429 or response.status_code >= 500:
-                if attempt < retries:
-                    attempt += 1
-                    await asyncio.sleep(_retry_after(response) or _backoff(attempt))
-                    continue
+            if (response.status_code == 429 or response.status_code >= 500) and attempt < retries:
+                attempt += 1
+                await asyncio.sleep(_retry_after(response) or _backoff(attempt))
+                continue
             if response.status_code >= 400:
                 raise self._map_status_error(response, attempts=attempt + 1)
             try:
@@ -266,7 +265,9 @@ class _Retry(Exception):
 class _StreamReader:
     """Reads one streamed reply (server-sent events) into a ``ChatResult``."""
 
-    def __init__(self, api: LMStudioAPI, body: dict[str, Any], watch: Watch | None, progress: OnProgress | None) -> None:
+    def __init__(
+        self, api: LMStudioAPI, body: dict[str, Any], watch: Watch | None, progress: OnProgress | None
+    ) -> None:
         self.api = api
         self.body = body
         self.watch = watch
@@ -297,7 +298,9 @@ class _StreamReader:
                     await self._check_status(response)
                     if "text/event-stream" not in response.headers.get("content-type", ""):
                         # A server that ignores "stream": the whole completion in one body.
-                        return parse_chat_completion(_json(await response.aread(), self.api.base_url), base_url=self.api.base_url)
+                        return parse_chat_completion(
+                            _json(await response.aread(), self.api.base_url), base_url=self.api.base_url
+                        )
                     async for data in _events(response):
                         had_token = self.first_token_at is not None
                         if self._take(data) and self.watch is not None and (cut := self.watch(self.draft)):
@@ -561,7 +564,9 @@ def parse_chat_completion(body: Any, *, base_url: str = "") -> ChatResult:
         if not isinstance(arguments, str):
             arguments = json.dumps(arguments if arguments is not None else {})
         calls.append(
-            ToolCallRequest(id=str(raw.get("id") or f"call_{index}"), name=str(function.get("name") or ""), arguments=arguments)
+            ToolCallRequest(
+                id=str(raw.get("id") or f"call_{index}"), name=str(function.get("name") or ""), arguments=arguments
+            )
         )
     usage = body.get("usage") or {}
     return ChatResult(

@@ -38,7 +38,7 @@ def render_mcps(result: McpListResult) -> str:
         lines.append(f"- {entry.name} ({where}) from {entry.source}{note}")
     if not result.mcps:
         lines.append(
-            "No MCP servers are configured. Add them under \"mcpServers\" in .mcp.json, ~/.lmstudio/mcp.json, "
+            'No MCP servers are configured. Add them under "mcpServers" in .mcp.json, ~/.lmstudio/mcp.json, '
             "Claude Desktop's config, or a file named by LMSTUDIO_BRIDGE_MCP_CONFIG."
         )
     if result.problems:

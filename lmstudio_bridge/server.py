@@ -44,7 +44,6 @@ ResultT = TypeVar("ResultT", bound=BaseModel)
 Ctx = Context[Bridge, Any]
 
 
-
 def _integral(value: object) -> object:
     """``2.0`` is the integer 2, as in JSON Schema; every other non-integer stays for strict validation to refuse."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
@@ -54,9 +53,7 @@ def _integral(value: object) -> object:
 # messages say the limit without repeating the value. Numbers and booleans are strict: "2",
 # true or "yes" are refused, not converted.
 NameText = Annotated[str, Field(json_schema_extra={"maxLength": MAX_NAME_CHARS})]
-McpName = Annotated[
-    NameText, Field(description="Name of an MCP server from the user's MCP config (see list_mcps).")
-]
+McpName = Annotated[NameText, Field(description="Name of an MCP server from the user's MCP config (see list_mcps).")]
 Task = Annotated[
     str,
     Field(
@@ -139,7 +136,10 @@ def _closed(tool: Tool) -> Tool:
 def _unknown_arguments(tool: str, unknown: list[str], known: list[str]) -> str:
     """``unknown argument 'modle'; did you mean 'model'?``, or the list of the arguments the tool takes."""
     guesses = [difflib.get_close_matches(key[:200], known, n=1) for key in unknown[:3]]
-    shown = [quoted(key, 40) + (f" (did you mean '{guess[0]}'?)" if guess else "") for key, guess in zip(unknown, guesses)]
+    shown = [
+        quoted(key, 40) + (f" (did you mean '{guess[0]}'?)" if guess else "")
+        for key, guess in zip(unknown, guesses, strict=True)
+    ]
     if len(unknown) > 3:
         shown.append(f"and {len(unknown) - 3:,} more")
     if len(unknown) == 1 and guesses[0]:
@@ -230,7 +230,7 @@ def _progress(ctx: Ctx) -> ProgressFn:
         count += 1
         try:
             await ctx.report_progress(count, None, message)
-        except Exception:  # noqa: BLE001 - progress must never fail a task
+        except Exception:
             logger.debug("Progress notification failed", exc_info=True)
 
     return report

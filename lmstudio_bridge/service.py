@@ -167,9 +167,7 @@ class Bridge:
         return [self.catalog.get(name) for name in names]
 
 
-def _check_request(
-    mcp_names: Sequence[str], task: str, max_rounds: int | None, model: str | None = None
-) -> list[str]:
+def _check_request(mcp_names: Sequence[str], task: str, max_rounds: int | None, model: str | None = None) -> list[str]:
     """The de-duplicated MCP names; raises ``InvalidRequest``, whose message never repeats a long value."""
     if isinstance(mcp_names, str):
         mcp_names = [mcp_names]
@@ -198,4 +196,3 @@ def _check_request(
             "Copy an id from list_models, or leave model out for the default model."
         )
     return names
-

@@ -316,9 +316,8 @@ def _unclosed_json(segment: str) -> Any:
             in_string = True
         elif char in "{[":
             closers.append("}" if char == "{" else "]")
-        elif char in "}]":
-            if not closers or closers.pop() != char:
-                return None
+        elif char in "}]" and (not closers or closers.pop() != char):
+            return None
     if in_string or not closers:
         return None
     try:

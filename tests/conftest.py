@@ -22,8 +22,16 @@ def hermetic_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    for var in ("LMSTUDIO_BRIDGE_MCP_CONFIG", "MCP_JSON_PATH", "LMSTUDIO_BASE_URL", "LMSTUDIO_HOST", "LMSTUDIO_PORT",
-                "LMSTUDIO_API_KEY", "LM_API_TOKEN", "LMSTUDIO_DEFAULT_MODEL"):
+    for var in (
+        "LMSTUDIO_BRIDGE_MCP_CONFIG",
+        "MCP_JSON_PATH",
+        "LMSTUDIO_BASE_URL",
+        "LMSTUDIO_HOST",
+        "LMSTUDIO_PORT",
+        "LMSTUDIO_API_KEY",
+        "LM_API_TOKEN",
+        "LMSTUDIO_DEFAULT_MODEL",
+    ):
         monkeypatch.delenv(var, raising=False)
     return home
 

@@ -57,7 +57,10 @@ def answer(content: str | None = None, calls: list[tuple[str, Any]] | None = Non
             for i, (n, a) in enumerate(calls)
         ]
     finish = "tool_calls" if calls else "stop"
-    return {"choices": [{"message": message, "finish_reason": finish}], "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+    return {
+        "choices": [{"message": message, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+    }
 
 
 class Script:
@@ -130,7 +133,12 @@ async def test_parallel_calls_run_concurrently(llm: LLMClient) -> None:
     script = Script(answer(calls=[("slow", {"n": i}) for i in range(4)]), answer("done"))
     result = await run(llm, script, [child])
     assert peak == 4
-    assert [m["tool_call_id"] for m in script.bodies[1]["messages"] if m["role"] == "tool"] == ["id0", "id1", "id2", "id3"]
+    assert [m["tool_call_id"] for m in script.bodies[1]["messages"] if m["role"] == "tool"] == [
+        "id0",
+        "id1",
+        "id2",
+        "id3",
+    ]
     assert result.answer == "done"
 
 
@@ -337,7 +345,9 @@ async def test_a_call_made_before_ends_the_calls_even_after_others(llm: LLMClien
 async def test_only_the_new_calls_of_a_reply_run(llm: LLMClient) -> None:
     child = echo_child()
     script = Script(
-        answer(calls=[("echo", {"text": "a"})]), answer(calls=[("echo", {"text": "a"}), ("add", {"a": 1})]), answer("ok")
+        answer(calls=[("echo", {"text": "a"})]),
+        answer(calls=[("echo", {"text": "a"}), ("add", {"a": 1})]),
+        answer("ok"),
     )
     await run(llm, script, [child])
     assert child.calls == [("echo", {"text": "a"}), ("add", {"a": 1})]
@@ -384,7 +394,7 @@ async def test_the_prompt_prefix_stays_byte_identical_from_round_to_round(llm: L
     )
     await run(llm, script, [echo_child()])
     encoded = [json.dumps(b["messages"]) for b in script.bodies]
-    for earlier, later in zip(script.bodies, script.bodies[1:]):
+    for earlier, later in zip(script.bodies, script.bodies[1:], strict=False):
         assert json.dumps(later["tools"]) == json.dumps(earlier["tools"])
         sent = earlier["messages"]
         assert json.dumps(later["messages"][: len(sent)]) == json.dumps(sent)
@@ -445,13 +455,26 @@ async def test_progress_lines(llm: LLMClient) -> None:
 
     script = Script(answer(calls=[("echo", {})]), answer("done"))
     await run(llm, script, [echo_child()], progress=progress)
-    assert lines == ["round 1/5 · waiting for test-model", "round 1/5 · echo.echo", "round 2/5 · waiting for test-model"]
+    assert lines == [
+        "round 1/5 · waiting for test-model",
+        "round 1/5 · echo.echo",
+        "round 2/5 · waiting for test-model",
+    ]
 
 
 async def test_the_answer_step_lists_failed_calls_after_the_results(llm: LLMClient) -> None:
-    child = StubChild("s", [tool("good"), tool("bad")], lambda n, a: "42" if n == "good" else CallToolResult(
-        content=[TextContent(type="text", text="no such thing\nmore detail")], is_error=True))
-    script = Script(answer(calls=[("bad", {})]), answer(calls=[("good", {})]), answer(calls=[("good", {})]), answer("It is 42."))
+    child = StubChild(
+        "s",
+        [tool("good"), tool("bad")],
+        lambda n, a: (
+            "42"
+            if n == "good"
+            else CallToolResult(content=[TextContent(type="text", text="no such thing\nmore detail")], is_error=True)
+        ),
+    )
+    script = Script(
+        answer(calls=[("bad", {})]), answer(calls=[("good", {})]), answer(calls=[("good", {})]), answer("It is 42.")
+    )
     result = await run(llm, script, [child])
     assert result.answer == "It is 42." and result.stop_reason == "answered"
     digest = script.bodies[-1]["messages"][1]["content"]

@@ -22,7 +22,9 @@ def test_defaults() -> None:
 
 
 def test_host_and_port() -> None:
-    assert load_settings(environ={"LMSTUDIO_HOST": "10.0.0.5", "LMSTUDIO_PORT": "4321"}).base_url == "http://10.0.0.5:4321"
+    assert (
+        load_settings(environ={"LMSTUDIO_HOST": "10.0.0.5", "LMSTUDIO_PORT": "4321"}).base_url == "http://10.0.0.5:4321"
+    )
     assert load_settings(environ={"LMSTUDIO_PORT": "4321"}).base_url == "http://localhost:4321"
 
 
@@ -40,7 +42,9 @@ def test_api_key_from_either_variable_and_never_shown(var: str) -> None:
 
 def test_flags_override_environment() -> None:
     args = build_parser().parse_args(["--base-url", "http://127.0.0.1:9", "--model", "m", "--max-rounds", "7"])
-    s = load_settings(environ={"LMSTUDIO_BASE_URL": "http://other:1", "LMSTUDIO_BRIDGE_MAX_ROUNDS": "3"}, flags=flag_values(args))
+    s = load_settings(
+        environ={"LMSTUDIO_BASE_URL": "http://other:1", "LMSTUDIO_BRIDGE_MAX_ROUNDS": "3"}, flags=flag_values(args)
+    )
     assert (s.base_url, s.default_model, s.max_rounds) == ("http://127.0.0.1:9", "m", 7)
 
 
@@ -61,7 +65,10 @@ def test_mcp_config_paths_add_up_in_order(tmp_path: Path) -> None:
     [
         ({"LMSTUDIO_PORT": "abc"}, "LMSTUDIO_PORT='abc'"),
         ({"LMSTUDIO_PORT": "70000"}, "LMSTUDIO_PORT='70000'"),
-        ({"LMSTUDIO_BASE_URL": "localhost:1234"}, "LMSTUDIO_BASE_URL='localhost:1234': must look like http://HOST:PORT"),
+        (
+            {"LMSTUDIO_BASE_URL": "localhost:1234"},
+            "LMSTUDIO_BASE_URL='localhost:1234': must look like http://HOST:PORT",
+        ),
         ({"LMSTUDIO_BRIDGE_MODEL_CACHE_TTL": "-1"}, "LMSTUDIO_BRIDGE_MODEL_CACHE_TTL='-1'"),
         ({"LMSTUDIO_BRIDGE_MAX_ROUNDS": "many"}, "LMSTUDIO_BRIDGE_MAX_ROUNDS='many'"),
         ({"LMSTUDIO_BRIDGE_LOG_LEVEL": "loud"}, "LMSTUDIO_BRIDGE_LOG_LEVEL"),
@@ -79,9 +86,9 @@ def test_bad_values_name_the_variable(env: dict[str, str], expected: str) -> Non
 def test_sampling_holds_what_was_set_and_the_bridge_default_temperature() -> None:
     assert load_settings(environ={}).sampling == {"temperature": 0.0}
     assert load_settings(environ={"LMSTUDIO_BRIDGE_SAMPLING": "server"}).sampling == {}
-    assert load_settings(environ={"LMSTUDIO_BRIDGE_SAMPLING": "Server", "LMSTUDIO_BRIDGE_TEMPERATURE": "0.7"}).sampling == {
-        "temperature": 0.7
-    }
+    assert load_settings(
+        environ={"LMSTUDIO_BRIDGE_SAMPLING": "Server", "LMSTUDIO_BRIDGE_TEMPERATURE": "0.7"}
+    ).sampling == {"temperature": 0.7}
     settings = load_settings(environ={"LMSTUDIO_BRIDGE_MAX_TOKENS": "256", "LMSTUDIO_BRIDGE_TEMPERATURE": "0"})
     assert settings.sampling == {"max_tokens": 256, "temperature": 0.0}
     flags = flag_values(build_parser().parse_args(["--temperature", "0.2"]))

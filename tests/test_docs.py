@@ -21,9 +21,7 @@ PAGES = [README, *sorted(DOCS.glob("*.md"))]
 WRITTEN_ELSEWHERE = {DOCS / "performance.md"}
 """Linked from these pages but written separately; a link to it is allowed before it exists."""
 
-TABLE = re.compile(
-    r"<!-- settings-table:[^\n]*-->\n(?P<table>.*?)\n<!-- settings-table: end -->", re.DOTALL
-)
+TABLE = re.compile(r"<!-- settings-table:[^\n]*-->\n(?P<table>.*?)\n<!-- settings-table: end -->", re.DOTALL)
 
 
 def read(path: Path) -> str:
@@ -95,12 +93,18 @@ def test_troubleshooting_quotes_the_messages_as_the_bridge_writes_them(message: 
 
 def test_guide_keeps_the_error_texts() -> None:
     guide = read(DOCS / "multi-model-guide.md")
-    assert "Error: " + str(
-        errors.ModelNotFound("nonexistent-model", ["qwen/qwen3-coder-30b", "mistralai/magistral-small-2509"])
-    ) in guide
-    assert "Error: " + str(
-        errors.ModelNotFound("qwen/qwen3-coder", ["mistralai/magistral-small-2509", "deepseek/deepseek-coder-33b"])
-    ) in guide
+    assert (
+        "Error: "
+        + str(errors.ModelNotFound("nonexistent-model", ["qwen/qwen3-coder-30b", "mistralai/magistral-small-2509"]))
+        in guide
+    )
+    assert (
+        "Error: "
+        + str(
+            errors.ModelNotFound("qwen/qwen3-coder", ["mistralai/magistral-small-2509", "deepseek/deepseek-coder-33b"])
+        )
+        in guide
+    )
 
 
 def test_guide_links_every_example() -> None:

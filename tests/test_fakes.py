@@ -33,7 +33,9 @@ def offered(*names: str) -> list[dict[str, Any]]:
     return [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}} for n in names]
 
 
-def chat_body(task: str, *, tools: list[str] | None = TOOLS, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def chat_body(
+    task: str, *, tools: list[str] | None = TOOLS, history: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": MODEL,
         "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": task}, *(history or [])],
@@ -154,7 +156,7 @@ async def test_text_tag_and_bad_json_calls(http: httpx.AsyncClient) -> None:
 
 
 async def test_thinking_and_custom_answer(http: httpx.AsyncClient) -> None:
-    task = "@think plan first\n@call echo {\"text\": \"x\"}\n@thinktag hmm\n@answer done: {last} by {model}\n"
+    task = '@think plan first\n@call echo {"text": "x"}\n@thinktag hmm\n@answer done: {last} by {model}\n'
     first = (await chat(http, chat_body(task)))["choices"][0]["message"]
     assert first["reasoning_content"] == "plan first"
     final = (await chat(http, chat_body(task, history=answer_turn(first, "echoed"))))["choices"][0]["message"]
@@ -182,8 +184,11 @@ async def test_repeat_and_loop(http: httpx.AsyncClient) -> None:
 
 
 async def test_no_tools_means_summary(http: httpx.AsyncClient) -> None:
-    history = [{"role": "assistant", "content": None, "tool_calls": []}, {"role": "tool", "tool_call_id": "1", "content": "r"}]
-    message = (await chat(http, chat_body("@call echo", tools=None, history=history)))
+    history = [
+        {"role": "assistant", "content": None, "tool_calls": []},
+        {"role": "tool", "tool_call_id": "1", "content": "r"},
+    ]
+    message = await chat(http, chat_body("@call echo", tools=None, history=history))
     assert message["choices"][0]["message"]["content"] == f"SUMMARY model={MODEL} tools=1 last=r"
     body = {**chat_body("@call echo"), "tool_choice": "none"}
     assert (await chat(http, body))["choices"][0]["message"]["content"].startswith("SUMMARY ")
@@ -206,7 +211,7 @@ def test_tool_resolution() -> None:
 
 
 def test_cue_parsing_ignores_prose() -> None:
-    script = parse_cues("Please help.\nEmail me @ home.\n  @call echo {\"text\": \"@call inside\"}\n")
+    script = parse_cues('Please help.\nEmail me @ home.\n  @call echo {"text": "@call inside"}\n')
     assert len(script.rounds) == 1 and script.rounds[0].calls[0].name == "echo"
 
 
@@ -214,8 +219,11 @@ def test_cue_parsing_ignores_prose() -> None:
 
 
 async def test_streaming_tool_call_reassembles(http: httpx.AsyncClient) -> None:
-    body = {**chat_body('@call echo {"text": "streamed words here"}'), "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        **chat_body('@call echo {"text": "streamed words here"}'),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     calls: dict[int, dict[str, str]] = {}
     finish, usage = None, None
     async with http.stream("POST", "/v1/chat/completions", json=body) as response:
@@ -344,7 +352,10 @@ def test_script_mode() -> None:
         url = line.split()[1]
         assert [m["id"] for m in httpx.get(f"{url}/v1/models", timeout=5).json()["data"]] == ["a", "b"]
         httpx.post(f"{url}/_fake/fail", json={"status": 502, "times": 1}, timeout=5)
-        assert httpx.post(f"{url}/v1/chat/completions", json={**chat_body("hi"), "model": "a"}, timeout=5).status_code == 502
+        assert (
+            httpx.post(f"{url}/v1/chat/completions", json={**chat_body("hi"), "model": "a"}, timeout=5).status_code
+            == 502
+        )
         recorded = httpx.get(f"{url}/_fake/requests", timeout=5).json()["requests"]
         assert [r["path"] for r in recorded] == ["/v1/models", "/v1/chat/completions"]
     finally:
@@ -377,7 +388,9 @@ def text(result: Any) -> str:
 
 def echo_in_process(root: Path, *, weird_names: bool = False) -> Client:
     """The echo server's tools in this process; the tests below run it as a process where that matters."""
-    return Client(echo_server.build_server("alpha", root, echo_server.CallHooks(False, None), weird_names), mode="legacy")
+    return Client(
+        echo_server.build_server("alpha", root, echo_server.CallHooks(False, None), weird_names), mode="legacy"
+    )
 
 
 async def test_echo_server_tools(tmp_path: Path) -> None:

@@ -24,14 +24,18 @@ async def test_analysis_then_implementation(fake: FakeLMStudio, mcp_config: Path
     async with bridge_client(fake.base_url, mcp_config) as client:
         analysis = await client.call_tool(
             "autonomous_with_mcp",
-            {"mcp_name": "filesystem", "task": f"Analyze the codebase and identify missing unit tests\n{READ_NOTES}", "model": REASONING},
+            {
+                "mcp_name": "filesystem",
+                "task": f"Analyze the codebase and identify missing unit tests\n{READ_NOTES}",
+                "model": REASONING,
+            },
         )
         assert not analysis.is_error, text_of(analysis)
         tests = await client.call_tool(
             "autonomous_with_mcp",
             {
                 "mcp_name": "filesystem",
-                "task": f"Based on this analysis: {text_of(analysis)}\nGenerate unit tests.\n@call echo {{\"text\": \"tests written\"}}",
+                "task": f'Based on this analysis: {text_of(analysis)}\nGenerate unit tests.\n@call echo {{"text": "tests written"}}',
                 "model": CODING,
             },
         )
@@ -46,7 +50,7 @@ async def test_multi_step_pipeline(fake: FakeLMStudio, mcp_config: Path) -> None
     async with bridge_client(fake.base_url, mcp_config) as client:
         previous = ""
         for n, model in enumerate(steps):
-            args = {"mcp_name": "filesystem", "task": f"Step {n}: {previous}\n@call echo {{\"text\": \"step {n}\"}}"}
+            args = {"mcp_name": "filesystem", "task": f'Step {n}: {previous}\n@call echo {{"text": "step {n}"}}'}
             if model:
                 args["model"] = model
             result = await client.call_tool("autonomous_with_mcp", args)
@@ -60,7 +64,10 @@ async def test_parallel_models_with_gather(fake: FakeLMStudio, mcp_config: Path)
     task = f"Identify security vulnerabilities in auth module\n{READ_NOTES}"
     async with bridge_client(fake.base_url, mcp_config) as client:
         results = await asyncio.gather(
-            *(client.call_tool("autonomous_with_mcp", {"mcp_name": "filesystem", "task": task, "model": m}) for m in (REASONING, CODING))
+            *(
+                client.call_tool("autonomous_with_mcp", {"mcp_name": "filesystem", "task": task, "model": m})
+                for m in (REASONING, CODING)
+            )
         )
     assert [r.structured_content["model"] for r in results] == [REASONING, CODING]
     assert all("pineapple" in text_of(r) for r in results)

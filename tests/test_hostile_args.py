@@ -87,7 +87,9 @@ async def test_every_tool_refuses_an_unknown_argument_and_says_so(fake: Any, tmp
         tools = (await client.list_tools()).tools
         assert sorted(t.name for t in tools) == sorted(VALID_ARGS)  # a new tool needs a line above
         for tool in tools:
-            result = await client.call_tool(tool.name, {**VALID_ARGS[tool.name], "modle": "mistralai/magistral-small-2509"})
+            result = await client.call_tool(
+                tool.name, {**VALID_ARGS[tool.name], "modle": "mistralai/magistral-small-2509"}
+            )
             assert result.is_error and result.structured_content is None
             if "model" in tool.input_schema["properties"]:
                 assert text_of(result) == "Error: unknown argument 'modle'; did you mean 'model'?"
@@ -185,7 +187,11 @@ async def test_exact_types_still_work(fake: Any, tmp_path: Path) -> None:
             "Error: The model name is 501 characters long; model ids are at most 500.",
         ),
         ("autonomous_with_mcp", {"mcp_name": "echo", "task": "x", "m" * HUGE: 1}, "Error: unknown argument 'mmmm"),
-        ("autonomous_with_mcp", {"mcp_name": "echo", "task": "x", "max_rounds": 10**40}, "Error: max_rounds must be between"),
+        (
+            "autonomous_with_mcp",
+            {"mcp_name": "echo", "task": "x", "max_rounds": 10**40},
+            "Error: max_rounds must be between",
+        ),
         ("m" * HUGE, {}, "Error: unknown tool 'mmmm"),
         ("autonomous_with_mcp", {"mcp_name": "m" * 150, "task": "x"}, "Error: MCP 'mmmm"),
         ("autonomous_with_multiple_mcps", {"mcp_names": ["m" * 150], "task": "x"}, "Error: MCP 'mmmm"),

@@ -76,7 +76,10 @@ async def test_tool_results_progress_and_log_never_show_a_secret(fake: Any, tmp_
     config = write_config(tmp_path)
     stderr = tmp_path / "stderr.log"
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "lmstudio_bridge"], env=environment(fake.base_url, config), cwd=str(tmp_path)
+        command=sys.executable,
+        args=["-m", "lmstudio_bridge"],
+        env=environment(fake.base_url, config),
+        cwd=str(tmp_path),
     )
     seen: list[str] = []
 

@@ -114,7 +114,9 @@ SURROGATE_CALL = (
         pytest.param('{"jsonrpc": "2.0", "id": 1.5, "method": "ping"}', error(None, -32600), id="id-a-fraction"),
     ],
 )  # fmt: skip
-async def test_a_bad_line_is_answered_and_the_bridge_goes_on(tmp_path: Path, line: str, expected: dict[str, Any]) -> None:
+async def test_a_bad_line_is_answered_and_the_bridge_goes_on(
+    tmp_path: Path, line: str, expected: dict[str, Any]
+) -> None:
     async with wire(tmp_path) as talk:
         await talk.write(line)
         pong = await talk.ping()

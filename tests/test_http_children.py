@@ -25,7 +25,9 @@ async def test_http_entry_is_used(fake: FakeLMStudio, tmp_path: Path, http_echo:
     )
     async with bridge_client(fake.base_url, config) as client:
         listing = await client.call_tool("list_mcps", {})
-        result = await client.call_tool("autonomous_with_mcp", {"mcp_name": "web", "task": '@call echo {"text": "over http"}'})
+        result = await client.call_tool(
+            "autonomous_with_mcp", {"mcp_name": "web", "task": '@call echo {"text": "over http"}'}
+        )
     (entry,) = listing.structured_content["mcps"]
     assert (entry["transport"], entry["url"], entry["usable"]) == ("http", http_echo, True)
     assert not result.is_error, text_of(result)

@@ -79,7 +79,13 @@ def as_json(done: subprocess.CompletedProcess[str]) -> dict:
 def test_tools_list(inspector: None, bridge_env: list[str]) -> None:
     listed = as_json(npx(*bridge_env, "--cli", BRIDGE, "--method", "tools/list"))
     tools = {t["name"]: t for t in listed["tools"]}
-    assert set(tools) == {"list_models", "health_check", "list_mcps", "autonomous_with_mcp", "autonomous_with_multiple_mcps"}
+    assert set(tools) == {
+        "list_models",
+        "health_check",
+        "list_mcps",
+        "autonomous_with_mcp",
+        "autonomous_with_multiple_mcps",
+    }
     assert tools["autonomous_with_mcp"]["inputSchema"]["required"] == ["mcp_name", "task"]
     assert tools["autonomous_with_multiple_mcps"]["inputSchema"]["required"] == ["mcp_names", "task"]
 

@@ -49,7 +49,9 @@ async def api():
 async def test_chat_parses_tool_calls_and_usage(api: LMStudioAPI) -> None:
     calls = [{"id": "365174485", "type": "function", "function": {"name": "search", "arguments": '{"q":"dell"}'}}]
     route = respx.post(f"{BASE}/v1/chat/completions").respond(json=completion("", calls, "tool_calls"))
-    result = await LLMClient(api, "qwen/qwen3-coder-30b").complete([{"role": "user", "content": "x"}], tools=[{"type": "function"}])
+    result = await LLMClient(api, "qwen/qwen3-coder-30b").complete(
+        [{"role": "user", "content": "x"}], tools=[{"type": "function"}]
+    )
     assert result.finish_reason == "tool_calls"
     assert result.tool_calls[0].id == "365174485"
     assert result.tool_calls[0].name == "search"
@@ -96,7 +98,13 @@ async def test_gives_up_after_max_retries(api: LMStudioAPI) -> None:
 @respx.mock
 @pytest.mark.parametrize("status", [400, 404, 422])
 async def test_never_retries_other_4xx(api: LMStudioAPI, status: int) -> None:
-    body = {"error": {"message": 'Invalid model identifier "x".', "type": "invalid_request_error", "code": "model_not_found"}}
+    body = {
+        "error": {
+            "message": 'Invalid model identifier "x".',
+            "type": "invalid_request_error",
+            "code": "model_not_found",
+        }
+    }
     route = respx.post(f"{BASE}/v1/chat/completions").respond(status, json=body)
     with pytest.raises(LMStudioHTTPError, match="Invalid model identifier"):
         await api.chat({"model": "x", "messages": []})

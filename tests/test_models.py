@@ -151,7 +151,7 @@ async def test_embedding_models_are_not_offered(api: LMStudioAPI, clock: Clock) 
     respx.get(f"{BASE}/api/v0/models").respond(
         json={"data": [{"id": "nomic-embed", "type": "embeddings"}, {"id": "chat", "type": "llm"}]}
     )
-    with pytest.raises(ModelNotFound, match="Available models: chat$"):
+    with pytest.raises(ModelNotFound, match=r"Available models: chat$"):
         await ModelValidator(api, ttl=60, clock=clock).resolve("nomic-embed")
 
 

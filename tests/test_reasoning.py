@@ -132,7 +132,10 @@ from lmstudio_bridge.reasoning import split_reasoning
             id="content-parts-non-text-skipped",
         ),
         pytest.param(
-            {"content": "", "reasoning_content": "The answer is 4."}, "The answer is 4.", "", id="lmstudio-empty-content"
+            {"content": "", "reasoning_content": "The answer is 4."},
+            "The answer is 4.",
+            "",
+            id="lmstudio-empty-content",
         ),
     ],
 )

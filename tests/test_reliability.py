@@ -140,7 +140,9 @@ async def test_a_hundred_concurrent_calls_wait_their_turn_and_all_finish(fake: F
             )
         )
     assert all(not r.is_error for r in results)
-    assert sorted(text_of(r) for r in results) == sorted(f"FINAL model=qwen/qwen3-coder-30b tools=1 last=n{n}" for n in range(100))
+    assert sorted(text_of(r) for r in results) == sorted(
+        f"FINAL model=qwen/qwen3-coder-30b tools=1 last=n{n}" for n in range(100)
+    )
     assert fake.max_in_flight <= 4
     assert waiting and waiting[0] == "waiting: 4 tasks are already running"
 
@@ -159,7 +161,9 @@ async def test_cancelling_a_call_aborts_the_model_request(fake: FakeLMStudio, tm
         latency = await eventually(lambda: lmstudio_connections(fake.port) == 0, within=15)
         print(f"\nLM Studio request closed {ms(latency)} after the cancel")
         assert latency is not None  # not cancelled, the request would stay open for 30 s
-        after = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": '@call echo {"text": "next"}'})
+        after = await client.call_tool(
+            "autonomous_with_mcp", {"mcp_name": "echo", "task": '@call echo {"text": "next"}'}
+        )
         assert not after.is_error and text_of(after).endswith("last=next")
         assert time.monotonic() - cancelled_at < 25  # did not wait for the cancelled answer
 
@@ -176,7 +180,9 @@ async def test_cancelling_a_call_cancels_its_tool_calls(fake: FakeLMStudio, tmp_
         latency = await eventually(lambda: "cancelled" in log.read_text(), within=15)
         print(f"\ntool call cancelled in the child {ms(latency)} after the cancel")
         assert latency is not None  # not cancelled, the call would have finished after 30 s
-        after = await client.call_tool("autonomous_with_mcp", {"mcp_name": "probe", "task": '@call wait {"seconds": 0.1}'})
+        after = await client.call_tool(
+            "autonomous_with_mcp", {"mcp_name": "probe", "task": '@call wait {"seconds": 0.1}'}
+        )
         assert not after.is_error and text_of(after).endswith("last=waited 0.1")
     lines = log.read_text().split("\n")
     assert lines[0] == lines[2] and lines[0].startswith("started ")  # the same warm child served both
@@ -226,7 +232,9 @@ async def test_lmstudio_going_away_mid_task_then_coming_back(tmp_path: Path) -> 
             assert gone.is_error
             assert text_of(gone).startswith(f"Error: Cannot reach LM Studio at {base_url}"), text_of(gone)
             fake = FakeLMStudio(models=["qwen/qwen3-coder-30b"], port=port).start()
-            back = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": '@call echo {"text": "back"}'})
+            back = await client.call_tool(
+                "autonomous_with_mcp", {"mcp_name": "echo", "task": '@call echo {"text": "back"}'}
+            )
             assert not back.is_error and text_of(back).endswith("last=back"), text_of(back)
     finally:
         fake.stop()
@@ -236,7 +244,10 @@ LMSTUDIO_FAULTS: list[tuple[dict[str, Any], str]] = [
     ({"status": 500}, "answered HTTP 500 after 2 attempts: Fake failure: HTTP 500"),
     ({"status": 429, "headers": {"Retry-After": "0"}}, "answered HTTP 429 after 2 attempts"),
     ({"kind": "garbage"}, "something that is not JSON"),
-    ({"status": 400, "body": {"error": "Model crashed while loading"}}, "answered HTTP 400: Model crashed while loading"),
+    (
+        {"status": 400, "body": {"error": "Model crashed while loading"}},
+        "answered HTTP 400: Model crashed while loading",
+    ),
     ({"kind": "drop"}, "(the connection was dropped mid-request)"),
     ({"kind": "hang"}, "wrote nothing within 1 s of the request"),
 ]
@@ -292,7 +303,11 @@ class RawBridge:
             env=stdio_environment(base_url, config), cwd=str(config.parent), limit=2**22,
         )  # fmt: skip
         raw = cls(process)
-        capabilities = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+        capabilities = {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        }
         await raw.request("initialize", capabilities)
         await raw.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         return raw
@@ -314,7 +329,9 @@ class RawBridge:
                 return message["result"]
 
     async def call(self, mcp: str, task: str) -> dict[str, Any]:
-        return await self.request("tools/call", {"name": "autonomous_with_mcp", "arguments": {"mcp_name": mcp, "task": task}})
+        return await self.request(
+            "tools/call", {"name": "autonomous_with_mcp", "arguments": {"mcp_name": mcp, "task": task}}
+        )
 
 
 async def end_by(how: str, raw: RawBridge) -> None:
@@ -331,7 +348,9 @@ async def test_exit_leaves_no_process_behind(fake: FakeLMStudio, tmp_path: Path,
     raw = await RawBridge.start(fake.base_url, config, tmp_path / "stderr.log")
     try:
         for name in ("echo", "echo2"):
-            done = await raw.call(name, '@call spawn_grandchild {"new_session": false}; spawn_grandchild {"new_session": true}')
+            done = await raw.call(
+                name, '@call spawn_grandchild {"new_session": false}; spawn_grandchild {"new_session": true}'
+            )
             assert not done.get("isError"), done
         grandchildren = [int(m) for b in fake.chat_bodies() for m in tool_messages(b)]
         prefix = await asyncio.to_thread(bridge_marker, raw.process.pid)
@@ -410,7 +429,10 @@ async def test_bad_input_never_crashes_and_never_starts_a_process(fake: FakeLMSt
     async with bridge_client(fake.base_url, config) as client:
         for tool, args, expected in BAD_INPUTS:
             result = await client.call_tool(tool, args)
-            assert result.is_error and text_of(result).startswith(expected), (args if len(str(args)) < 300 else tool, text_of(result)[:300])
+            assert result.is_error and text_of(result).startswith(expected), (
+                args if len(str(args)) < 300 else tool,
+                text_of(result)[:300],
+            )
             assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
         unicode = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "数学 🚀\n@answer 答え ✓"})
         assert not unicode.is_error and text_of(unicode) == "答え ✓"
@@ -435,7 +457,10 @@ async def test_secrets_never_reach_results_progress_or_logs(tmp_path: Path, capl
     with FakeLMStudio(models=["qwen/qwen3-coder-30b"], require_api_key=api_key) as fake:
         async with bridge_client(fake.base_url, config, LMSTUDIO_API_KEY=api_key) as client:
             calls = [
-                ("autonomous_with_mcp", {"mcp_name": "echo", "task": '@call echo {"text": "hi"}\n@call fail {"message": "nope"}'}),
+                (
+                    "autonomous_with_mcp",
+                    {"mcp_name": "echo", "task": '@call echo {"text": "hi"}\n@call fail {"message": "nope"}'},
+                ),
                 ("autonomous_with_mcp", {"mcp_name": "broken", "task": "x"}),
                 ("autonomous_with_mcp", {"mcp_name": "echo", "task": "x", "model": "missing"}),
                 ("list_mcps", {}),

@@ -16,7 +16,13 @@ from tests.support.fake_lmstudio import FakeLMStudio
 async def test_list_models_text_and_structure(fake: FakeLMStudio) -> None:
     async with bridge_client(fake.base_url) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
-        assert {"list_models", "health_check", "list_mcps", "autonomous_with_mcp", "autonomous_with_multiple_mcps"} <= tools
+        assert {
+            "list_models",
+            "health_check",
+            "list_mcps",
+            "autonomous_with_mcp",
+            "autonomous_with_multiple_mcps",
+        } <= tools
         result = await client.call_tool("list_models", {})
     assert not result.is_error
     assert text_of(result).splitlines()[:4] == [
@@ -27,7 +33,11 @@ async def test_list_models_text_and_structure(fake: FakeLMStudio) -> None:
     ]
     data = result.structured_content
     assert data["default_model"] == "qwen/qwen3-coder-30b"
-    assert [m["id"] for m in data["models"]] == ["qwen/qwen3-coder-30b", "mistralai/magistral-small-2509", "deepseek/deepseek-coder-33b"]
+    assert [m["id"] for m in data["models"]] == [
+        "qwen/qwen3-coder-30b",
+        "mistralai/magistral-small-2509",
+        "deepseek/deepseek-coder-33b",
+    ]
     assert [m["is_default"] for m in data["models"]] == [True, False, False]
 
 

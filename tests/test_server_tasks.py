@@ -75,7 +75,9 @@ async def test_each_request_carries_the_model_asked_for(fake: FakeLMStudio, mcp_
             if model:
                 args["model"] = model
             result = await client.call_tool("autonomous_with_mcp", args)
-            assert result.structured_content["model"] == (model if model not in (None, "default") else "qwen/qwen3-coder-30b")
+            assert result.structured_content["model"] == (
+                model if model not in (None, "default") else "qwen/qwen3-coder-30b"
+            )
     models = [b["model"] for b in fake.chat_bodies()]
     assert models == ["mistralai/magistral-small-2509"] * 2 + ["qwen/qwen3-coder-30b"] * 6
     assert fake.count("/api/v0/models") == 1  # validated from the cache after the first call
@@ -110,7 +112,12 @@ async def test_small_model_mistakes_go_back_to_the_model(fake: FakeLMStudio, mcp
 async def test_round_limit_sums_up_and_says_so(fake: FakeLMStudio, mcp_config: Path) -> None:
     async with bridge_client(fake.base_url, mcp_config) as client:
         result = await client.call_tool(
-            "autonomous_with_mcp", {"mcp_name": "echo", "task": '@call echo {"text": "a"}\n@call echo {"text": "b"}\n@call echo {"text": "c"}\n@call echo {"text": "d"}', "max_rounds": 3}
+            "autonomous_with_mcp",
+            {
+                "mcp_name": "echo",
+                "task": '@call echo {"text": "a"}\n@call echo {"text": "b"}\n@call echo {"text": "c"}\n@call echo {"text": "d"}',
+                "max_rounds": 3,
+            },
         )
     assert not result.is_error
     assert result.structured_content["stop_reason"] == "round_limit"
@@ -120,7 +127,9 @@ async def test_round_limit_sums_up_and_says_so(fake: FakeLMStudio, mcp_config: P
     assert len(fake.chat_requests()) == 4
 
 
-async def test_temperature_and_max_tokens_from_environment_reach_every_request(fake: FakeLMStudio, mcp_config: Path) -> None:
+async def test_temperature_and_max_tokens_from_environment_reach_every_request(
+    fake: FakeLMStudio, mcp_config: Path
+) -> None:
     env = {"LMSTUDIO_BRIDGE_TEMPERATURE": "0.2", "LMSTUDIO_BRIDGE_MAX_TOKENS": "300"}
     async with bridge_client(fake.base_url, mcp_config, **env) as client:
         result = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": '@call echo {"text": "a"}'})
@@ -170,7 +179,9 @@ async def test_config_edits_take_effect_without_restart(fake: FakeLMStudio, tmp_
         missing = await client.call_tool("autonomous_with_mcp", {"mcp_name": "time", "task": "x"})
         assert missing.is_error and text_of(missing) == "Error: MCP 'time' not found. Available MCPs: echo"
         write_config(config, {"echo": echo_entry("echo"), "time": time_entry()})
-        found = await client.call_tool("autonomous_with_mcp", {"mcp_name": "time", "task": "@call get_current_time {\"timezone\": \"UTC\"}"})
+        found = await client.call_tool(
+            "autonomous_with_mcp", {"mcp_name": "time", "task": '@call get_current_time {"timezone": "UTC"}'}
+        )
         assert not found.is_error, text_of(found)
         listing = await client.call_tool("list_mcps", {})
         assert {m["name"] for m in listing.structured_content["mcps"]} == {"echo", "time"}
@@ -205,7 +216,9 @@ async def test_the_bridge_never_runs_itself(fake: FakeLMStudio, tmp_path: Path) 
         (echo_entry("hangs", "--hang-on-start"), "no answer to initialize within 3 s"),
     ],
 )
-async def test_a_broken_child_is_an_error_not_a_hang(fake: FakeLMStudio, tmp_path: Path, entry: dict, reason: str) -> None:
+async def test_a_broken_child_is_an_error_not_a_hang(
+    fake: FakeLMStudio, tmp_path: Path, entry: dict, reason: str
+) -> None:
     config = write_config(tmp_path / "mcp.json", {"broken": entry, "echo": echo_entry("echo")})
     async with bridge_client(fake.base_url, config, LMSTUDIO_BRIDGE_CHILD_START_TIMEOUT="3") as client:
         started = time.monotonic()
@@ -214,7 +227,9 @@ async def test_a_broken_child_is_an_error_not_a_hang(fake: FakeLMStudio, tmp_pat
         assert result.is_error
         assert text_of(result).startswith("Error: MCP 'broken' failed to start: ")
         assert reason in text_of(result)
-        after = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": '@call echo {"text": "still here"}'})
+        after = await client.call_tool(
+            "autonomous_with_mcp", {"mcp_name": "echo", "task": '@call echo {"text": "still here"}'}
+        )
         assert not after.is_error and "still here" in text_of(after)
 
 
@@ -222,16 +237,34 @@ async def test_a_broken_child_is_an_error_not_a_hang(fake: FakeLMStudio, tmp_pat
     ("tool", "args", "expected"),
     [
         ("autonomous_with_mcp", {"mcp_name": "echo", "task": "   "}, "Error: The task is empty"),
-        ("autonomous_with_mcp", {"mcp_name": "echo", "task": "x" * 100_001}, "Error: The task is 100,001 characters long"),
+        (
+            "autonomous_with_mcp",
+            {"mcp_name": "echo", "task": "x" * 100_001},
+            "Error: The task is 100,001 characters long",
+        ),
         ("autonomous_with_multiple_mcps", {"mcp_names": [], "task": "x"}, "Error: Name at least one MCP server"),
-        ("autonomous_with_mcp", {"mcp_name": None, "task": "x"}, "Error: invalid arguments for autonomous_with_mcp: mcp_name"),
-        ("autonomous_with_mcp", {"mcp_name": 42, "task": "x"}, "Error: invalid arguments for autonomous_with_mcp: mcp_name"),
+        (
+            "autonomous_with_mcp",
+            {"mcp_name": None, "task": "x"},
+            "Error: invalid arguments for autonomous_with_mcp: mcp_name",
+        ),
+        (
+            "autonomous_with_mcp",
+            {"mcp_name": 42, "task": "x"},
+            "Error: invalid arguments for autonomous_with_mcp: mcp_name",
+        ),
         ("autonomous_with_mcp", {"mcp_name": "../../bin/sh", "task": "x"}, "Error: MCP '../../bin/sh' not found."),
-        ("autonomous_with_mcp", {"mcp_name": "echo", "task": "x", "max_rounds": 0}, "Error: max_rounds must be between"),
+        (
+            "autonomous_with_mcp",
+            {"mcp_name": "echo", "task": "x", "max_rounds": 0},
+            "Error: max_rounds must be between",
+        ),
         ("autonomous_with_mcp", {"task": "x"}, "Error: invalid arguments for autonomous_with_mcp: mcp_name"),
     ],
 )
-async def test_bad_input_is_a_clear_error(fake: FakeLMStudio, mcp_config: Path, tool: str, args: dict, expected: str) -> None:
+async def test_bad_input_is_a_clear_error(
+    fake: FakeLMStudio, mcp_config: Path, tool: str, args: dict, expected: str
+) -> None:
     async with bridge_client(fake.base_url, mcp_config) as client:
         result = await client.call_tool(tool, args)
     assert result.is_error
@@ -243,7 +276,9 @@ async def test_reasoning_is_separate_unless_asked(fake: FakeLMStudio, mcp_config
     task = "@think I should answer 4.\n@answer The answer is 4."
     async with bridge_client(fake.base_url, mcp_config) as client:
         plain = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": task})
-        shown = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": task, "include_reasoning": True})
+        shown = await client.call_tool(
+            "autonomous_with_mcp", {"mcp_name": "echo", "task": task, "include_reasoning": True}
+        )
     assert text_of(plain) == "The answer is 4." and plain.structured_content["reasoning"] == "I should answer 4."
     assert shown.structured_content["reasoning"] == "I should answer 4."
     assert "I should answer 4." in text_of(shown)

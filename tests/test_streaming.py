@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -70,7 +70,9 @@ async def complete(
 ) -> ChatResult:
     api = LMStudioAPI(Settings(base_url=BASE, max_retries=0, **settings), transport=httpx.MockTransport(stream))
     try:
-        return await LLMClient(api, "m").complete([{"role": "user", "content": "x"}], tools=tools, watch=watch, progress=progress)
+        return await LLMClient(api, "m").complete(
+            [{"role": "user", "content": "x"}], tools=tools, watch=watch, progress=progress
+        )
     finally:
         await api.aclose()
 
@@ -85,7 +87,18 @@ async def test_a_stream_is_assembled_content_reasoning_calls_and_usage() -> None
         event({"reasoning_content": "The user wants "}),
         event({"reasoning_content": "the time."}),
         *content("Checking", " now."),
-        event({"tool_calls": [{"index": 0, "id": "c9", "type": "function", "function": {"name": "get_current_time", "arguments": ""}}]}),
+        event(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "c9",
+                        "type": "function",
+                        "function": {"name": "get_current_time", "arguments": ""},
+                    }
+                ]
+            }
+        ),
         event({"tool_calls": [{"index": 0, "function": {"arguments": '{"timezone": '}}]}),
         event({"tool_calls": [{"index": 0, "function": {"arguments": '"Asia/Tokyo"}'}}]}),
         event({}, "tool_calls"),
@@ -95,7 +108,9 @@ async def test_a_stream_is_assembled_content_reasoning_calls_and_usage() -> None
     result = await complete(stream, tools=[{"type": "function", "function": {"name": "get_current_time"}}])
     assert result.content == "Checking now."
     assert result.message["reasoning_content"] == "The user wants the time."
-    assert [(c.id, c.name, c.arguments) for c in result.tool_calls] == [("c9", "get_current_time", '{"timezone": "Asia/Tokyo"}')]
+    assert [(c.id, c.name, c.arguments) for c in result.tool_calls] == [
+        ("c9", "get_current_time", '{"timezone": "Asia/Tokyo"}')
+    ]
     assert result.finish_reason == "tool_calls" and result.usage.total_tokens == 52
     assert result.stats.tokens == 12 and result.stats.first_token_seconds is not None and result.stats.cut is None
     sent = stream.bodies[0]
@@ -182,7 +197,9 @@ async def test_progress_is_not_reported_more_often_than_the_interval() -> None:
 async def test_no_first_token_in_time_is_a_timeout_that_says_so() -> None:
     with pytest.raises(LMStudioTimeout) as raised:
         await complete(Stream(content("late"), first_delay=5), first_token_timeout=0.2)
-    assert "wrote nothing within 0.2 s" in str(raised.value) and "LMSTUDIO_BRIDGE_FIRST_TOKEN_TIMEOUT" in str(raised.value)
+    assert "wrote nothing within 0.2 s" in str(raised.value) and "LMSTUDIO_BRIDGE_FIRST_TOKEN_TIMEOUT" in str(
+        raised.value
+    )
     assert "large model" not in str(raised.value) and "loading" not in str(raised.value)
 
 
@@ -199,7 +216,9 @@ async def test_a_trickle_is_bounded_by_the_total_time_per_reply() -> None:
     with pytest.raises(LMStudioTimeout) as raised:
         await complete(stream, request_timeout=0.5, stream_idle_timeout=5)
     message = str(raised.value)
-    assert "still writing after 0.5 s" in message and "tokens" in message and "LMSTUDIO_BRIDGE_REQUEST_TIMEOUT" in message
+    assert (
+        "still writing after 0.5 s" in message and "tokens" in message and "LMSTUDIO_BRIDGE_REQUEST_TIMEOUT" in message
+    )
 
 
 @pytest.mark.parametrize(
@@ -224,7 +243,9 @@ async def test_usable_replies_survive_a_malformed_usage() -> None:
 
 async def test_an_error_event_mid_stream_is_an_error() -> None:
     with pytest.raises(LMStudioHTTPError) as raised:
-        await complete(Stream([*content("a"), f"data: {json.dumps({'error': {'message': 'Context overflow'}})}\n\n".encode()]))
+        await complete(
+            Stream([*content("a"), f"data: {json.dumps({'error': {'message': 'Context overflow'}})}\n\n".encode()])
+        )
     assert "Context overflow" in str(raised.value)
 
 
@@ -276,7 +297,7 @@ async def test_the_scripted_server_s_endless_reply_is_cut_and_its_stream_closed(
 
 class _Idle:
     name = "idle"
-    tools = [Tool(name="noop", input_schema={"type": "object", "properties": {}})]
+    tools: ClassVar[list[Tool]] = [Tool(name="noop", input_schema={"type": "object", "properties": {}})]
 
     async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float) -> CallToolResult:
         raise AssertionError("never called")

@@ -412,8 +412,7 @@ def test_unicode_name_and_arguments() -> None:
 
 def test_markup_takes_precedence_over_json() -> None:
     content = (
-        '{"name": "search", "arguments": {"q": "draft"}}\n'
-        '<tool_call>{"name": "get_time", "arguments": {}}</tool_call>'
+        '{"name": "search", "arguments": {"q": "draft"}}\n<tool_call>{"name": "get_time", "arguments": {}}</tool_call>'
     )
     calls, rest = extract_tool_calls(content, OFFERED)
     assert names_and_arguments(calls) == [("get_time", {})]
@@ -529,7 +528,9 @@ def test_name_is_stripped() -> None:
     [
         pytest.param('{"name": "search", "arguments": {"q": [{"a": "x"}]}', "", id="bare-last-brace-missing"),
         pytest.param(f'{FENCE}json\n{{"name": "search", "arguments": {{"q": [{{"a": "x"}}]\n{FENCE}', "", id="fenced"),
-        pytest.param(f'{FENCE}json\n{{"name": "search", "arguments": {{"q": [{{"a": "x"}}', "", id="fence-never-closed"),
+        pytest.param(
+            f'{FENCE}json\n{{"name": "search", "arguments": {{"q": [{{"a": "x"}}', "", id="fence-never-closed"
+        ),
         pytest.param('{"name": "search", "arguments": {"q": [{"a": "x"}]}\nDone.', "Done.", id="prose-after-it"),
     ],
 )

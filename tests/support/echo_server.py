@@ -140,7 +140,6 @@ def build_server(name: str, root: Path, hooks: CallHooks, weird_names: bool = Fa
         tally["count"] += 1
         return {"count": tally["count"], "pid": os.getpid()}
 
-
     if weird_names:
         server.add_tool(echo, name="dotted.echo", description="echo, under a name with a dot")
         server.add_tool(echo, name=LONG_NAME, description="echo, under a long name with spaces")

@@ -573,7 +573,7 @@ class FakeLMStudio:
                 await self._write(writer, reply, request.headers)
                 if reply.events is not None or request.headers.get("connection", "").lower() == "close":
                     return
-        except (ConnectionError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             return  # a closed, idle or malformed connection: drop it
         finally:
             self._tasks.discard(task)  # type: ignore[arg-type]
@@ -656,10 +656,15 @@ class FakeLMStudio:
             self.in_flight -= 1
 
     async def _route(self, request: RecordedRequest) -> _Reply:
-        if self.require_api_key is not None:
-            if request.headers.get("authorization", "") != f"Bearer {self.require_api_key}":
-                error = {"message": "Invalid or missing API token.", "type": "invalid_request_error", "code": "invalid_api_key"}
-                return _Reply.json(401, {"error": error})
+        if self.require_api_key is not None and (
+            request.headers.get("authorization", "") != f"Bearer {self.require_api_key}"
+        ):
+            error = {
+                "message": "Invalid or missing API token.",
+                "type": "invalid_request_error",
+                "code": "invalid_api_key",
+            }
+            return _Reply.json(401, {"error": error})
         fault = self._take_fault(request.path)
         if fault is not None:
             return await self._fault_reply(fault)
@@ -766,7 +771,9 @@ class FakeLMStudio:
         usage = _usage(body["messages"], message)
         if body.get("stream"):
             if step.endless is not None:
-                return _Reply(events=_endless(completion_id, model, step.endless, step.gap), content_type="text/event-stream")
+                return _Reply(
+                    events=_endless(completion_id, model, step.endless, step.gap), content_type="text/event-stream"
+                )
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             events = _stream_events(completion_id, model, message, finish, usage if include_usage else None)
             return _Reply(events=_spaced(events, step.gap), content_type="text/event-stream")
@@ -774,15 +781,18 @@ class FakeLMStudio:
             message = {"role": "assistant", "content": step.endless * 100}
             finish = "length"
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-        return _Reply.json(200, {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [choice],
-            "usage": usage,
-            "system_fingerprint": model,
-        })
+        return _Reply.json(
+            200,
+            {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [choice],
+                "usage": usage,
+                "system_fingerprint": model,
+            },
+        )
 
     def _decide(self, body: Json, model: str) -> tuple[Json, str, float, Round]:
         """The assistant message, finish reason and extra delay for this request."""
@@ -813,7 +823,9 @@ class FakeLMStudio:
         elif step.kind in ("textcall", "tagcall"):
             call = step.calls[0]
             payload = json.dumps({"name": resolve_tool(call.name, offered), "arguments": json.loads(call.arguments)})
-            message["content"] = f"```json\n{payload}\n```" if step.kind == "textcall" else f"<tool_call>\n{payload}\n</tool_call>"
+            message["content"] = (
+                f"```json\n{payload}\n```" if step.kind == "textcall" else f"<tool_call>\n{payload}\n</tool_call>"
+            )
         else:
             text = step.text if step.text is not None else "FINAL model={model} tools={tools} last={last}"
             for key, value in fill.items():
@@ -873,8 +885,13 @@ async def _endless(completion_id: str, model: str, text: str, gap: float) -> Asy
     created = int(time.time())
     for index in itertools.count():
         piece = text if index else ""
-        data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+        data = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+        }
         yield f"data: {json.dumps(data)}\n\n".encode()
         await asyncio.sleep(gap or 0.001)
 
@@ -884,8 +901,14 @@ def _stream_events(completion_id: str, model: str, message: Json, finish: str, u
     created = int(time.time())
 
     def chunk(delta: Json, finish_reason: str | None = None, **extra: Any) -> bytes:
-        data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}], **extra}
+        data = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            **extra,
+        }
         return f"data: {json.dumps(data)}\n\n".encode()
 
     events = [chunk({"role": "assistant", "content": ""})]
@@ -894,16 +917,26 @@ def _stream_events(completion_id: str, model: str, message: Json, finish: str, u
     content = message.get("content") or ""
     events += [chunk({"content": content[i : i + 16]}) for i in range(0, len(content), 16)]
     for index, call in enumerate(message.get("tool_calls") or []):
-        head = {"index": index, "id": call["id"], "type": "function",
-                "function": {"name": call["function"]["name"], "arguments": ""}}
+        head = {
+            "index": index,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
         events.append(chunk({"tool_calls": [head]}))
         arguments = call["function"]["arguments"]
         for i in range(0, len(arguments), 8):
             events.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments[i : i + 8]}}]}))
     events.append(chunk({}, finish))
     if usage is not None:
-        data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [], "usage": usage}
+        data = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "usage": usage,
+        }
         events.append(f"data: {json.dumps(data)}\n\n".encode())
     events.append(b"data: [DONE]\n\n")
     return events
