@@ -217,6 +217,8 @@ async def run_agent(
         usage=usage,
         elapsed_seconds=round(time.perf_counter() - started, 3),
         reasoning="\n\n".join(run.reasoning) or None,
+        read_only=toolbox.read_only,
+        tools_offered=[t.label for t in toolbox.tools],
         generation=run.generation(answer_cut=finish.cut),
     )
 

@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mcp", action="append", required=True, metavar="NAME", help="MCP server to use (repeatable).")
     run.add_argument("--json", action="store_true", help="Print the structured result as JSON.")
     run.add_argument("--include-reasoning", action="store_true", help="Show the model's reasoning too.")
+    run.add_argument(
+        "--read-only",
+        action="store_true",
+        help="Offer only the tools that declare they change nothing (readOnlyHint); refuse any other call.",
+    )
     run.add_argument("task", help="What the local model should do.")
     config = commands.add_parser("config", parents=[common], help="Print the registration snippet for an MCP host.")
     config.add_argument("host", choices=["claude-desktop", "claude-code"])
@@ -159,11 +164,7 @@ async def _run(bridge: Bridge, args: argparse.Namespace) -> int:
     async def progress(message: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
-    result = await bridge.run_task(
-        args.mcp,
-        args.task,
-        progress=progress,
-    )
+    result = await bridge.run_task(args.mcp, args.task, read_only=args.read_only, progress=progress)
     if args.json:
         print(result.model_dump_json(indent=2))  # stdout-ok
     else:

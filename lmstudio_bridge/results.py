@@ -87,3 +87,5 @@ class TaskResult(BaseModel):
     elapsed_seconds: float
     reasoning: str | None = Field(default=None, description="the model's reasoning, when it gave any")
     generation: Generation = Field(default_factory=Generation)
+    read_only: bool = Field(default=False, description="only tools that declare readOnlyHint were offered")
+    tools_offered: list[str] = Field(default_factory=list, description="server.tool of every tool offered to the model")

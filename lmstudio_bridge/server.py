@@ -70,6 +70,14 @@ MaxRounds = Annotated[
     Field(strict=True, description="Most model turns before the model must sum up (default from config)."),
     BeforeValidator(_integral),
 ]
+ReadOnly = Annotated[
+    bool,
+    Field(
+        strict=True,
+        description="True for questions, analysis and reviews: the local model is offered only the tools that "
+        "declare they change nothing (readOnlyHint), and any other call is refused before it reaches the server.",
+    ),
+]
 IncludeReasoning = Annotated[
     bool,
     Field(
@@ -190,10 +198,11 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
         ctx: Ctx,
         model: Model = None,
         max_rounds: MaxRounds = None,
+        read_only: ReadOnly = False,
         include_reasoning: IncludeReasoning = False,
     ) -> Annotated[CallToolResult, TaskResult]:
         """Have the local model do a task with the tools of one MCP server (for example "filesystem"), and return its answer."""
-        return await _run_task(ctx, [mcp_name], task, model, max_rounds, include_reasoning)
+        return await _run_task(ctx, [mcp_name], task, model, max_rounds, read_only, include_reasoning)
 
     @server.tool(annotations=delegating)
     async def autonomous_with_multiple_mcps(
@@ -202,18 +211,26 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
         ctx: Ctx,
         model: Model = None,
         max_rounds: MaxRounds = None,
+        read_only: ReadOnly = False,
         include_reasoning: IncludeReasoning = False,
     ) -> Annotated[CallToolResult, TaskResult]:
         """Have the local model do a task with the tools of several MCP servers at once, and return its answer."""
-        return await _run_task(ctx, mcp_names, task, model, max_rounds, include_reasoning)
+        return await _run_task(ctx, mcp_names, task, model, max_rounds, read_only, include_reasoning)
 
     return server
 
 
 async def _run_task(
-    ctx: Ctx, names: list[str], task: str, model: str | None, max_rounds: int | None, include_reasoning: bool
+    ctx: Ctx,
+    names: list[str],
+    task: str,
+    model: str | None,
+    max_rounds: int | None,
+    read_only: bool,
+    include_reasoning: bool,
 ) -> CallToolResult:
-    run = _bridge(ctx).run_task(names, task, model=model, max_rounds=max_rounds, progress=_progress(ctx))
+    bridge = _bridge(ctx)
+    run = bridge.run_task(names, task, model=model, max_rounds=max_rounds, read_only=read_only, progress=_progress(ctx))
     return await _respond(run, lambda result: render_task(result, include_reasoning=include_reasoning))
 
 

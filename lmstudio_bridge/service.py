@@ -126,9 +126,13 @@ class Bridge:
         *,
         model: str | None = None,
         max_rounds: int | None = None,
+        read_only: bool = False,
         progress: ProgressFn | None = None,
     ) -> TaskResult:
-        """Runs one task with the tools of the named MCP servers, on the requested model."""
+        """Runs one task with the tools of the named MCP servers, on the requested model.
+
+        ``read_only`` offers only the tools that declare they change nothing, and refuses any other call.
+        """
         names = _check_request(mcp_names, task, max_rounds, model)
         specs = await asyncio.to_thread(self._specs, names)  # stats (and may re-read) the config files
         model_id = await self.validator.resolve(model)
@@ -148,9 +152,16 @@ class Bridge:
                 async with asyncio.timeout(self.settings.task_timeout):
                     await say(f"starting {', '.join(names)}")
                     async with self.children.lease_all(specs) as children:
+                        toolbox = Toolbox(children, read_only=read_only)
+                        if read_only and not toolbox.tools:
+                            raise InvalidRequest(
+                                f"read_only: none of the tools of {', '.join(names)} declares readOnlyHint, so a "
+                                "read-only task could use none of them. Run the task without read_only, or use a "
+                                "server whose tools say which of them only read."
+                            )
                         return await run_agent(
                             llm=self.clients.get(model_id),
-                            toolbox=Toolbox(children),
+                            toolbox=toolbox,
                             task=task,
                             servers=names,
                             limits=limits,

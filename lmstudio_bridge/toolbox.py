@@ -118,11 +118,30 @@ class OfferedTool:
         return unwrapped
 
 
-class Toolbox:
-    """Every tool of a task's servers. Built once per task, so the tool list is byte-identical each round."""
+def declares_read_only(tool: Tool) -> bool:
+    """Whether the tool says it changes nothing (``readOnlyHint: true`` in its annotations)."""
+    return bool(tool.annotations and tool.annotations.read_only_hint)
 
-    def __init__(self, providers: Sequence[ToolProvider]) -> None:
-        pairs = [(provider, tool) for provider in providers for tool in provider.tools]
+
+class Toolbox:
+    """Every tool of a task's servers. Built once per task, so the tool list is byte-identical each round.
+
+    In a read-only task only the tools that declare ``readOnlyHint: true`` are offered; the others are
+    withheld, and a call of one is refused without reaching its server.
+    """
+
+    def __init__(self, providers: Sequence[ToolProvider], *, read_only: bool = False) -> None:
+        pairs: list[tuple[ToolProvider, Tool]] = []
+        self.read_only = read_only
+        self.withheld: dict[str, str] = {}
+        for provider, tool in [(p, t) for p in providers for t in p.tools]:
+            if not read_only or declares_read_only(tool):
+                pairs.append((provider, tool))
+                continue
+            label = f"{provider.name}.{tool.name}"
+            for alias in (tool.name, label, f"{provider.name}__{tool.name}", _clean(tool.name)):
+                self.withheld.setdefault(alias, label)
+        """Names of the tools a read-only task does not offer, with their ``server.tool`` labels."""
         base_counts = Counter(_clean(tool.name) for _, tool in pairs)
         self.tools: list[OfferedTool] = []
         self._by_name: dict[str, OfferedTool] = {}
@@ -134,8 +153,8 @@ class Toolbox:
             self.tools.append(offered)
             self._by_name[name] = offered
         self.openai_tools = [t.to_openai() for t in self.tools]
-        self.known_names = frozenset(self._by_name).union(*(t.aliases for t in self.tools))
-        """Every name ``lookup`` accepts, to recognise calls a model wrote as text."""
+        self.known_names = frozenset(self._by_name).union(*(t.aliases for t in self.tools), self.withheld)
+        """Every name ``lookup`` accepts (and the withheld ones), to recognise calls a model wrote as text."""
 
     def _unique(self, name: str) -> str:
         candidate, n = name, 2
@@ -173,6 +192,12 @@ class Toolbox:
         """Runs one call; every failure is in the outcome, for the model to read."""
         started = time.perf_counter()
         offered = self.lookup(name)
+        if offered is None and name in self.withheld:
+            refused = (
+                f"{name} is not available: this task is read-only, and {self.withheld[name]} does not declare "
+                f"that it changes nothing. Available tools: {', '.join(self.names)}"
+            )
+            return ToolOutcome(label=self.withheld[name], text=f"Error: {refused}", error=refused, ms=0.0)
         if offered is None:
             unknown = self.unknown_tool(name)
             return ToolOutcome(label=name[:100], text=f"Error: {unknown}", error=unknown, ms=0.0)

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from mcp.types import CallToolResult, TextContent, Tool
+from mcp.types import CallToolResult, TextContent, Tool, ToolAnnotations
 
 from lmstudio_bridge.agent import ANSWER_PROMPT, LoopLimits, run_agent, truncate
 from lmstudio_bridge.config import Settings
@@ -491,3 +491,50 @@ async def test_an_answer_cut_at_the_budget_says_so() -> None:
     )  # fmt: skip
     assert "LMSTUDIO_BRIDGE_REPLY_TOKENS" in render_task(result)
     assert render_task(result.model_copy(update={"generation": Generation()})) == "A long answer"
+
+
+# --- Read-only tasks ------------------------------------------------------------------------------
+
+
+def git_child() -> StubChild:
+    reads = ToolAnnotations(read_only_hint=True)
+    writes = ToolAnnotations(read_only_hint=False, destructive_hint=True)
+    tools = [
+        Tool(name="git_log", input_schema={"type": "object", "properties": {}}, annotations=reads),
+        Tool(name="git_commit", input_schema={"type": "object", "properties": {}}, annotations=writes),
+        Tool(name="git_add", input_schema={"type": "object", "properties": {}}),  # says nothing: not read-only
+    ]
+    return StubChild("git", tools, lambda n, a: "commit abc: frobnicate the widgets")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        answer(calls=[("git_commit", {"message": "x"})]),
+        answer('{"name": "git_commit", "arguments": {"message": "x"}}'),
+        answer('<tool_call>{"name": "git.git_commit", "arguments": {}}</tool_call>'),
+        answer(calls=[("git__git_add", {})]),
+    ],
+)
+async def test_a_read_only_task_never_reaches_a_write_tool(llm: LLMClient, reply: dict) -> None:
+    child = git_child()
+    script = Script(reply, answer(calls=[("git_log", {})]), answer("The last commit says: frobnicate the widgets"))
+    with respx.mock:
+        respx.post(f"{BASE}/v1/chat/completions").mock(side_effect=script)
+        result = await run_agent(
+            llm=llm, toolbox=Toolbox([child], read_only=True), task="last commit?", servers=["git"], limits=LIMITS
+        )
+    assert [name for name, _ in child.calls] == ["git_log"]
+    assert [t["function"]["name"] for t in script.bodies[0]["tools"]] == ["git_log"]
+    refused = script.bodies[1]["messages"][-1]["content"]
+    assert refused.startswith("Error: ") and "read-only" in refused and "Available tools: git_log" in refused
+    assert result.read_only and result.tools_offered == ["git.git_log"]
+    assert [(c.name, c.ok) for c in result.tool_calls][0][1] is False
+
+
+async def test_without_read_only_every_tool_is_offered(llm: LLMClient) -> None:
+    script = Script(answer("ok"))
+    with respx.mock:
+        respx.post(f"{BASE}/v1/chat/completions").mock(side_effect=script)
+        result = await run_agent(llm=llm, toolbox=Toolbox([git_child()]), task="t", servers=["git"], limits=LIMITS)
+    assert result.tools_offered == ["git.git_log", "git.git_commit", "git.git_add"] and not result.read_only

@@ -276,3 +276,8 @@ def test_version_and_help() -> None:
     helped = cli("--help").stdout
     for command in ("serve", "models", "mcps", "doctor", "run", "config"):
         assert command in helped
+
+
+def test_run_read_only_refuses_a_server_whose_tools_do_not_say_they_only_read(env: dict[str, str]) -> None:
+    done = cli("run", "--mcp", "filesystem", "--read-only", READ_NOTES, env=env)
+    assert done.returncode != 0 and "read_only: none of the tools of filesystem declares readOnlyHint" in done.stderr

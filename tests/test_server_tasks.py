@@ -282,3 +282,15 @@ async def test_reasoning_is_separate_unless_asked(fake: FakeLMStudio, mcp_config
     assert text_of(plain) == "The answer is 4." and plain.structured_content["reasoning"] == "I should answer 4."
     assert shown.structured_content["reasoning"] == "I should answer 4."
     assert "I should answer 4." in text_of(shown)
+
+
+async def test_read_only_offers_only_tools_that_say_they_only_read(fake: FakeLMStudio, mcp_config: Path) -> None:
+    async with bridge_client(fake.base_url, mcp_config) as client:
+        timed = await client.call_tool(
+            "autonomous_with_mcp", {"mcp_name": "time", "task": "@answer fine", "read_only": True}
+        )
+        echo = await client.call_tool("autonomous_with_mcp", {"mcp_name": "echo", "task": "x", "read_only": True})
+    assert not timed.is_error, text_of(timed)
+    assert timed.structured_content["tools_offered"] == ["time.get_current_time", "time.convert_time"]
+    # Our echo server's tools carry no annotations: a read-only task could use none of them.
+    assert echo.is_error and text_of(echo).startswith("Error: read_only: none of the tools of echo declares readOnlyHint")
