@@ -107,7 +107,8 @@ async def run_all(args: argparse.Namespace, base_url: str, names: Sequence[str],
             for name in names:
                 count += 1
                 run = await run_live_task(TASKS[name], base_url, node_modules, sampling=args.sampling,
-                                          cap=args.cap, read_only_tools=read_only)
+                                          cap=args.cap, read_only_tools=read_only,
+                                          pass_read_only=not args.no_read_only)
                 runs[name].append(run)
                 why = "" if run.passed else "  " + "; ".join(run.problems)[:300]
                 say(f"[{count}/{total}] {name} #{index + 1}: {run.verdict} in {run.seconds:.1f} s, "
@@ -132,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="0.5b", choices=("0.5b", "1.5b"))
     parser.add_argument("--sampling", default="small", choices=("small", "default", "server"))
+    parser.add_argument("--no-read-only", action="store_true",
+                        help="do not pass read_only: true with the questions (tasks marked read-only)")
     parser.add_argument("--runs", type=int, default=1, help="runs of each task (default 1)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these tasks")
     parser.add_argument("--base-url", help="use this OpenAI-compatible server instead of starting llama.cpp")

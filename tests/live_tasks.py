@@ -763,8 +763,12 @@ async def run_live_task(
     cap: float = DEFAULT_CAP_S,
     read_only_tools: dict[str, bool] | None = None,
     keep: bool = False,
+    pass_read_only: bool = True,
 ) -> Run:
-    """Builds the task's fixtures, runs it through the bridge within ``cap`` seconds, and checks it."""
+    """Builds the task's fixtures, runs it through the bridge within ``cap`` seconds, and checks it.
+
+    A question (a task marked read-only) is passed with ``read_only: true``, as the tool's description
+    tells a host to do, unless ``pass_read_only`` is false."""
     root = Path(tempfile.mkdtemp(prefix="live-"))
     ws = Workspace(root, node_modules)
     run = Run(task=live, ws=ws, started=datetime.now(UTC))
@@ -778,6 +782,8 @@ async def run_live_task(
             tool, arguments = "autonomous_with_mcp", {"mcp_name": live.servers[0], "task": wording}
         else:
             tool, arguments = "autonomous_with_multiple_mcps", {"mcp_names": list(live.servers), "task": wording}
+        if live.read_only and pass_read_only:
+            arguments["read_only"] = True
 
         async def progress(_done: float, _total: float | None, message: str | None) -> None:
             run.progress.append(f"{time.perf_counter() - started:7.1f} s  {message}")
