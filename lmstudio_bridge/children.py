@@ -246,8 +246,9 @@ class Child:
         self._stderr = StderrTail(self.name)
         self._stderr.start()
         params = StdioServerParameters(
-            command=spec.command, args=list(spec.args), env=child_environment(spec, self.marker), cwd=spec.cwd
-        )
+            command=spec.command, args=list(spec.args), env=child_environment(spec, self.marker), cwd=spec.cwd,
+            encoding_error_handler="replace",  # "strict" turns one bad byte into a session that never answers again
+        )  # fmt: skip
         transport = stdio_client(params, errlog=self._stderr.writer)
         return _releasing_stderr(Client(transport, mode="legacy"), self._stderr)
 
