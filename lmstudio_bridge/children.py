@@ -41,6 +41,7 @@ OWNER_VAR = "LMSTUDIO_BRIDGE_OWNER"
 BRIDGE_ID = uuid.uuid4().hex[:12]
 """Marks every process this bridge process starts (one value per bridge process)."""
 
+
 PASSED_THROUGH_ENV = (
     "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TEMP", "TMP",
     "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR",
@@ -52,6 +53,10 @@ PASSED_THROUGH_ENV = (
 that ``npx`` and ``uvx`` need to download a server. Nothing secret."""
 
 STOP_TIMEOUT = 8.0
+"""Seconds a stop waits for the SDK's own stop sequence (stdin closed, 2 s, SIGTERM, 2 s, SIGKILL) before
+killing the child's marked processes itself."""
+STOP_KILL_GRACE = 1.0
+"""Seconds between SIGTERM and SIGKILL when the bridge kills a child's processes itself."""
 CALL_GRACE = 2.0
 """Seconds past the tool timeout after which a call is given up even if the SDK's own timeout did not fire."""
 STDERR_TAIL_LINES = 15
@@ -91,7 +96,11 @@ class StderrTail:
     async def _pump(self) -> None:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
-        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self._reader)
+        try:
+            transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self._reader)
+        except BaseException:
+            self._reader.close()
+            raise
         partial = b""
         try:
             while chunk := await reader.read(65536):
@@ -118,8 +127,8 @@ class StderrTail:
         self.close_writer()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await asyncio.wait([self._task])
+            _retrieve(self._task)
 
     def tail(self) -> str:
         return " | ".join(list(self.lines)[-3:])
@@ -127,7 +136,13 @@ class StderrTail:
 
 @dataclass(eq=False)
 class Child:
-    """One running child MCP server and the session to it."""
+    """One running child MCP server and the session to it.
+
+    Its owner task enters and leaves the MCP client. Nothing else cancels that task while
+    the SDK winds the session down (a second cancellation would cut off the SDK's own
+    stop sequence, leaving the process alive); a stop that takes too long is helped by
+    killing the child's marked processes instead, and only then given up on.
+    """
 
     spec: McpServerSpec
     marker: str
@@ -140,7 +155,10 @@ class Child:
     start_seconds: float = 0.0
     _client: Client | None = None
     _owner: asyncio.Task[None] | None = None
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopper: asyncio.Task[None] | None = None
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the owner should leave the session: a stop was asked for."""
+    _stop_asked: bool = False
     _stderr: StderrTail | None = None
     _calls: set[asyncio.Future[Any]] = field(default_factory=set)
 
@@ -150,8 +168,15 @@ class Child:
 
     @property
     def healthy(self) -> bool:
-        """Not known to be broken, and its owner task (so its session) still runs; it may still be starting."""
-        return self.broken is None and self._owner is not None and not self._owner.done()
+        """Not known to be broken, not stopping, and its owner task (so its session) still runs.
+
+        It may still be starting."""
+        return (
+            self.broken is None
+            and not self._stop_asked
+            and self._owner is not None
+            and not self._owner.done()
+        )
 
     @property
     def ready(self) -> bool:
@@ -195,60 +220,70 @@ class Child:
             raise
 
     async def start(self, timeout: float) -> None:
+        """Starts the child and waits, at most ``timeout`` seconds, for its tools.
+
+        On any failure (no answer in time, an error, the caller's cancellation) the child is
+        already being stopped in the background when this returns: its processes are killed at
+        once, since a child that never answered is owed no graceful stop.
+        """
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        ready.add_done_callback(_retrieve)
         started = time.perf_counter()
         self._owner = asyncio.create_task(self._own(ready), name=f"mcp-child:{self.name}")
         try:
-            await asyncio.wait_for(asyncio.shield(ready), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(ready)
         except TimeoutError:
-            await self._abandon(ready)
+            self.begin_stop()
             raise McpStartError(self.name, f"no answer to initialize within {timeout:g} s{self._tail()}") from None
-        except asyncio.CancelledError:
-            await self._abandon(ready)
+        except BaseException:
+            self.begin_stop()
             raise
         self.start_seconds = time.perf_counter() - started
         logger.info("MCP '%s' started in %.2f s with %d tools", self.name, self.start_seconds, len(self.tools))
 
-    async def _abandon(self, ready: asyncio.Future[None]) -> None:
-        """Stops a child whose start nobody waits for any more; its start error is already reported."""
-        await self.stop()
-        if ready.done() and not ready.cancelled():
-            ready.exception()
-
     async def _own(self, ready: asyncio.Future[None]) -> None:
         try:
-            async with self._connect() as client:
+            params = await asyncio.to_thread(self._stdio_params) if self.spec.transport != "http" else None
+            async with self._connect(params) as client:
                 self.tools = await _list_all_tools(client)
                 self._client = client
                 ready.set_result(None)
-                await self._stop.wait()
-        except BaseException as exc:  # noqa: BLE001 - reported through `ready` or `broken`
+                await self._wake.wait()
+        except BaseException as exc:  # noqa: BLE001 - reported through `ready` or `broken`; never swallows cancellation
             if not ready.done():
                 ready.set_exception(McpStartError(self.name, self._start_reason(exc)))
-            elif not self._stop.is_set():
+            elif not self._stop_asked:
                 self.broken = _describe(exc)
                 logger.warning("MCP '%s' stopped unexpectedly: %s", self.name, self.broken)
-            if isinstance(exc, asyncio.CancelledError):
+            if not isinstance(exc, Exception):
                 raise
         finally:
             self.broken = self.broken or "stopped"
+            if not ready.done():
+                ready.set_exception(McpStartError(self.name, "stopped while starting"))
             if self._stderr is not None:
                 await self._stderr.stop()
             await asyncio.to_thread(kill_marked_processes, self.marker)
 
-    def _connect(self) -> contextlib.AbstractAsyncContextManager[Client]:
+    def _stdio_params(self) -> StdioServerParameters:
+        """How to run the child (blocking: it looks the command up on the child's PATH)."""
         spec = self.spec
-        if spec.transport == "http":
+        assert spec.command is not None
+        env = child_environment(spec, self.marker)
+        return StdioServerParameters(
+            command=spec.command, args=list(spec.args), env=env, cwd=spec.cwd,
+            encoding_error_handler="replace",  # "strict" turns one bad byte into a session that never answers again
+        )  # fmt: skip
+
+    def _connect(self, params: StdioServerParameters | None) -> contextlib.AbstractAsyncContextManager[Client]:
+        spec = self.spec
+        if params is None:
             assert spec.url is not None
             http = httpx2.AsyncClient(headers=dict(spec.headers), timeout=httpx2.Timeout(30.0, read=300.0))
             return _closing(Client(streamable_http_client(spec.url, http_client=http), mode="legacy"), http)
-        assert spec.command is not None
         self._stderr = StderrTail(self.name)
         self._stderr.start()
-        params = StdioServerParameters(
-            command=spec.command, args=list(spec.args), env=child_environment(spec, self.marker), cwd=spec.cwd,
-            encoding_error_handler="replace",  # "strict" turns one bad byte into a session that never answers again
-        )  # fmt: skip
         transport = stdio_client(params, errlog=self._stderr.writer)
         return _releasing_stderr(Client(transport, mode="legacy"), self._stderr)
 
@@ -266,20 +301,47 @@ class Child:
         tail = self._stderr.tail() if self._stderr is not None else ""
         return f"; its stderr ended with: {tail}" if tail else ""
 
+    def begin_stop(self) -> asyncio.Task[None]:
+        """Starts stopping the child in the background (once); the task that does it.
+
+        Never waits, so a caller that is being cancelled can call it; it takes the child out
+        of service at once.
+        """
+        if self._stopper is None:
+            self._stop_asked = True
+            self._wake.set()
+            self._stopper = asyncio.create_task(self._stop(), name=f"mcp-stop:{self.name}")
+        return self._stopper
+
     async def stop(self) -> None:
-        self._stop.set()
+        """Stops the child and waits for it; a cancellation of the caller is the caller's (the stop goes on)."""
+        await asyncio.shield(self.begin_stop())
+
+    async def _stop(self) -> None:
         owner = self._owner
         if owner is None or owner.done():
             return
-        try:
-            await asyncio.wait_for(asyncio.shield(owner), STOP_TIMEOUT)
-        except (TimeoutError, Exception):
+        if self._client is None:
+            # Still starting (the SDK is waiting for `initialize`): end that wait, and kill its processes now.
             owner.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(owner, 2.0)
-        except asyncio.CancelledError:
+            killing = asyncio.ensure_future(asyncio.to_thread(kill_marked_processes, self.marker, STOP_KILL_GRACE))
+            await asyncio.wait([owner, killing], timeout=STOP_TIMEOUT)
+        else:
+            await asyncio.wait([owner], timeout=STOP_TIMEOUT)  # the SDK's own sequence: stdin closed, TERM, KILL
+        if owner.done():
+            return
+        logger.warning("MCP '%s' is slow to stop; killing its processes", self.name)
+        await asyncio.to_thread(kill_marked_processes, self.marker, STOP_KILL_GRACE)
+        await asyncio.wait([owner], timeout=STOP_TIMEOUT)
+        if not owner.done():
+            logger.warning("MCP '%s' did not stop; leaving its session behind", self.name)
             owner.cancel()
-            raise
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Marks a future's exception as seen (a start nobody waits for any more still fails quietly)."""
+    if not future.cancelled():
+        future.exception()
 
 
 @contextlib.asynccontextmanager
@@ -407,9 +469,11 @@ class ChildPool:
         except McpStartError as exc:
             start.set_exception(exc)
             start.exception()  # every waiter re-raises it; none needs to retrieve it
+            self._release(child)  # already stopping; counted until it is gone
             raise
         except BaseException:
             start.set_result(None)  # cancelled or failed oddly: waiters try again themselves
+            self._release(child)
             raise
         else:
             start.set_result(child)
@@ -417,9 +481,6 @@ class ChildPool:
         finally:
             if self._starting.get(key) is start:
                 del self._starting[key]
-            if not child.ready and child in self._children:
-                self._children.remove(child)
-                self._notify()
 
     def _find(self, key: Any, shared: bool) -> Child | None:
         for child in self._children:
@@ -466,13 +527,14 @@ class ChildPool:
         self._changed = asyncio.Event()
 
     def _discard(self, child: Child) -> None:
-        """Takes ``child`` out of the pool at once and stops it in the background."""
+        """Takes ``child`` out of the pool at once and stops it in the background (never waits)."""
         if child not in self._children:
             return
         self._children.remove(child)
-        task = asyncio.create_task(child.stop(), name=f"mcp-stop:{child.name}")
-        self._stopping.add(task)
-        task.add_done_callback(self._stopped)
+        task = child.begin_stop()
+        if not task.done():
+            self._stopping.add(task)
+            task.add_done_callback(self._stopped)
 
     def _stopped(self, task: asyncio.Task[None]) -> None:
         self._stopping.discard(task)
@@ -498,8 +560,7 @@ class ChildPool:
         self._closed = True
         if self._reaper is not None:
             self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+            await asyncio.wait([self._reaper])  # unlike `await`, leaves a cancellation of ours to propagate
         for child in list(self._children):
             self._discard(child)
         if self._stopping:
@@ -524,15 +585,20 @@ def kill_marked_processes(marker: str, grace: float = 1.0) -> int:
             continue
         if value is not None and (value.startswith(marker) if prefix else value == marker):
             found.append(proc)
-    for proc in found:
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGTERM)
-    for proc in _still_running(found, grace):
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
+    _terminate(found, grace)
     if found:
         logger.debug("Stopped %d leftover process(es) marked %s", len(found), marker)
     return len(found)
+
+
+def _terminate(procs: list[psutil.Process], grace: float) -> None:
+    """SIGTERM to each of ``procs``, then SIGKILL to those still running after ``grace`` seconds."""
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signal.SIGTERM)
+    for proc in _still_running(procs, grace):
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
 
 
 def _still_running(procs: list[psutil.Process], grace: float) -> list[psutil.Process]:

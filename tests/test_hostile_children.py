@@ -157,6 +157,131 @@ async def still_serving(run: Running) -> None:
     assert not after.is_error and text_of(after).endswith("last=still here"), text_of(after)
 
 
+# ----------------------------------------------------------------------------- 1. a child that hangs at start
+
+
+async def test_a_child_that_never_answers_initialize_fails_at_the_start_timeout_and_is_killed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+    spec = hostile_spec("hangs", "--hang-at-start", "--ignore-term", "--grandchild", "--pid-file", str(pid_file))
+    try:
+        async with pool_of(start_timeout=START_TIMEOUT) as pool:
+            started = time.monotonic()
+            with pytest.raises(McpStartError) as raised:
+                async with asyncio.timeout(START_TIMEOUT + 10), pool.lease(spec):
+                    pass
+            elapsed = time.monotonic() - started
+            assert str(raised.value) == f"MCP 'hangs' failed to start: no answer to initialize within {START_TIMEOUT:g} s"
+            assert elapsed < START_TIMEOUT + START_MARGIN, f"the start failed after {elapsed:.1f} s"
+            pids = pids_in(pid_file)
+            assert len(pids) == 2 and pool.children == []
+            # it ignores stdin close and SIGTERM; its grandchild is in a session of its own
+            assert await eventually(lambda: not any(alive(p) for p in pids), within=5), "its processes outlived it"
+    finally:
+        kill_all(pids_in(pid_file))
+
+
+async def test_cancelling_a_start_that_hangs_kills_the_child(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+    spec = hostile_spec("hangs", "--hang-at-start", "--ignore-term", "--grandchild", "--pid-file", str(pid_file))
+    try:
+        async with pool_of(start_timeout=30) as pool:
+
+            async def lease() -> None:
+                async with pool.lease(spec):
+                    pass
+
+            leasing = asyncio.create_task(lease())
+            assert await eventually(lambda: len(pids_in(pid_file)) == 2, within=10)
+            leasing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(leasing, 5)  # the cancellation is the caller's, and it is not swallowed
+            assert pool.children == []
+            assert await eventually(lambda: not any(alive(p) for p in pids_in(pid_file)), within=5)
+    finally:
+        kill_all(pids_in(pid_file))
+
+
+async def test_cancelling_a_stop_cancels_the_caller_and_the_child_still_stops() -> None:
+    async with pool_of() as pool:
+        async with pool.lease(hostile_spec("stubborn", "--ignore-term", "--linger")) as child:
+            pid = int(text_of(await child.call_tool("pid", {}, timeout=5)))
+        stopping = asyncio.create_task(child.stop())  # stdin closed, SIGTERM ignored: the SDK needs 4 s
+        done, _ = await asyncio.wait([stopping], timeout=0.5)
+        assert not done
+        stopping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(stopping, 5)
+        assert await eventually(lambda: not alive(pid), within=10), "the stop did not go on"
+        await asyncio.wait_for(child.stop(), 10)  # stopping again waits for the same stop
+        assert not child.healthy
+
+
+@pytest.mark.parametrize("cancel", ["none", "while-starting", "after-the-start-timeout"])
+async def test_a_call_on_a_child_that_hangs_at_start_ends_in_time_and_leaves_the_bridge_serving(
+    fake: Any, tmp_path: Path, cancel: str
+) -> None:
+    pid_file = tmp_path / "pids"
+    config = write_config(
+        tmp_path / "mcp.json",
+        {
+            "hangs": hostile_entry("--hang-at-start", "--ignore-term", "--grandchild", "--pid-file", str(pid_file)),
+            "good": hostile_entry(),
+        },
+    )
+    try:
+        async with bridge(
+            fake.base_url, config, tmp_path / "stderr.log", LMSTUDIO_BRIDGE_CHILD_START_TIMEOUT=f"{START_TIMEOUT:g}"
+        ) as run:
+            started = time.monotonic()
+            call = asyncio.create_task(task(run.client, "hangs", "@answer never"))
+            if cancel == "none":
+                done, _ = await asyncio.wait([call], timeout=START_TIMEOUT + START_MARGIN)
+                assert done, f"no answer within {START_TIMEOUT + START_MARGIN:g} s"
+            elif cancel == "while-starting":
+                assert await eventually(lambda: len(pids_in(pid_file)) == 2, within=10)
+                call.cancel()
+            else:  # when the old code was inside its stop of the child
+                await asyncio.wait([call], timeout=START_TIMEOUT + 0.8)
+                call.cancel()
+            try:
+                result = await asyncio.wait_for(call, 5)
+            except asyncio.CancelledError:
+                pass
+            else:
+                elapsed = time.monotonic() - started
+                assert result.is_error and text_of(result) == (
+                    f"Error: MCP 'hangs' failed to start: no answer to initialize within {START_TIMEOUT:g} s"
+                )
+                assert elapsed < START_TIMEOUT + START_MARGIN
+            await still_serving(run)
+            pids = pids_in(pid_file)
+            assert pids and await eventually(lambda: not any(alive(p) for p in pids), within=5), run.logs()[-3000:]
+            assert alive(run.pid)
+        assert "Traceback" not in run.logs(), run.logs()[-3000:]
+    finally:
+        kill_all(pids_in(pid_file))
+
+
+async def test_a_cancelled_call_on_a_child_that_stopped_answering_leaves_the_bridge_serving(
+    fake: Any, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    config = write_config(
+        tmp_path / "mcp.json", {"deaf": hostile_entry("--ignore-term", "--log", str(log)), "good": hostile_entry()}
+    )
+    async with bridge(fake.base_url, config, tmp_path / "stderr.log") as run:
+        first = await task(run.client, "deaf", "@call pid {}")
+        assert not first.is_error
+        pid = int(text_of(first).rsplit("last=", 1)[1])
+        call = asyncio.create_task(task(run.client, "deaf", '@call sleep {"seconds": 60}'))
+        assert await eventually(lambda: "call sleep" in log.read_text(), within=10)  # now it hears nothing more
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(call, 5)
+        await still_serving(run)
+    assert await eventually(lambda: not alive(pid), within=10)
+
+
 # ----------------------------------------------------------------------------- 2. invalid UTF-8 on stdout
 
 
