@@ -20,7 +20,7 @@ import signal
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,8 @@ STOP_TIMEOUT = 8.0
 killing the child's marked processes itself."""
 STOP_KILL_GRACE = 1.0
 """Seconds between SIGTERM and SIGKILL when the bridge kills a child's processes itself."""
+EXIT_NOTICE = 2.0
+"""Seconds a lease waits, after finding a warm child's process gone, for its session to end too."""
 CALL_GRACE = 2.0
 """Seconds past the tool timeout after which a call is given up even if the SDK's own timeout did not fire."""
 STDERR_TAIL_LINES = 15
@@ -71,6 +73,15 @@ def child_environment(spec: McpServerSpec, marker: str) -> dict[str, str]:
     env.update(spec.env_dict)
     env[OWNER_VAR] = marker
     return env
+
+
+def _own_child_process(marker: str) -> psutil.Process | None:
+    """This bridge's child process that carries ``marker`` (blocking: call it in a thread)."""
+    for proc in psutil.Process().children():
+        with contextlib.suppress(psutil.Error, OSError):
+            if proc.environ().get(OWNER_VAR) == marker:
+                return proc
+    return None
 
 
 class StderrTail:
@@ -157,8 +168,11 @@ class Child:
     _owner: asyncio.Task[None] | None = None
     _stopper: asyncio.Task[None] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when the owner should leave the session: a stop was asked for."""
+    """Set when the owner should leave the session: a stop was asked for, or the session ended."""
     _stop_asked: bool = False
+    _session_ended: bool = False
+    _process: psutil.Process | None = None
+    """The child's own process (stdio only), to check that it still runs before a task gets it."""
     _stderr: StderrTail | None = None
     _calls: set[asyncio.Future[Any]] = field(default_factory=set)
 
@@ -168,11 +182,12 @@ class Child:
 
     @property
     def healthy(self) -> bool:
-        """Not known to be broken, not stopping, and its owner task (so its session) still runs.
+        """Not known to be broken, its session not ended, and its owner task (so its session) still runs.
 
         It may still be starting."""
         return (
             self.broken is None
+            and not self._session_ended
             and not self._stop_asked
             and self._owner is not None
             and not self._owner.done()
@@ -182,6 +197,31 @@ class Child:
     def ready(self) -> bool:
         """Healthy and started: ``initialize`` answered, tools listed."""
         return self._client is not None and self.healthy
+
+    async def alive(self) -> bool:
+        """Ready, and its process still runs: what a warm child must be before a task gets it.
+
+        A child that died while idle is noticed here even when its session's end has not been
+        read yet. A process gone while its session goes on (a launcher that handed its pipes to
+        a process of its own and exited) is not checked again.
+        """
+        if not self.ready:
+            return False
+        process = self._process
+        if process is None or await asyncio.to_thread(_running, process):
+            return self.ready
+        try:
+            async with asyncio.timeout(EXIT_NOTICE):
+                while not self._session_ended:
+                    await self._wake.wait()
+                    if self._stop_asked:
+                        return False
+        except TimeoutError:
+            logger.info("MCP '%s': its process %d exited but its session goes on", self.name, process.pid)
+            self._process = None
+            return self.ready
+        self.broken = self.broken or "it exited while idle"
+        return False
 
     async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float) -> CallToolResult:
         """Calls one tool; raises ``ToolCallFailed`` when no result comes back.
@@ -247,9 +287,15 @@ class Child:
             params = await asyncio.to_thread(self._stdio_params) if self.spec.transport != "http" else None
             async with self._connect(params) as client:
                 self.tools = await _list_all_tools(client)
+                if params is not None:
+                    self._process = await asyncio.to_thread(_own_child_process, self.marker)
                 self._client = client
                 ready.set_result(None)
-                await self._wake.wait()
+                while not (self._stop_asked or self._session_ended):
+                    await self._wake.wait()
+                if not self._stop_asked:
+                    self.broken = self.broken or "its session ended: the process exited or closed its stdout"
+                    logger.warning("MCP '%s' stopped unexpectedly: %s", self.name, self.broken)
         except BaseException as exc:  # noqa: BLE001 - reported through `ready` or `broken`; never swallows cancellation
             if not ready.done():
                 ready.set_exception(McpStartError(self.name, self._start_reason(exc)))
@@ -266,6 +312,11 @@ class Child:
                 await self._stderr.stop()
             await asyncio.to_thread(kill_marked_processes, self.marker)
 
+    def _session_end(self) -> None:
+        """Called by the transport's read stream at its end: the child closed its stdout, or exited."""
+        self._session_ended = True
+        self._wake.set()
+
     def _stdio_params(self) -> StdioServerParameters:
         """How to run the child (blocking: it looks the command up on the child's PATH)."""
         spec = self.spec
@@ -281,10 +332,11 @@ class Child:
         if params is None:
             assert spec.url is not None
             http = httpx2.AsyncClient(headers=dict(spec.headers), timeout=httpx2.Timeout(30.0, read=300.0))
-            return _closing(Client(streamable_http_client(spec.url, http_client=http), mode="legacy"), http)
+            transport = _watching_end(streamable_http_client(spec.url, http_client=http), self._session_end)
+            return _closing(Client(transport, mode="legacy"), http)
         self._stderr = StderrTail(self.name)
         self._stderr.start()
-        transport = stdio_client(params, errlog=self._stderr.writer)
+        transport = _watching_end(stdio_client(params, errlog=self._stderr.writer), self._session_end)
         return _releasing_stderr(Client(transport, mode="legacy"), self._stderr)
 
     def _start_reason(self, exc: BaseException) -> str:
@@ -342,6 +394,56 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
     """Marks a future's exception as seen (a start nobody waits for any more still fails quietly)."""
     if not future.cancelled():
         future.exception()
+
+
+class _EndWatchingStream:
+    """A transport's read stream that calls ``on_end`` when it ends (``ReadStream`` protocol).
+
+    The session's end is how a child that exited, or closed its stdout, is noticed while
+    nobody is calling it.
+    """
+
+    def __init__(self, inner: Any, on_end: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_end = on_end
+
+    @property
+    def last_context(self) -> Any:
+        return getattr(self._inner, "last_context", None)
+
+    async def receive(self) -> Any:
+        try:
+            return await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._on_end()
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def __aiter__(self) -> _EndWatchingStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> _EndWatchingStream:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _watching_end(
+    transport: contextlib.AbstractAsyncContextManager[Any], on_end: Callable[[], None]
+) -> AsyncIterator[Any]:
+    async with transport as streams:
+        read_stream, write_stream = streams
+        yield _EndWatchingStream(read_stream, on_end), write_stream
 
 
 @contextlib.asynccontextmanager
@@ -444,8 +546,17 @@ class ChildPool:
             self._retire_outdated(spec)
             child = self._find(key, shared)
             if child is not None:
-                child.in_use += 1
-                return child
+                child.in_use += 1  # reserved before any await, so the reaper leaves it alone
+                try:
+                    alive = await child.alive()
+                except BaseException:
+                    self._release(child)
+                    raise
+                if alive:
+                    return child
+                logger.info("MCP '%s' exited while idle; starting it again", child.name)
+                self._release(child)
+                continue
             if shared and key in self._starting:
                 child = await asyncio.shield(self._starting[key])
                 if child is not None and child.ready:

@@ -299,3 +299,49 @@ async def test_an_invalid_utf8_line_does_not_wedge_the_child() -> None:
             assert text_of(await again.call_tool("echo", {"text": "later"}, timeout=5)) == "later"
             assert text_of(await again.call_tool("pid", {}, timeout=5)) == pid
         assert pool.started_count == 1
+
+
+# ----------------------------------------------------------------------------- 3. a warm child that died while idle
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+async def test_a_warm_child_that_died_while_idle_is_replaced_before_the_next_task(how: signal.Signals) -> None:
+    async with pool_of() as pool:
+        async with pool.lease(hostile_spec()) as child:
+            pid = int(text_of(await child.call_tool("pid", {}, timeout=5)))
+        os.kill(pid, how)
+        assert await eventually(lambda: not alive(pid), within=5)
+        async with pool.lease(hostile_spec()) as fresh:  # at once: the bridge may not have read the end yet
+            new_pid = int(text_of(await fresh.call_tool("pid", {}, timeout=5)))
+        assert new_pid != pid and pool.started_count == 2
+        assert child.broken is not None and not child.healthy
+
+
+async def test_a_child_whose_process_is_gone_but_whose_session_goes_on_is_kept() -> None:
+    async with pool_of() as pool:
+        async with pool.lease(hostile_spec()) as child:
+            await child.call_tool("pid", {}, timeout=5)
+        # what a launcher that hands its pipes to its own child and exits looks like: the process is gone
+        stand_in = subprocess.Popen(["sleep", "60"])
+        child._process = psutil.Process(stand_in.pid)
+        stand_in.kill()
+        stand_in.wait(5)
+        started = time.monotonic()
+        async with pool.lease(hostile_spec()) as same:
+            assert same is child
+            assert text_of(await same.call_tool("echo", {"text": "on"}, timeout=5)) == "on"
+        assert time.monotonic() - started < children_module.EXIT_NOTICE + 2
+        assert pool.started_count == 1 and child._process is None
+
+
+async def test_a_call_on_a_child_that_died_mid_call_is_child_gone() -> None:
+    async with pool_of() as pool:
+        async with pool.lease(hostile_spec()) as child:
+            pid = int(text_of(await child.call_tool("pid", {}, timeout=5)))
+            call = asyncio.create_task(child.call_tool("sleep", {"seconds": 30}, timeout=20))
+            await asyncio.wait([call], timeout=0.5)
+            os.kill(pid, signal.SIGKILL)
+            with pytest.raises(ChildGone):
+                await asyncio.wait_for(call, 10)
+        async with pool.lease(hostile_spec()) as fresh:
+            assert text_of(await fresh.call_tool("echo", {"text": "again"}, timeout=5)) == "again"
