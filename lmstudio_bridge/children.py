@@ -16,7 +16,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
+import shutil
 import signal
+import sys
+import threading
 import time
 import uuid
 from collections import deque
@@ -38,9 +42,19 @@ from .mcp_config import McpServerSpec
 logger = logging.getLogger(__name__)
 
 OWNER_VAR = "LMSTUDIO_BRIDGE_OWNER"
-BRIDGE_ID = uuid.uuid4().hex[:12]
-"""Marks every process this bridge process starts (one value per bridge process)."""
 
+
+def _bridge_id() -> str:
+    me = psutil.Process()
+    return f"{me.pid}-{round(me.create_time() * 100)}-{uuid.uuid4().hex[:6]}"
+
+
+BRIDGE_ID = _bridge_id()
+"""Marks every process this bridge process starts (one value per bridge process): the bridge's
+pid and start time (centiseconds since the epoch), so a later bridge can tell whether the
+bridge that started a process still runs; and a random part. A child's marker is
+``BRIDGE_ID:CHILD_ID``."""
+_MARKER = re.compile(r"(\d+)-(\d+)-[0-9a-f]+:")
 
 PASSED_THROUGH_ENV = (
     "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TEMP", "TMP",
@@ -57,6 +71,9 @@ STOP_TIMEOUT = 8.0
 killing the child's marked processes itself."""
 STOP_KILL_GRACE = 1.0
 """Seconds between SIGTERM and SIGKILL when the bridge kills a child's processes itself."""
+CLOSE_GRACE = 1.0
+"""Seconds the bridge's own shutdown gives its children to exit on their own before killing them."""
+CLOSE_KILL_GRACE = 0.5
 EXIT_NOTICE = 2.0
 """Seconds a lease waits, after finding a warm child's process gone, for its session to end too."""
 CALL_GRACE = 2.0
@@ -73,6 +90,45 @@ def child_environment(spec: McpServerSpec, marker: str) -> dict[str, str]:
     env.update(spec.env_dict)
     env[OWNER_VAR] = marker
     return env
+
+
+_PARENT_DEATH_LAUNCHER = """\
+import ctypes, os, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM: when the bridge dies, so do we
+if os.getppid() != int(sys.argv[1]):
+    os._exit(70)  # the bridge died before prctl took effect
+if sys.argv[2].startswith("+"):
+    os.environ["LC_CTYPE"] = sys.argv[2][1:]
+else:
+    os.environ.pop("LC_CTYPE", None)  # set by Python's own locale coercion (PEP 538), not by the entry
+os.execv(sys.argv[3], sys.argv[4:])
+"""
+
+
+def with_parent_death_signal(
+    command: str, args: list[str], env: dict[str, str], cwd: str | None
+) -> tuple[str, list[str]]:
+    """On Linux, the command line that runs ``command`` with SIGTERM as its parent-death signal.
+
+    ``prctl(PR_SET_PDEATHSIG)`` must be called in the child between fork and exec, and the
+    SDK spawns through ``anyio.open_process``, which takes no ``preexec_fn``; so a small
+    launcher (this Python, isolated, without site) sets it and execs the command, keeping
+    the pid, the argv and the environment. A bridge killed with SIGKILL then still takes its
+    children with it (their own children are left to them, and to the next start's sweep).
+    Elsewhere, or when the command is not found (the SDK's spawn then reports that), the
+    command line is unchanged. Blocking: it looks ``command`` up on the child's PATH.
+    """
+    if sys.platform != "linux" or not os.path.isabs(sys.executable):
+        return command, args
+    if os.sep in command:
+        path: str | None = command if os.path.isabs(command) else os.path.join(cwd or os.getcwd(), command)
+    else:
+        path = shutil.which(command, path=env.get("PATH", os.defpath))
+    if path is None or not os.path.isabs(path) or not os.path.isfile(path) or not os.access(path, os.X_OK):
+        return command, args
+    lc_ctype = "+" + env["LC_CTYPE"] if "LC_CTYPE" in env else "-"
+    launcher = ["-I", "-S", "-c", _PARENT_DEATH_LAUNCHER, str(os.getpid()), lc_ctype, path, command]
+    return sys.executable, [*launcher, *args]
 
 
 def _own_child_process(marker: str) -> psutil.Process | None:
@@ -322,8 +378,9 @@ class Child:
         spec = self.spec
         assert spec.command is not None
         env = child_environment(spec, self.marker)
+        command, args = with_parent_death_signal(spec.command, list(spec.args), env, spec.cwd)
         return StdioServerParameters(
-            command=spec.command, args=list(spec.args), env=env, cwd=spec.cwd,
+            command=command, args=args, env=env, cwd=spec.cwd,
             encoding_error_handler="replace",  # "strict" turns one bad byte into a session that never answers again
         )  # fmt: skip
 
@@ -503,6 +560,9 @@ class ChildPool:
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
         self.started_count = 0
+        self._marker = f"{BRIDGE_ID}:{uuid.uuid4().hex[:6]}-"
+        """The start of the marker of every child of this pool (a process may hold several pools)."""
+        sweep_orphans_in_background()
 
     @property
     def children(self) -> list[Child]:
@@ -572,7 +632,7 @@ class ChildPool:
         start: asyncio.Future[Child | None] = asyncio.get_running_loop().create_future()
         if shared:
             self._starting[key] = start
-        child = Child(spec=spec, marker=f"{BRIDGE_ID}:{uuid.uuid4().hex[:12]}", in_use=1)  # reserved while starting
+        child = Child(spec=spec, marker=f"{self._marker}{uuid.uuid4().hex[:12]}", in_use=1)  # reserved while starting
         self._children.append(child)
         self.started_count += 1
         try:
@@ -674,17 +734,21 @@ class ChildPool:
             await asyncio.wait([self._reaper])  # unlike `await`, leaves a cancellation of ours to propagate
         for child in list(self._children):
             self._discard(child)
+        # A host closes our stdin and sends SIGTERM 2 s later (the MCP SDK's client does): children still
+        # running a second after their stdin closed are killed, not given the SDK's longer stop sequence.
         if self._stopping:
-            await asyncio.wait(list(self._stopping), timeout=STOP_TIMEOUT + 3)
-        await asyncio.to_thread(kill_marked_processes, f"{BRIDGE_ID}:")
+            await asyncio.wait(list(self._stopping), timeout=CLOSE_GRACE)
+        await asyncio.to_thread(kill_marked_processes, self._marker, CLOSE_KILL_GRACE)
+        if self._stopping:
+            await asyncio.wait(list(self._stopping), timeout=STOP_TIMEOUT)
 
 
 def kill_marked_processes(marker: str, grace: float = 1.0) -> int:
-    """Stops every process whose owner marker is ``marker`` (or starts with it, if it ends with ':').
+    """Stops every process whose owner marker is ``marker`` (or starts with it, if it ends with ':' or '-').
 
     Blocking (it reads /proc or the OS equivalent); call it in a thread.
     """
-    prefix = marker.endswith(":")
+    prefix = marker.endswith((":", "-"))
     found: list[psutil.Process] = []
     me = os.getpid()
     for proc in psutil.process_iter():
@@ -700,6 +764,81 @@ def kill_marked_processes(marker: str, grace: float = 1.0) -> int:
     if found:
         logger.debug("Stopped %d leftover process(es) marked %s", len(found), marker)
     return len(found)
+
+
+def sweep_orphans(grace: float = STOP_KILL_GRACE) -> int:
+    """Stops the processes left by bridge processes that no longer run (killed with SIGKILL, say).
+
+    Only processes of this user whose marker names a bridge (pid and start time) that is gone;
+    never one whose bridge still runs, nor one marked in another form. Blocking: call it in a thread.
+    """
+    me = psutil.Process()
+    my_uid = _real_uid(me)
+    verdicts: dict[tuple[int, int], bool] = {}
+    found: list[psutil.Process] = []
+    for proc in psutil.process_iter():
+        if proc.pid == me.pid:
+            continue
+        try:
+            if _real_uid(proc) != my_uid:
+                continue
+            value = proc.environ().get(OWNER_VAR)
+        except (psutil.Error, OSError):
+            continue
+        owner = _marker_owner(value)
+        if owner is None:
+            continue
+        if owner not in verdicts:
+            verdicts[owner] = not _bridge_running(*owner)
+        if verdicts[owner]:
+            found.append(proc)
+    _terminate(found, grace)
+    if found:
+        logger.info("Stopped %d process(es) left behind by a bridge that is gone", len(found))
+    return len(found)
+
+
+_sweep_lock = threading.Lock()
+_sweep_thread: threading.Thread | None = None
+
+
+def sweep_orphans_in_background() -> None:
+    """Runs ``sweep_orphans`` once per bridge process, in a thread of its own: start-up does not wait for it."""
+    global _sweep_thread
+    with _sweep_lock:
+        if _sweep_thread is not None:
+            return
+        _sweep_thread = threading.Thread(target=_sweep_quietly, name="mcp-orphan-sweep", daemon=True)
+        _sweep_thread.start()
+
+
+def _sweep_quietly() -> None:
+    try:
+        sweep_orphans()
+    except Exception as exc:  # noqa: BLE001 - a failed sweep must not take the bridge down
+        logger.warning("Sweeping processes left by an earlier bridge failed: %s", _describe(exc))
+
+
+def _real_uid(proc: psutil.Process) -> Any:
+    """The process's real user: its uid where there is one, else its user name."""
+    return proc.uids().real if hasattr(proc, "uids") else proc.username()
+
+
+def _marker_owner(value: str | None) -> tuple[int, int] | None:
+    """The (pid, start time in centiseconds) of the bridge that wrote ``value``; None for another form."""
+    match = _MARKER.match(value or "")
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def _bridge_running(pid: int, started: int) -> bool:
+    """Whether the bridge with this pid and start time still runs (a reused pid has another start time)."""
+    try:
+        proc = psutil.Process(pid)
+        return abs(round(proc.create_time() * 100) - started) <= 150 and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True  # cannot tell: leave its processes alone
 
 
 def _terminate(procs: list[psutil.Process], grace: float) -> None:

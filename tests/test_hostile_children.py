@@ -345,3 +345,67 @@ async def test_a_call_on_a_child_that_died_mid_call_is_child_gone() -> None:
                 await asyncio.wait_for(call, 10)
         async with pool.lease(hostile_spec()) as fresh:
             assert text_of(await fresh.call_tool("echo", {"text": "again"}, timeout=5)) == "again"
+
+
+# ----------------------------------------------------------------------------- 9. a bridge killed with SIGKILL
+
+
+def sleeper(marker: str) -> subprocess.Popen[bytes]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), OWNER_VAR: marker}
+    return subprocess.Popen(["sleep", "120"], env=env, start_new_session=True)
+
+
+async def test_the_sweep_stops_what_dead_bridges_left_and_nothing_else() -> None:
+    gone = subprocess.Popen(["sleep", "120"])
+    gone_id = f"{gone.pid}-{round(psutil.Process(gone.pid).create_time() * 100)}-abc123"
+    gone.kill()
+    gone.wait(5)
+    me = psutil.Process()
+    reused_id = f"{me.pid}-{round(me.create_time() * 100) - 100_000}-abc123"  # our pid, another start: a reused pid
+    procs = {
+        "dead bridge": sleeper(f"{gone_id}:child1"),
+        "reused pid": sleeper(f"{reused_id}:child2"),
+        "live bridge": sleeper(f"{BRIDGE_ID}:child3"),
+        "other form": sleeper("0123456789ab:child4"),
+    }
+    try:
+        await eventually(lambda: all(alive(p.pid) for p in procs.values()), within=5)
+        assert await asyncio.to_thread(children_module.sweep_orphans) == 2
+        assert await eventually(lambda: procs["dead bridge"].poll() is not None and procs["reused pid"].poll() is not None)
+        assert procs["live bridge"].poll() is None and procs["other form"].poll() is None
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux only")
+async def test_a_child_dies_with_a_bridge_killed_by_sigkill(fake: Any, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "mcp.json", {"lingers": hostile_entry("--linger")})  # deaf to stdin closing
+    async with bridge(fake.base_url, config, tmp_path / "stderr.log") as run:
+        result = await task(run.client, "lingers", "@call pid {}")
+        pid = int(text_of(result).rsplit("last=", 1)[1])
+        os.kill(run.pid, signal.SIGKILL)
+        try:
+            assert await eventually(lambda: not alive(pid), within=5), "the child outlived the bridge"
+        finally:
+            kill_all([pid])
+
+
+async def test_the_next_start_sweeps_what_a_bridge_killed_by_sigkill_left(fake: Any, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+    stubborn = hostile_entry("--ignore-term", "--linger", "--grandchild", "--pid-file", str(pid_file))
+    config = write_config(tmp_path / "mcp.json", {"stubborn": stubborn, "good": hostile_entry()})
+    try:
+        async with bridge(fake.base_url, config, tmp_path / "first.log") as first:
+            assert not (await task(first.client, "stubborn", "@call pid {}")).is_error
+            left = marked(f"{first.pid}-")
+            os.kill(first.pid, signal.SIGKILL)
+            assert await eventually(lambda: not alive(first.pid), within=5)
+        assert len(left) >= 2 and set(pids_in(pid_file)) <= set(left)
+        assert any(alive(p) for p in left)  # the grandchild, at least, outlived it
+        async with bridge(fake.base_url, config, tmp_path / "second.log") as second:
+            assert await eventually(lambda: not any(alive(p) for p in left), within=10), second.logs()[-2000:]
+            await still_serving(second)
+    finally:
+        kill_all(pids_in(pid_file))
