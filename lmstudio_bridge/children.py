@@ -76,6 +76,9 @@ CLOSE_GRACE = 1.0
 CLOSE_KILL_GRACE = 0.5
 EXIT_NOTICE = 2.0
 """Seconds a lease waits, after finding a warm child's process gone, for its session to end too."""
+LARGE_RESULT_CHARS = 256 * 1024
+"""A tool result this large makes the bridge ping the child afterwards (see ``Child._flush_session``)."""
+FLUSH_TIMEOUT = 10.0
 CALL_GRACE = 2.0
 """Seconds past the tool timeout after which a call is given up even if the SDK's own timeout did not fire."""
 STDERR_TAIL_LINES = 15
@@ -231,6 +234,7 @@ class Child:
     """The child's own process (stdio only), to check that it still runs before a task gets it."""
     _stderr: StderrTail | None = None
     _calls: set[asyncio.Future[Any]] = field(default_factory=set)
+    _flushing: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str:
@@ -297,7 +301,32 @@ class Child:
             raise ToolCallFailed(
                 f"{self.name}.{name} answered with a {type(result).__name__}, not a tool result", name=self.name, tool=name
             )
+        if _result_chars(result) >= LARGE_RESULT_CHARS:
+            self._flush_session()
         return result
+
+    def _flush_session(self) -> None:
+        """Makes the child send one more message, in the background.
+
+        The SDK keeps the last line read from a child, and the last message parsed from it, in
+        the locals of its reader tasks until the next one arrives: after a large result, that
+        is the whole result, twice, for as long as the child stays idle. A ping's answer
+        replaces them; the caller's own reference is the only one left.
+        """
+        client = self._client
+        if client is None or self._flushing is not None:
+            return
+
+        async def ping() -> None:
+            try:
+                async with asyncio.timeout(FLUSH_TIMEOUT):
+                    await client.session.send_ping()
+            except Exception as exc:  # noqa: BLE001 - an unanswered ping changes nothing; calls show real trouble
+                logger.debug("MCP '%s' did not answer a ping: %s", self.name, _describe(exc))
+            finally:
+                self._flushing = None
+
+        self._flushing = asyncio.create_task(ping(), name=f"mcp-flush:{self.name}")
 
     async def _abandonable(self, call: Coroutine[Any, Any, Any]) -> Any:
         """Runs ``call`` in a task of its own that a cancellation reaches exactly once.
@@ -445,6 +474,19 @@ class Child:
         if not owner.done():
             logger.warning("MCP '%s' did not stop; leaving its session behind", self.name)
             owner.cancel()
+
+
+def _result_chars(result: CallToolResult) -> int:
+    """About how many characters a tool result holds (its texts, data and resources)."""
+    total = 0
+    for block in result.content:
+        resource = getattr(block, "resource", None)
+        for holder in (block, resource):
+            for attribute in ("text", "data", "blob"):
+                value = getattr(holder, attribute, None)
+                if isinstance(value, str):
+                    total += len(value)
+    return total
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

@@ -347,6 +347,32 @@ async def test_a_call_on_a_child_that_died_mid_call_is_child_gone() -> None:
             assert text_of(await fresh.call_tool("echo", {"text": "again"}, timeout=5)) == "again"
 
 
+# ----------------------------------------------------------------------------- 11. a large tool result
+
+
+async def test_a_large_result_is_not_held_once_the_caller_let_it_go() -> None:
+    """The SDK's reader tasks keep the last line and message a child sent; the bridge makes it send another."""
+    size = 5_000_000
+    async with pool_of() as pool, pool.lease(hostile_spec()) as child:
+        await child.call_tool("echo", {"text": "warm"}, timeout=5)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            result = await child.call_tool("big", {"chars": size}, timeout=30)
+            assert len(text_of(result)) == size
+            del result
+
+            def held() -> int:
+                gc.collect()
+                return tracemalloc.get_traced_memory()[0] - before
+
+            released = await eventually(lambda: held() < size // 5, within=10)
+            assert released, f"{held() / 2**20:.1f} MB still held after the call"
+        finally:
+            tracemalloc.stop()
+        assert text_of(await child.call_tool("echo", {"text": "after"}, timeout=5)) == "after"
+
+
 # ----------------------------------------------------------------------------- 9. a bridge killed with SIGKILL
 
 
