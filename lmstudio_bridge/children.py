@@ -16,11 +16,15 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
+import shutil
 import signal
+import sys
+import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +42,19 @@ from .mcp_config import McpServerSpec
 logger = logging.getLogger(__name__)
 
 OWNER_VAR = "LMSTUDIO_BRIDGE_OWNER"
-BRIDGE_ID = uuid.uuid4().hex[:12]
-"""Marks every process this bridge process starts (one value per bridge process)."""
+
+
+def _bridge_id() -> str:
+    me = psutil.Process()
+    return f"{me.pid}-{round(me.create_time() * 100)}-{uuid.uuid4().hex[:6]}"
+
+
+BRIDGE_ID = _bridge_id()
+"""Marks every process this bridge process starts (one value per bridge process): the bridge's
+pid and start time (centiseconds since the epoch), so a later bridge can tell whether the
+bridge that started a process still runs; and a random part. A child's marker is
+``BRIDGE_ID:CHILD_ID``."""
+_MARKER = re.compile(r"(\d+)-(\d+)-[0-9a-f]+:")
 
 PASSED_THROUGH_ENV = (
     "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TEMP", "TMP",
@@ -52,6 +67,18 @@ PASSED_THROUGH_ENV = (
 that ``npx`` and ``uvx`` need to download a server. Nothing secret."""
 
 STOP_TIMEOUT = 8.0
+"""Seconds a stop waits for the SDK's own stop sequence (stdin closed, 2 s, SIGTERM, 2 s, SIGKILL) before
+killing the child's marked processes itself."""
+STOP_KILL_GRACE = 1.0
+"""Seconds between SIGTERM and SIGKILL when the bridge kills a child's processes itself."""
+CLOSE_GRACE = 1.0
+"""Seconds the bridge's own shutdown gives its children to exit on their own before killing them."""
+CLOSE_KILL_GRACE = 0.5
+EXIT_NOTICE = 2.0
+"""Seconds a lease waits, after finding a warm child's process gone, for its session to end too."""
+LARGE_RESULT_CHARS = 256 * 1024
+"""A tool result this large makes the bridge ping the child afterwards (see ``Child._flush_session``)."""
+FLUSH_TIMEOUT = 10.0
 CALL_GRACE = 2.0
 """Seconds past the tool timeout after which a call is given up even if the SDK's own timeout did not fire."""
 STDERR_TAIL_LINES = 15
@@ -66,6 +93,54 @@ def child_environment(spec: McpServerSpec, marker: str) -> dict[str, str]:
     env.update(spec.env_dict)
     env[OWNER_VAR] = marker
     return env
+
+
+_PARENT_DEATH_LAUNCHER = """\
+import ctypes, os, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM: when the bridge dies, so do we
+if os.getppid() != int(sys.argv[1]):
+    os._exit(70)  # the bridge died before prctl took effect
+if sys.argv[2].startswith("+"):
+    os.environ["LC_CTYPE"] = sys.argv[2][1:]
+else:
+    os.environ.pop("LC_CTYPE", None)  # set by Python's own locale coercion (PEP 538), not by the entry
+os.execv(sys.argv[3], sys.argv[4:])
+"""
+
+
+def with_parent_death_signal(
+    command: str, args: list[str], env: dict[str, str], cwd: str | None
+) -> tuple[str, list[str]]:
+    """On Linux, the command line that runs ``command`` with SIGTERM as its parent-death signal.
+
+    ``prctl(PR_SET_PDEATHSIG)`` must be called in the child between fork and exec, and the
+    SDK spawns through ``anyio.open_process``, which takes no ``preexec_fn``; so a small
+    launcher (this Python, isolated, without site) sets it and execs the command, keeping
+    the pid, the argv and the environment. A bridge killed with SIGKILL then still takes its
+    children with it (their own children are left to them, and to the next start's sweep).
+    Elsewhere, or when the command is not found (the SDK's spawn then reports that), the
+    command line is unchanged. Blocking: it looks ``command`` up on the child's PATH.
+    """
+    if sys.platform != "linux" or not os.path.isabs(sys.executable):
+        return command, args
+    if os.sep in command:
+        path: str | None = command if os.path.isabs(command) else os.path.join(cwd or os.getcwd(), command)
+    else:
+        path = shutil.which(command, path=env.get("PATH", os.defpath))
+    if path is None or not os.path.isabs(path) or not os.path.isfile(path) or not os.access(path, os.X_OK):
+        return command, args
+    lc_ctype = "+" + env["LC_CTYPE"] if "LC_CTYPE" in env else "-"
+    launcher = ["-I", "-S", "-c", _PARENT_DEATH_LAUNCHER, str(os.getpid()), lc_ctype, path, command]
+    return sys.executable, [*launcher, *args]
+
+
+def _own_child_process(marker: str) -> psutil.Process | None:
+    """This bridge's child process that carries ``marker`` (blocking: call it in a thread)."""
+    for proc in psutil.Process().children():
+        with contextlib.suppress(psutil.Error, OSError):
+            if proc.environ().get(OWNER_VAR) == marker:
+                return proc
+    return None
 
 
 class StderrTail:
@@ -91,7 +166,11 @@ class StderrTail:
     async def _pump(self) -> None:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
-        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self._reader)
+        try:
+            transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self._reader)
+        except BaseException:
+            self._reader.close()
+            raise
         partial = b""
         try:
             while chunk := await reader.read(65536):
@@ -118,8 +197,8 @@ class StderrTail:
         self.close_writer()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await asyncio.wait([self._task])
+            _retrieve(self._task)
 
     def tail(self) -> str:
         return " | ".join(list(self.lines)[-3:])
@@ -127,7 +206,13 @@ class StderrTail:
 
 @dataclass(eq=False)
 class Child:
-    """One running child MCP server and the session to it."""
+    """One running child MCP server and the session to it.
+
+    Its owner task enters and leaves the MCP client. Nothing else cancels that task while
+    the SDK winds the session down (a second cancellation would cut off the SDK's own
+    stop sequence, leaving the process alive); a stop that takes too long is helped by
+    killing the child's marked processes instead, and only then given up on.
+    """
 
     spec: McpServerSpec
     marker: str
@@ -140,9 +225,16 @@ class Child:
     start_seconds: float = 0.0
     _client: Client | None = None
     _owner: asyncio.Task[None] | None = None
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopper: asyncio.Task[None] | None = None
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the owner should leave the session: a stop was asked for, or the session ended."""
+    _stop_asked: bool = False
+    _session_ended: bool = False
+    _process: psutil.Process | None = None
+    """The child's own process (stdio only), to check that it still runs before a task gets it."""
     _stderr: StderrTail | None = None
     _calls: set[asyncio.Future[Any]] = field(default_factory=set)
+    _flushing: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str:
@@ -150,13 +242,46 @@ class Child:
 
     @property
     def healthy(self) -> bool:
-        """Not known to be broken, and its owner task (so its session) still runs; it may still be starting."""
-        return self.broken is None and self._owner is not None and not self._owner.done()
+        """Not known to be broken, its session not ended, and its owner task (so its session) still runs.
+
+        It may still be starting."""
+        return (
+            self.broken is None
+            and not self._session_ended
+            and not self._stop_asked
+            and self._owner is not None
+            and not self._owner.done()
+        )
 
     @property
     def ready(self) -> bool:
         """Healthy and started: ``initialize`` answered, tools listed."""
         return self._client is not None and self.healthy
+
+    async def alive(self) -> bool:
+        """Ready, and its process still runs: what a warm child must be before a task gets it.
+
+        A child that died while idle is noticed here even when its session's end has not been
+        read yet. A process gone while its session goes on (a launcher that handed its pipes to
+        a process of its own and exited) is not checked again.
+        """
+        if not self.ready:
+            return False
+        process = self._process
+        if process is None or await asyncio.to_thread(_running, process):
+            return self.ready
+        try:
+            async with asyncio.timeout(EXIT_NOTICE):
+                while not self._session_ended:
+                    await self._wake.wait()
+                    if self._stop_asked:
+                        return False
+        except TimeoutError:
+            logger.info("MCP '%s': its process %d exited but its session goes on", self.name, process.pid)
+            self._process = None
+            return self.ready
+        self.broken = self.broken or "it exited while idle"
+        return False
 
     async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float) -> CallToolResult:
         """Calls one tool; raises ``ToolCallFailed`` when no result comes back.
@@ -176,7 +301,32 @@ class Child:
             raise ToolCallFailed(
                 f"{self.name}.{name} answered with a {type(result).__name__}, not a tool result", name=self.name, tool=name
             )
+        if _result_chars(result) >= LARGE_RESULT_CHARS:
+            self._flush_session()
         return result
+
+    def _flush_session(self) -> None:
+        """Makes the child send one more message, in the background.
+
+        The SDK keeps the last line read from a child, and the last message parsed from it, in
+        the locals of its reader tasks until the next one arrives: after a large result, that
+        is the whole result, twice, for as long as the child stays idle. A ping's answer
+        replaces them; the caller's own reference is the only one left.
+        """
+        client = self._client
+        if client is None or self._flushing is not None:
+            return
+
+        async def ping() -> None:
+            try:
+                async with asyncio.timeout(FLUSH_TIMEOUT):
+                    await client.session.send_ping()
+            except Exception as exc:  # noqa: BLE001 - an unanswered ping changes nothing; calls show real trouble
+                logger.debug("MCP '%s' did not answer a ping: %s", self.name, _describe(exc))
+            finally:
+                self._flushing = None
+
+        self._flushing = asyncio.create_task(ping(), name=f"mcp-flush:{self.name}")
 
     async def _abandonable(self, call: Coroutine[Any, Any, Any]) -> Any:
         """Runs ``call`` in a task of its own that a cancellation reaches exactly once.
@@ -195,60 +345,84 @@ class Child:
             raise
 
     async def start(self, timeout: float) -> None:
+        """Starts the child and waits, at most ``timeout`` seconds, for its tools.
+
+        On any failure (no answer in time, an error, the caller's cancellation) the child is
+        already being stopped in the background when this returns: its processes are killed at
+        once, since a child that never answered is owed no graceful stop.
+        """
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        ready.add_done_callback(_retrieve)
         started = time.perf_counter()
         self._owner = asyncio.create_task(self._own(ready), name=f"mcp-child:{self.name}")
         try:
-            await asyncio.wait_for(asyncio.shield(ready), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(ready)
         except TimeoutError:
-            await self._abandon(ready)
+            self.begin_stop()
             raise McpStartError(self.name, f"no answer to initialize within {timeout:g} s{self._tail()}") from None
-        except asyncio.CancelledError:
-            await self._abandon(ready)
+        except BaseException:
+            self.begin_stop()
             raise
         self.start_seconds = time.perf_counter() - started
         logger.info("MCP '%s' started in %.2f s with %d tools", self.name, self.start_seconds, len(self.tools))
 
-    async def _abandon(self, ready: asyncio.Future[None]) -> None:
-        """Stops a child whose start nobody waits for any more; its start error is already reported."""
-        await self.stop()
-        if ready.done() and not ready.cancelled():
-            ready.exception()
-
     async def _own(self, ready: asyncio.Future[None]) -> None:
         try:
-            async with self._connect() as client:
+            params = await asyncio.to_thread(self._stdio_params) if self.spec.transport != "http" else None
+            async with self._connect(params) as client:
                 self.tools = await _list_all_tools(client)
+                if params is not None:
+                    self._process = await asyncio.to_thread(_own_child_process, self.marker)
                 self._client = client
                 ready.set_result(None)
-                await self._stop.wait()
-        except BaseException as exc:  # noqa: BLE001 - reported through `ready` or `broken`
+                while not (self._stop_asked or self._session_ended):
+                    await self._wake.wait()
+                if not self._stop_asked:
+                    self.broken = self.broken or "its session ended: the process exited or closed its stdout"
+                    logger.warning("MCP '%s' stopped unexpectedly: %s", self.name, self.broken)
+        except BaseException as exc:  # noqa: BLE001 - reported through `ready` or `broken`; never swallows cancellation
             if not ready.done():
                 ready.set_exception(McpStartError(self.name, self._start_reason(exc)))
-            elif not self._stop.is_set():
+            elif not self._stop_asked:
                 self.broken = _describe(exc)
                 logger.warning("MCP '%s' stopped unexpectedly: %s", self.name, self.broken)
-            if isinstance(exc, asyncio.CancelledError):
+            if not isinstance(exc, Exception):
                 raise
         finally:
             self.broken = self.broken or "stopped"
+            if not ready.done():
+                ready.set_exception(McpStartError(self.name, "stopped while starting"))
             if self._stderr is not None:
                 await self._stderr.stop()
             await asyncio.to_thread(kill_marked_processes, self.marker)
 
-    def _connect(self) -> contextlib.AbstractAsyncContextManager[Client]:
+    def _session_end(self) -> None:
+        """Called by the transport's read stream at its end: the child closed its stdout, or exited."""
+        self._session_ended = True
+        self._wake.set()
+
+    def _stdio_params(self) -> StdioServerParameters:
+        """How to run the child (blocking: it looks the command up on the child's PATH)."""
         spec = self.spec
-        if spec.transport == "http":
+        assert spec.command is not None
+        env = child_environment(spec, self.marker)
+        command, args = with_parent_death_signal(spec.command, list(spec.args), env, spec.cwd)
+        return StdioServerParameters(
+            command=command, args=args, env=env, cwd=spec.cwd,
+            encoding_error_handler="replace",  # "strict" turns one bad byte into a session that never answers again
+        )  # fmt: skip
+
+    def _connect(self, params: StdioServerParameters | None) -> contextlib.AbstractAsyncContextManager[Client]:
+        spec = self.spec
+        if params is None:
             assert spec.url is not None
             http = httpx2.AsyncClient(headers=dict(spec.headers), timeout=httpx2.Timeout(30.0, read=300.0))
-            return _closing(Client(streamable_http_client(spec.url, http_client=http), mode="legacy"), http)
-        assert spec.command is not None
+            transport = _watching_end(streamable_http_client(spec.url, http_client=http), self._session_end)
+            return _closing(Client(transport, mode="legacy"), http)
         self._stderr = StderrTail(self.name)
         self._stderr.start()
-        params = StdioServerParameters(
-            command=spec.command, args=list(spec.args), env=child_environment(spec, self.marker), cwd=spec.cwd
-        )
-        transport = stdio_client(params, errlog=self._stderr.writer)
+        transport = _watching_end(stdio_client(params, errlog=self._stderr.writer), self._session_end)
         return _releasing_stderr(Client(transport, mode="legacy"), self._stderr)
 
     def _start_reason(self, exc: BaseException) -> str:
@@ -265,20 +439,110 @@ class Child:
         tail = self._stderr.tail() if self._stderr is not None else ""
         return f"; its stderr ended with: {tail}" if tail else ""
 
+    def begin_stop(self) -> asyncio.Task[None]:
+        """Starts stopping the child in the background (once); the task that does it.
+
+        Never waits, so a caller that is being cancelled can call it; it takes the child out
+        of service at once.
+        """
+        if self._stopper is None:
+            self._stop_asked = True
+            self._wake.set()
+            self._stopper = asyncio.create_task(self._stop(), name=f"mcp-stop:{self.name}")
+        return self._stopper
+
     async def stop(self) -> None:
-        self._stop.set()
+        """Stops the child and waits for it; a cancellation of the caller is the caller's (the stop goes on)."""
+        await asyncio.shield(self.begin_stop())
+
+    async def _stop(self) -> None:
         owner = self._owner
         if owner is None or owner.done():
             return
+        if self._client is None:
+            # Still starting (the SDK is waiting for `initialize`): end that wait, and kill its processes now.
+            owner.cancel()
+            killing = asyncio.ensure_future(asyncio.to_thread(kill_marked_processes, self.marker, STOP_KILL_GRACE))
+            await asyncio.wait([owner, killing], timeout=STOP_TIMEOUT)
+        else:
+            await asyncio.wait([owner], timeout=STOP_TIMEOUT)  # the SDK's own sequence: stdin closed, TERM, KILL
+        if owner.done():
+            return
+        logger.warning("MCP '%s' is slow to stop; killing its processes", self.name)
+        await asyncio.to_thread(kill_marked_processes, self.marker, STOP_KILL_GRACE)
+        await asyncio.wait([owner], timeout=STOP_TIMEOUT)
+        if not owner.done():
+            logger.warning("MCP '%s' did not stop; leaving its session behind", self.name)
+            owner.cancel()
+
+
+def _result_chars(result: CallToolResult) -> int:
+    """About how many characters a tool result holds (its texts, data and resources)."""
+    total = 0
+    for block in result.content:
+        resource = getattr(block, "resource", None)
+        for holder in (block, resource):
+            for attribute in ("text", "data", "blob"):
+                value = getattr(holder, attribute, None)
+                if isinstance(value, str):
+                    total += len(value)
+    return total
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Marks a future's exception as seen (a start nobody waits for any more still fails quietly)."""
+    if not future.cancelled():
+        future.exception()
+
+
+class _EndWatchingStream:
+    """A transport's read stream that calls ``on_end`` when it ends (``ReadStream`` protocol).
+
+    The session's end is how a child that exited, or closed its stdout, is noticed while
+    nobody is calling it.
+    """
+
+    def __init__(self, inner: Any, on_end: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_end = on_end
+
+    @property
+    def last_context(self) -> Any:
+        return getattr(self._inner, "last_context", None)
+
+    async def receive(self) -> Any:
         try:
-            await asyncio.wait_for(asyncio.shield(owner), STOP_TIMEOUT)
-        except (TimeoutError, Exception):
-            owner.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(owner, 2.0)
-        except asyncio.CancelledError:
-            owner.cancel()
+            return await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._on_end()
             raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def __aiter__(self) -> _EndWatchingStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> _EndWatchingStream:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _watching_end(
+    transport: contextlib.AbstractAsyncContextManager[Any], on_end: Callable[[], None]
+) -> AsyncIterator[Any]:
+    async with transport as streams:
+        read_stream, write_stream = streams
+        yield _EndWatchingStream(read_stream, on_end), write_stream
 
 
 @contextlib.asynccontextmanager
@@ -338,6 +602,9 @@ class ChildPool:
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
         self.started_count = 0
+        self._marker = f"{BRIDGE_ID}:{uuid.uuid4().hex[:6]}-"
+        """The start of the marker of every child of this pool (a process may hold several pools)."""
+        sweep_orphans_in_background()
 
     @property
     def children(self) -> list[Child]:
@@ -381,8 +648,17 @@ class ChildPool:
             self._retire_outdated(spec)
             child = self._find(key, shared)
             if child is not None:
-                child.in_use += 1
-                return child
+                child.in_use += 1  # reserved before any await, so the reaper leaves it alone
+                try:
+                    alive = await child.alive()
+                except BaseException:
+                    self._release(child)
+                    raise
+                if alive:
+                    return child
+                logger.info("MCP '%s' exited while idle; starting it again", child.name)
+                self._release(child)
+                continue
             if shared and key in self._starting:
                 child = await asyncio.shield(self._starting[key])
                 if child is not None and child.ready:
@@ -398,7 +674,7 @@ class ChildPool:
         start: asyncio.Future[Child | None] = asyncio.get_running_loop().create_future()
         if shared:
             self._starting[key] = start
-        child = Child(spec=spec, marker=f"{BRIDGE_ID}:{uuid.uuid4().hex[:12]}", in_use=1)  # reserved while starting
+        child = Child(spec=spec, marker=f"{self._marker}{uuid.uuid4().hex[:12]}", in_use=1)  # reserved while starting
         self._children.append(child)
         self.started_count += 1
         try:
@@ -406,9 +682,11 @@ class ChildPool:
         except McpStartError as exc:
             start.set_exception(exc)
             start.exception()  # every waiter re-raises it; none needs to retrieve it
+            self._release(child)  # already stopping; counted until it is gone
             raise
         except BaseException:
             start.set_result(None)  # cancelled or failed oddly: waiters try again themselves
+            self._release(child)
             raise
         else:
             start.set_result(child)
@@ -416,9 +694,6 @@ class ChildPool:
         finally:
             if self._starting.get(key) is start:
                 del self._starting[key]
-            if not child.ready and child in self._children:
-                self._children.remove(child)
-                self._notify()
 
     def _find(self, key: Any, shared: bool) -> Child | None:
         for child in self._children:
@@ -465,13 +740,14 @@ class ChildPool:
         self._changed = asyncio.Event()
 
     def _discard(self, child: Child) -> None:
-        """Takes ``child`` out of the pool at once and stops it in the background."""
+        """Takes ``child`` out of the pool at once and stops it in the background (never waits)."""
         if child not in self._children:
             return
         self._children.remove(child)
-        task = asyncio.create_task(child.stop(), name=f"mcp-stop:{child.name}")
-        self._stopping.add(task)
-        task.add_done_callback(self._stopped)
+        task = child.begin_stop()
+        if not task.done():
+            self._stopping.add(task)
+            task.add_done_callback(self._stopped)
 
     def _stopped(self, task: asyncio.Task[None]) -> None:
         self._stopping.discard(task)
@@ -497,21 +773,24 @@ class ChildPool:
         self._closed = True
         if self._reaper is not None:
             self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+            await asyncio.wait([self._reaper])  # unlike `await`, leaves a cancellation of ours to propagate
         for child in list(self._children):
             self._discard(child)
+        # A host closes our stdin and sends SIGTERM 2 s later (the MCP SDK's client does): children still
+        # running a second after their stdin closed are killed, not given the SDK's longer stop sequence.
         if self._stopping:
-            await asyncio.wait(list(self._stopping), timeout=STOP_TIMEOUT + 3)
-        await asyncio.to_thread(kill_marked_processes, f"{BRIDGE_ID}:")
+            await asyncio.wait(list(self._stopping), timeout=CLOSE_GRACE)
+        await asyncio.to_thread(kill_marked_processes, self._marker, CLOSE_KILL_GRACE)
+        if self._stopping:
+            await asyncio.wait(list(self._stopping), timeout=STOP_TIMEOUT)
 
 
 def kill_marked_processes(marker: str, grace: float = 1.0) -> int:
-    """Stops every process whose owner marker is ``marker`` (or starts with it, if it ends with ':').
+    """Stops every process whose owner marker is ``marker`` (or starts with it, if it ends with ':' or '-').
 
     Blocking (it reads /proc or the OS equivalent); call it in a thread.
     """
-    prefix = marker.endswith(":")
+    prefix = marker.endswith((":", "-"))
     found: list[psutil.Process] = []
     me = os.getpid()
     for proc in psutil.process_iter():
@@ -523,15 +802,95 @@ def kill_marked_processes(marker: str, grace: float = 1.0) -> int:
             continue
         if value is not None and (value.startswith(marker) if prefix else value == marker):
             found.append(proc)
-    for proc in found:
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGTERM)
-    for proc in _still_running(found, grace):
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
+    _terminate(found, grace)
     if found:
         logger.debug("Stopped %d leftover process(es) marked %s", len(found), marker)
     return len(found)
+
+
+def sweep_orphans(grace: float = STOP_KILL_GRACE) -> int:
+    """Stops the processes left by bridge processes that no longer run (killed with SIGKILL, say).
+
+    Only processes of this user whose marker names a bridge (pid and start time) that is gone;
+    never one whose bridge still runs, nor one marked in another form. Blocking: call it in a thread.
+    """
+    me = psutil.Process()
+    my_uid = _real_uid(me)
+    verdicts: dict[tuple[int, int], bool] = {}
+    found: list[psutil.Process] = []
+    for proc in psutil.process_iter():
+        if proc.pid == me.pid:
+            continue
+        try:
+            if _real_uid(proc) != my_uid:
+                continue
+            value = proc.environ().get(OWNER_VAR)
+        except (psutil.Error, OSError):
+            continue
+        owner = _marker_owner(value)
+        if owner is None:
+            continue
+        if owner not in verdicts:
+            verdicts[owner] = not _bridge_running(*owner)
+        if verdicts[owner]:
+            found.append(proc)
+    _terminate(found, grace)
+    if found:
+        logger.info("Stopped %d process(es) left behind by a bridge that is gone", len(found))
+    return len(found)
+
+
+_sweep_lock = threading.Lock()
+_sweep_thread: threading.Thread | None = None
+
+
+def sweep_orphans_in_background() -> None:
+    """Runs ``sweep_orphans`` once per bridge process, in a thread of its own: start-up does not wait for it."""
+    global _sweep_thread
+    with _sweep_lock:
+        if _sweep_thread is not None:
+            return
+        _sweep_thread = threading.Thread(target=_sweep_quietly, name="mcp-orphan-sweep", daemon=True)
+        _sweep_thread.start()
+
+
+def _sweep_quietly() -> None:
+    try:
+        sweep_orphans()
+    except Exception as exc:  # noqa: BLE001 - a failed sweep must not take the bridge down
+        logger.warning("Sweeping processes left by an earlier bridge failed: %s", _describe(exc))
+
+
+def _real_uid(proc: psutil.Process) -> Any:
+    """The process's real user: its uid where there is one, else its user name."""
+    return proc.uids().real if hasattr(proc, "uids") else proc.username()
+
+
+def _marker_owner(value: str | None) -> tuple[int, int] | None:
+    """The (pid, start time in centiseconds) of the bridge that wrote ``value``; None for another form."""
+    match = _MARKER.match(value or "")
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def _bridge_running(pid: int, started: int) -> bool:
+    """Whether the bridge with this pid and start time still runs (a reused pid has another start time)."""
+    try:
+        proc = psutil.Process(pid)
+        return abs(round(proc.create_time() * 100) - started) <= 150 and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True  # cannot tell: leave its processes alone
+
+
+def _terminate(procs: list[psutil.Process], grace: float) -> None:
+    """SIGTERM to each of ``procs``, then SIGKILL to those still running after ``grace`` seconds."""
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signal.SIGTERM)
+    for proc in _still_running(procs, grace):
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
 
 
 def _still_running(procs: list[psutil.Process], grace: float) -> list[psutil.Process]:
