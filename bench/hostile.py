@@ -142,7 +142,7 @@ async def hang_at_start(tmp: Path, runs: int) -> None:
             elapsed = time.monotonic() - started
             times.append(elapsed)
             pids = [int(p) for p in pid_file.read_text().split()] if pid_file.exists() else []
-            gone = bool(pids) and await eventually(lambda: not any(alive(p) for p in pids), 5)
+            gone = bool(pids) and await eventually(lambda pids=pids: not any(alive(p) for p in pids), 5)
             async with pool.lease(spec("good")) as good:
                 works = text(await good.call_tool("echo", {"text": "ok"}, timeout=10)) == "ok"
             survived += ok and gone and works and elapsed < START_TIMEOUT + MARGIN
@@ -178,7 +178,7 @@ async def died_while_idle(runs: int) -> None:
             async with pool.lease(spec("dies")) as child:
                 pid = int(text(await child.call_tool("pid", {}, timeout=5)))
             os.kill(pid, signal.SIGKILL)
-            await eventually(lambda: not alive(pid), 5)
+            await eventually(lambda pid=pid: not alive(pid), 5)
             try:
                 async with asyncio.timeout(15), pool.lease(spec("dies")) as fresh:
                     new_pid = int(text(await fresh.call_tool("pid", {}, timeout=5)))
@@ -202,7 +202,7 @@ async def big_result() -> None:
                 await child.call_tool("echo", {"text": "warm"}, timeout=10)
             before = rss_mb()
             result = await child.call_tool("big", {"chars": BIG}, timeout=30)
-            kept = render_tool_result(result)[:4000]  # what the agent keeps (tool_result_chars)
+            kept = render_tool_result(result, 4000)  # what the agent keeps (tool_result_chars)
             del result
             just_after = rss_mb()
             flushing = getattr(child, "_flushing", None)
@@ -270,7 +270,9 @@ class RawBridge:
             self._buffer += chunk
 
     def task(self, server: str, cues: str) -> str:
-        answer = self.request("tools/call", {"name": "autonomous_with_mcp", "arguments": {"mcp_name": server, "task": cues}})
+        answer = self.request(
+            "tools/call", {"name": "autonomous_with_mcp", "arguments": {"mcp_name": server, "task": cues}}
+        )
         return answer["result"]["content"][0]["text"]
 
     def cancel_later(self, server: str, cues: str) -> int:
@@ -317,7 +319,7 @@ def cancel_during_start(fake: Any, tmp: Path, runs: int) -> None:
                 works = bridge.task("good", '@call echo {"text": "alive"}').endswith("last=alive")
             except (TimeoutError, EOFError, KeyError):
                 works = False
-            gone = bool(pids) and wait_until(lambda: not any(alive(p) for p in pids), 5)
+            gone = bool(pids) and wait_until(lambda pids=pids: not any(alive(p) for p in pids), 5)
             survived += works and gone
     finally:
         bridge.close()
@@ -357,7 +359,7 @@ def leftovers(fake: Any, tmp: Path) -> None:
         bridge.task("stubborn", "@call pid {}")
         bridge.task("good", "@call spawn_grandchild {}")
         prefix = bridge_marker(bridge.proc.pid)
-        wait_until(lambda: len(marked(prefix)) >= 4, 5)  # two children, a grandchild each (one may still be exec'ing)
+        wait_until(lambda prefix=prefix: len(marked(prefix)) >= 4, 5)  # two children, a grandchild each (one may still be exec'ing)
         running = len(marked(prefix))
         ended = time.monotonic()
         bridge.end(how)
@@ -371,19 +373,21 @@ def leftovers(fake: Any, tmp: Path) -> None:
                 escalated = f" (needed {name})"
         bridge.proc.wait(10)
         exit_s = time.monotonic() - ended
-        wait_until(lambda: not marked(prefix), 3)
+        wait_until(lambda prefix=prefix: not marked(prefix), 3)
         left = marked(prefix)
         bridge.close()
         nxt = RawBridge(fake.base_url, config, tmp / f"after {how}.log")
-        wait_until(lambda: not any(alive(p) for p in left), 10)
+        wait_until(lambda left=left: not any(alive(p) for p in left), 10)
         still = [p for p in left if alive(p)]
         nxt.close()
         for pid in still:
             os.kill(pid, signal.SIGKILL)
         rows.append((f"9. processes left after {how}", f"{len(left)} of {running}",
                      f"bridge gone {exit_s:.1f} s after{escalated}; after the next start: {len(still)}"))  # fmt: skip
-        say(f"  {how}: {running} running, bridge exited after {exit_s:.1f} s{escalated}, {len(left)} left 3 s later, "
-            f"{len(still)} left once the next bridge started")
+        say(
+            f"  {how}: {running} running, bridge exited after {exit_s:.1f} s{escalated}, {len(left)} left 3 s later, "
+            f"{len(still)} left once the next bridge started"
+        )
 
 
 async def main() -> int:

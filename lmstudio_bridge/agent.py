@@ -308,9 +308,9 @@ async def _execute(call: ToolCallRequest, toolbox: Toolbox, run: _Run, limits: L
         label = offered.label if offered else call.name[:100]
         outcome = ToolOutcome(label=label, text=f"Error: {error}", error=error, ms=0.0)
     else:
-        outcome = await toolbox.run(call.name, arguments, timeout=limits.tool_timeout)
+        outcome = await toolbox.run(call.name, arguments, timeout=limits.tool_timeout, max_chars=limits.result_chars)
     run.records.append(ToolCallRecord(name=outcome.label, ok=outcome.ok, ms=outcome.ms, error=outcome.error))
-    return truncate(outcome.text, limits.result_chars)
+    return outcome.text
 
 
 def _parse_arguments(raw: str) -> tuple[dict[str, Any], str | None]:
@@ -325,14 +325,6 @@ def _parse_arguments(raw: str) -> tuple[dict[str, Any], str | None]:
     if not isinstance(value, dict):
         return {}, f"the arguments must be a JSON object, not {type(value).__name__}"
     return value, None
-
-
-def truncate(text: str, budget: int) -> str:
-    """At most ``budget`` characters, with a marker saying how much was cut."""
-    if len(text) <= budget:
-        return text
-    cut = len(text) - budget
-    return f"{text[:budget]}\n[... {cut:,} of {len(text):,} characters cut ...]"
 
 
 def _writing(where: str, say: ProgressFn) -> Callable[[Progress], Awaitable[None]]:

@@ -299,7 +299,9 @@ class Child:
             raise error from exc
         if not isinstance(result, CallToolResult):
             raise ToolCallFailed(
-                f"{self.name}.{name} answered with a {type(result).__name__}, not a tool result", name=self.name, tool=name
+                f"{self.name}.{name} answered with a {type(result).__name__}, not a tool result",
+                name=self.name,
+                tool=name,
             )
         if _result_chars(result) >= LARGE_RESULT_CHARS:
             self._flush_session()
@@ -381,7 +383,7 @@ class Child:
                 if not self._stop_asked:
                     self.broken = self.broken or "its session ended: the process exited or closed its stdout"
                     logger.warning("MCP '%s' stopped unexpectedly: %s", self.name, self.broken)
-        except BaseException as exc:  # noqa: BLE001 - reported through `ready` or `broken`; never swallows cancellation
+        except BaseException as exc:
             if not ready.done():
                 ready.set_exception(McpStartError(self.name, self._start_reason(exc)))
             elif not self._stop_asked:
@@ -428,9 +430,10 @@ class Child:
     def _start_reason(self, exc: BaseException) -> str:
         leaf = _leaf(exc)
         if isinstance(leaf, FileNotFoundError | PermissionError):
-            reason = f"cannot run {self.spec.command!r} ({leaf.strerror or leaf}); check that it is installed and on PATH"
+            command = self.spec.written_command if self.spec.written_command is not None else self.spec.command
+            reason = f"cannot run {command!r} ({leaf.strerror or leaf}); check that it is installed and on PATH"
         elif isinstance(leaf, NotADirectoryError):
-            reason = f"its cwd {self.spec.cwd!r} is not a directory"
+            reason = "its cwd is not a directory"
         else:
             reason = _describe(leaf)
         return reason + self._tail()

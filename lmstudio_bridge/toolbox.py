@@ -188,8 +188,10 @@ class Toolbox:
         hint = f" Did you mean {' or '.join(closest)}?" if closest else ""
         return f"there is no tool named {name[:100]!r}.{hint} Available tools: {', '.join(self.names)}"
 
-    async def run(self, name: str, arguments: dict[str, Any], *, timeout: float) -> ToolOutcome:
-        """Runs one call; every failure is in the outcome, for the model to read."""
+    async def run(
+        self, name: str, arguments: dict[str, Any], *, timeout: float, max_chars: int | None = None
+    ) -> ToolOutcome:
+        """Runs one call; every failure is in the outcome, for the model to read, in at most ``max_chars``."""
         started = time.perf_counter()
         offered = self.lookup(name)
         if offered is None and name in self.withheld:
@@ -197,10 +199,10 @@ class Toolbox:
                 f"{name} is not available: this task is read-only, and {self.withheld[name]} does not declare "
                 f"that it changes nothing. Available tools: {', '.join(self.names)}"
             )
-            return ToolOutcome(label=self.withheld[name], text=f"Error: {refused}", error=refused, ms=0.0)
+            return ToolOutcome(self.withheld[name], _cut(f"Error: {refused}", max_chars), refused, 0.0)
         if offered is None:
             unknown = self.unknown_tool(name)
-            return ToolOutcome(label=name[:100], text=f"Error: {unknown}", error=unknown, ms=0.0)
+            return ToolOutcome(name[:100], _cut(f"Error: {unknown}", max_chars), unknown, 0.0)
         error: str | None = None
         try:
             result = await offered.provider.call_tool(
@@ -208,9 +210,9 @@ class Toolbox:
             )
         except ToolCallFailed as exc:
             error = str(exc)
-            text = f"Error: {error}"
+            text = _cut(f"Error: {error}", max_chars)
         else:
-            text = render_tool_result(result)
+            text = render_tool_result(result, max_chars)
             if result.is_error:
                 error = (text.splitlines() or ["(no message)"])[0][:200]
                 text = text if text.startswith("Error: ") else f"Error: {text}"
@@ -218,22 +220,50 @@ class Toolbox:
         return ToolOutcome(label=offered.label, text=text, error=error, ms=ms)
 
 
-def render_tool_result(result: CallToolResult) -> str:
-    """A tool result as text for the model."""
+def render_tool_result(result: CallToolResult, limit: int | None = None) -> str:
+    """A tool result as text for the model; past ``limit`` characters, cut with a marker saying how much.
+
+    Blocks past the limit are only measured, never copied: a result of megabytes costs no second copy.
+    """
     parts: list[str] = []
+    kept = total = 0
     for block in result.content:
         if isinstance(block, TextContent):
-            parts.append(block.text)
-        elif isinstance(block, ImageContent):
-            parts.append(f"[image: {block.mime_type}, {len(block.data) * 3 // 4} bytes]")
+            total += len(block.text) + (1 if total else 0)
+            if limit is None or kept <= limit:
+                parts.append(block.text[: None if limit is None else limit - kept + 1])
+                kept += len(parts[-1]) + 1
+            continue
+        if isinstance(block, ImageContent):
+            piece = f"[image: {block.mime_type}, {len(block.data) * 3 // 4} bytes]"
         elif isinstance(block, EmbeddedResource):
             resource = block.resource
-            parts.append(getattr(resource, "text", None) or f"[resource: {resource.uri}]")
+            piece = getattr(resource, "text", None) or f"[resource: {resource.uri}]"
         else:
-            parts.append(f"[{getattr(block, 'type', 'content')}]")
+            piece = f"[{getattr(block, 'type', 'content')}]"
+        total += len(piece) + (1 if total else 0)
+        if limit is None or kept <= limit:
+            parts.append(piece)
+            kept += len(piece) + 1
     if not parts and result.structured_content is not None:
         parts.append(json.dumps(result.structured_content, ensure_ascii=False))
-    return "\n".join(parts) if parts else "(no output)"
+        total = len(parts[0])
+    text = "\n".join(parts) if parts else "(no output)"
+    if limit is None or total <= limit:
+        return text
+    return f"{text[:limit]}\n[... {total - limit:,} of {total:,} characters cut ...]"
+
+
+def _cut(text: str, budget: int | None) -> str:
+    return text if budget is None else truncate(text, budget)
+
+
+def truncate(text: str, budget: int) -> str:
+    """At most ``budget`` characters, with a marker saying how much was cut."""
+    if len(text) <= budget:
+        return text
+    cut = len(text) - budget
+    return f"{text[:budget]}\n[... {cut:,} of {len(text):,} characters cut ...]"
 
 
 def conventional_schema(schema: Any) -> Any:

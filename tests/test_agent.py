@@ -13,11 +13,11 @@ import pytest
 import respx
 from mcp.types import CallToolResult, TextContent, Tool, ToolAnnotations
 
-from lmstudio_bridge.agent import ANSWER_PROMPT, LoopLimits, run_agent, truncate
+from lmstudio_bridge.agent import ANSWER_PROMPT, LoopLimits, run_agent
 from lmstudio_bridge.config import Settings
 from lmstudio_bridge.errors import ToolCallFailed, ToolTimeout
 from lmstudio_bridge.lmstudio import LLMClient, LMStudioAPI
-from lmstudio_bridge.toolbox import Toolbox
+from lmstudio_bridge.toolbox import Toolbox, truncate
 
 BASE = "http://lms.test:1234"
 LIMITS = LoopLimits(max_rounds=5, tool_timeout=2.0, result_chars=1000)
@@ -529,7 +529,7 @@ async def test_a_read_only_task_never_reaches_a_write_tool(llm: LLMClient, reply
     refused = script.bodies[1]["messages"][-1]["content"]
     assert refused.startswith("Error: ") and "read-only" in refused and "Available tools: git_log" in refused
     assert result.read_only and result.tools_offered == ["git.git_log"]
-    assert [(c.name, c.ok) for c in result.tool_calls][0][1] is False
+    assert result.tool_calls[0].ok is False
 
 
 async def test_without_read_only_every_tool_is_offered(llm: LLMClient) -> None:

@@ -94,3 +94,17 @@ def test_the_closest_names_are_suggested_for_a_tool_that_does_not_exist() -> Non
     box = Toolbox([StubChild("fs", [tool("list_directory"), tool("read_file"), tool("write_file")])])
     assert box.closest("read_directory")[0] == "list_directory"
     assert "Did you mean list_directory" in box.unknown_tool("read_directory")
+
+
+def test_a_long_result_is_cut_without_copying_what_is_cut() -> None:
+    from mcp.types import TextContent
+
+    from lmstudio_bridge.toolbox import render_tool_result
+
+    blocks = [TextContent(type="text", text=c * 1000) for c in "abc"]
+    result = CallToolResult(content=blocks)
+    whole = render_tool_result(result)
+    assert len(whole) == 3002
+    cut = render_tool_result(result, 1500)
+    assert cut == whole[:1500] + "\n[... 1,502 of 3,002 characters cut ...]"
+    assert render_tool_result(result, 5000) == whole
