@@ -1,18 +1,20 @@
-"""The agent loop: one model, the tools of one or more child MCP servers, one task.
+"""The agent loop: one model, the tools of one or more MCP servers, one task.
 
-Each round sends the conversation to the model. Tool calls in its answer (as
+Each round sends the conversation to the model. Tool calls in its reply (as
 ``tool_calls``, or written as text, which small local models often do) run
-concurrently and go back as ``role: tool`` messages. An answer without tool
-calls ends the task. Nothing a tool does ends the loop: failures go back to the
-model as that tool's result so it can correct itself.
+concurrently and go back as ``role: tool`` messages. A reply without tool calls
+ends the task. Nothing a tool does ends the loop: failures go back to the model
+as that tool's result so it can correct itself.
 
 Small models often cannot stop calling: with the tool list attached they ask for
-the call they just made again, or wander off to other tools. So an answer step,
-one request without tools that hands the model the task and the results of its
-calls, follows the round limit, a round that only repeats the one before, and
-every successful round of a model that writes its calls as text (the sign of a
-model that does not use the tool-calling protocol). A call the model has not made
-yet in that reply is run, and the task goes on.
+a call they already made again. A call already made is never run twice (its
+result is in the conversation); a reply that holds only such calls, or the round
+limit, leads to an answer step: one request without tools that hands the model
+the task and the results of its calls. A call it has not made yet in that reply
+is run, and the task goes on.
+
+What happens after each reply is decided in one place, ``decide``; the loop only
+carries it out.
 
 The system prompt, the tool list and every message already sent stay the same
 from round to round (the conversation only grows), so the server can reuse its
@@ -30,23 +32,17 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcp_types import CallToolResult, EmbeddedResource, ImageContent, TextContent
-
-from .lmstudio import ChatResult, LLMClient, ToolCallRequest
+from .lmstudio import ChatResult, LLMClient, Progress, ToolCallRequest
 from .reasoning import split_reasoning
-from .results import StopReason, TaskResult, TokenUsage, ToolCallRecord
-from .text_tool_calls import extract_tool_calls
-from .toolbox import OfferedTool, Toolbox
+from .reply_watch import ReplyWatch
+from .results import Generation, StopReason, TaskResult, TokenUsage, ToolCallRecord
+from .text_tool_calls import bare_call, extract_tool_calls
+from .toolbox import Toolbox, ToolOutcome
 
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str], Awaitable[None]]
 """Receives one line per round and per tool call, e.g. ``round 2/25 · time.get_current_time``."""
-
-REPEAT_WARN_AT = 3
-"""The third identical call is not run; the model is told to use what it has."""
-REPEAT_STOP_AT = 4
-"""A fourth identical call ends the loop. (A round that repeats the round before it ends it at once.)"""
 
 SYSTEM_PROMPT = """\
 You complete the user's task by calling the tools you are given; they come from these MCP servers: {servers}.
@@ -56,17 +52,12 @@ You complete the user's task by calling the tools you are given; they come from 
 - When the task is done, answer in plain text without calling any tool, and include the concrete results the user asked for (values, names, text)."""
 
 ANSWER_PROMPT = """\
-You answer the user's task from the results of the tool calls that were made for it, given below. \
-No more tools can be called: answer in plain text, with the concrete values the task asks for (numbers, names, text). \
-If the results do not settle the task, say what is still missing.
-
-Example. Task: How warm is it in Oslo, and is it raining?
-Tool calls and their results:
-get_weather {"city": "Oslo"}:
-{"city": "Oslo", "temperature_c": 4, "rain": true, "station": "OSL-7731"}
-Answer: It is 4 °C in Oslo, and it is raining."""
-"""The answer step's system prompt. The example, unrelated to any real tool, shows small models
-to pick the values asked for out of a result instead of repeating a line of it."""
+You write the final answer to the user's task. The tool calls made for it, and their results, are in the user's message. \
+No more tools can be called. Answer in plain text, using only facts from those results: \
+give the concrete values the task asks for (numbers, names, dates, text). \
+If the results do not settle the task, say what is missing."""
+"""The answer step's system prompt. It holds no example: small models repeat an example's
+facts as if they were the answer."""
 
 NO_ANSWER = "The model gave no answer: it asked for another tool call instead. The results of its tool calls:"
 
@@ -76,6 +67,45 @@ class LoopLimits:
     max_rounds: int
     tool_timeout: float
     result_chars: int
+    reply_tokens: int = 2048
+    """Answer text one reply may hold before the bridge stops it."""
+    reasoning_tokens: int = 8192
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One model reply, read: the message to keep, its calls, its answer text and its reasoning."""
+
+    message: dict[str, Any]
+    calls: list[ToolCallRequest]
+    text: str
+    reasoning: str
+    written_as_text: bool
+    """The calls were written in the text, not sent as ``tool_calls``."""
+    cut: str | None = None
+    """Why the bridge stopped the reply early, if it did."""
+
+
+@dataclass(frozen=True)
+class Finish:
+    answer: str
+    stop: StopReason
+    cut: str | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    calls: list[ToolCallRequest]
+
+
+@dataclass(frozen=True)
+class AskForAnswer:
+    stop: StopReason
+    why: str
+    """For the progress line."""
+
+
+Step = Finish | Call | AskForAnswer
 
 
 @dataclass
@@ -87,15 +117,36 @@ class _Run:
     records: list[ToolCallRecord] = field(default_factory=list)
     usage: Counter[str] = field(default_factory=Counter)
     reasoning: list[str] = field(default_factory=list)
-    seen_calls: Counter[str] = field(default_factory=Counter)
-    last_round: frozenset[str] = frozenset()
+    seen_calls: set[str] = field(default_factory=set)
     rounds: int = 0
+    first_token_seconds: float | None = None
+    generation_seconds: float = 0.0
+    generated_tokens: int = 0
+    replies_cut: int = 0
 
-    def add_usage(self, result: ChatResult) -> None:
+    def add(self, result: ChatResult) -> None:
         self.usage.update(
             prompt_tokens=result.usage.prompt_tokens,
             completion_tokens=result.usage.completion_tokens,
             total_tokens=result.usage.total_tokens,
+        )
+        stats = result.stats
+        if self.first_token_seconds is None:
+            self.first_token_seconds = stats.first_token_seconds
+        self.generation_seconds += stats.generation_seconds
+        self.generated_tokens += stats.tokens
+        self.replies_cut += stats.cut is not None
+        if stats.cut:
+            logger.info("Stopped the model's reply after %d tokens (%s)", stats.tokens, stats.cut)
+
+    def generation(self, answer_cut: str | None) -> Generation:
+        seconds = self.generation_seconds
+        return Generation(
+            answer_cut=answer_cut,
+            first_token_seconds=self.first_token_seconds,
+            tokens=self.generated_tokens,
+            tokens_per_second=round(self.generated_tokens / seconds, 1) if seconds > 0 else None,
+            replies_cut=self.replies_cut,
         )
 
 
@@ -108,7 +159,6 @@ async def run_agent(
     limits: LoopLimits,
     sampling: Mapping[str, Any] | None = None,
     progress: ProgressFn | None = None,
-    include_reasoning: bool = False,
 ) -> TaskResult:
     """Runs the task to its answer. ``sampling`` (e.g. ``max_tokens``, ``temperature``) goes with every request."""
     started = time.perf_counter()
@@ -119,92 +169,118 @@ async def run_agent(
             {"role": "user", "content": task},
         ],
     )
-    say = progress or _silent
-    sampling = dict(sampling or {})
-    stop: StopReason = "answered"
-    answer = ""
-    pending: ChatResult | None = None  # an answer-step reply that asked for more calls
+    say = progress or no_progress
+    params = dict(sampling or {})
+    asked: AskForAnswer | None = None
     while True:
-        if pending is not None:
-            result, pending = pending, None
-        elif run.rounds >= limits.max_rounds:
-            await say(f"round limit {limits.max_rounds} reached · asking for the answer")
-            stop, answer = _final_answer(await _answer_step(llm, run, sampling), run, toolbox, "round_limit")
-            break
+        if asked is None and run.rounds >= limits.max_rounds:
+            asked = AskForAnswer("round_limit", f"round limit {limits.max_rounds} reached")
+        if asked is not None:
+            await say(f"{asked.why} · asking for the answer")
+            result = await _answer_step(llm, run, limits, params, say)
         else:
             run.rounds += 1
             await say(f"round {run.rounds}/{limits.max_rounds} · waiting for {llm.model}")
-            result = await llm.complete(run.messages, tools=toolbox.openai_tools, **sampling)
-            run.add_usage(result)
-        message, calls, text = _normalise(result, toolbox)
-        reasoning, text = split_reasoning({**message, "content": text})
-        if reasoning:
-            run.reasoning.append(reasoning)
-        if not calls:
-            answer = text or reasoning
+            watch = ReplyWatch(toolbox.known_names, limits.reply_tokens, limits.reasoning_tokens)
+            result = await llm.complete(
+                run.messages,
+                tools=toolbox.openai_tools,
+                watch=watch,
+                progress=_writing(f"round {run.rounds}/{limits.max_rounds}", say),
+                **params,
+            )
+        run.add(result)
+        reply = read_reply(result, toolbox)
+        if reply.reasoning:
+            run.reasoning.append(reply.reasoning)
+        step = decide(reply, run, limits, asked)
+        if isinstance(step, Finish):
+            finish = step
             break
-        signatures = frozenset(_signature(c) for c in calls)
-        if signatures <= run.last_round:
-            await say("the model repeated its last tool call · asking for the answer")
-            stop, answer = _final_answer(await _answer_step(llm, run, sampling), run, toolbox, "repeated_call")
-            break
-        run.last_round = signatures
-        run.messages.append(message)
-        outcomes = await asyncio.gather(
-            *(_execute(call, toolbox, run, limits, say, f"round {run.rounds}/{limits.max_rounds}") for call in calls)
-        )
-        run.messages.extend({"role": "tool", "tool_call_id": c.id, "content": out} for c, out in zip(calls, outcomes))
-        if any(run.seen_calls[_signature(c)] >= REPEAT_STOP_AT for c in calls):
-            await say("the same tool call keeps repeating · asking for the answer")
-            stop, answer = _final_answer(await _answer_step(llm, run, sampling), run, toolbox, "repeated_call")
-            break
-        if not result.tool_calls and all(record.ok for record in run.records[-len(calls) :]):
-            # Calls written as text: such a model calls again whenever the tool list is attached.
-            # Ask for the answer without it; a call it has not made yet in the reply continues the task.
-            await say("results in · asking for the answer")
-            reply = await _answer_step(llm, run, sampling)
-            wants_more = any(_signature(c) not in run.seen_calls for c in _normalise(reply, toolbox)[1])
-            if wants_more and run.rounds < limits.max_rounds:
-                pending = reply
-                continue
-            stop, answer = _final_answer(reply, run, toolbox, "round_limit" if wants_more else "answered")
-            break
+        if isinstance(step, AskForAnswer):
+            asked = step
+            continue
+        run.messages.append({**reply.message, "tool_calls": [_history_call(c) for c in step.calls]})
+        outcomes = await asyncio.gather(*(_execute(c, toolbox, run, limits, say) for c in step.calls))
+        run.messages.extend({"role": "tool", "tool_call_id": c.id, "content": o} for c, o in zip(step.calls, outcomes))
+        asked = None
     usage = TokenUsage(**{k: run.usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
     return TaskResult(
-        answer=answer.strip(),
+        answer=finish.answer.strip(),
         model=llm.model,
         mcps=servers,
         rounds=run.rounds,
-        stop_reason=stop,
+        stop_reason=finish.stop,
         tool_calls=run.records,
         usage=usage,
         elapsed_seconds=round(time.perf_counter() - started, 3),
-        reasoning="\n\n".join(run.reasoning) if include_reasoning and run.reasoning else None,
+        reasoning="\n\n".join(run.reasoning) or None,
+        generation=run.generation(answer_cut=finish.cut),
     )
 
 
-def _normalise(result: ChatResult, toolbox: Toolbox) -> tuple[dict[str, Any], list[ToolCallRequest], str]:
+def decide(reply: Reply, run: _Run, limits: LoopLimits, asked: AskForAnswer | None) -> Step:
+    """What follows a reply: the answer, calls to run, or an answer step."""
+    rounds_left = run.rounds < limits.max_rounds
+    new_calls = _new_calls(reply.calls, run.seen_calls)
+    if asked is not None:
+        # The reply to an answer step: a call not made yet goes on with the task, anything else ends it.
+        if new_calls and rounds_left:
+            return Call(new_calls)
+        return _final(reply, run, asked.stop)
+    if reply.calls and not new_calls:
+        return AskForAnswer("answered", "the model repeated a call it already made")
+    if new_calls:
+        return Call(new_calls)
+    stray = bare_call(reply.text)
+    if stray is not None and rounds_left:
+        # A call of a tool that is not offered: a failed call the model hears about, not an answer.
+        return Call([ToolCallRequest(id=f"call_stray_{run.rounds}", name=stray.name, arguments=stray.raw_arguments)])
+    return _final(reply, run, "answered")
+
+
+def _new_calls(calls: list[ToolCallRequest], seen: set[str]) -> list[ToolCallRequest]:
+    """The calls not made before, each once, in order."""
+    fresh: dict[str, ToolCallRequest] = {}
+    for call in calls:
+        signature = _signature(call)
+        if signature not in seen:
+            fresh.setdefault(signature, call)
+    return list(fresh.values())
+
+
+def read_reply(result: ChatResult, toolbox: Toolbox) -> Reply:
     """The assistant message to keep, its tool calls, and its text, with calls written as text recovered."""
-    message = {"role": "assistant", "content": result.content or None}
+    message: dict[str, Any] = {"role": "assistant", "content": result.content or None}
+    reasoning, text = split_reasoning(result.message)
+    cut = result.stats.cut
     if result.tool_calls:
-        message["tool_calls"] = [_history_call(c) for c in result.tool_calls]
-        return message, list(result.tool_calls), result.content
+        return Reply(message, list(result.tool_calls), text, reasoning, written_as_text=False, cut=cut)
     for key in ("reasoning_content", "reasoning"):
         if result.message.get(key):
             message[key] = result.message[key]
     found, rest = extract_tool_calls(result.content, toolbox.known_names)
     if not found:
-        return message, [], result.content
-    # A small model may write the same call over and over until it runs out of tokens: run it once.
-    unique = list(dict.fromkeys((c.name, c.raw_arguments) for c in found))
+        return Reply(message, [], text, reasoning, written_as_text=False, cut=cut)
+    tag = abs(hash(result.content)) % 10**8
     calls = [
-        ToolCallRequest(id=f"call_text_{index}_{abs(hash(result.content)) % 10**8}", name=name, arguments=arguments)
-        for index, (name, arguments) in enumerate(unique)
+        ToolCallRequest(id=f"call_text_{index}_{tag}", name=c.name, arguments=c.raw_arguments)
+        for index, c in enumerate(found)
     ]
     logger.debug("Recovered %d tool call(s) written as text", len(calls))
     message["content"] = rest or None
-    message["tool_calls"] = [_history_call(c) for c in calls]
-    return message, calls, rest
+    answer = split_reasoning({**message, "content": rest})[1]
+    return Reply(message, calls, answer, reasoning, written_as_text=True, cut=cut)
+
+
+def _final(reply: Reply, run: _Run, stop: StopReason) -> Finish:
+    """The reply's text as the answer; the tool results themselves when it holds only calls."""
+    text = "" if bare_call(reply.text) is not None else reply.text
+    answer = text.strip() or reply.reasoning
+    if answer:
+        return Finish(answer, stop, reply.cut)
+    logger.info("The model answered the final request with a tool call; returning the tool results instead")
+    return Finish(f"{NO_ANSWER}\n\n{_results_digest(run.messages)}", "no_answer")
 
 
 def _history_call(call: ToolCallRequest) -> dict[str, Any]:
@@ -218,56 +294,19 @@ def _history_call(call: ToolCallRequest) -> dict[str, Any]:
     return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
 
 
-async def _execute(
-    call: ToolCallRequest, toolbox: Toolbox, run: _Run, limits: LoopLimits, say: ProgressFn, where: str
-) -> str:
+async def _execute(call: ToolCallRequest, toolbox: Toolbox, run: _Run, limits: LoopLimits, say: ProgressFn) -> str:
     """Runs one tool call; every failure becomes the text the model gets back."""
     offered = toolbox.lookup(call.name)
-    label = offered.label if offered else call.name
-    await say(f"{where} · {label}")
-    started = time.perf_counter()
-    signature = _signature(call)
-    run.seen_calls[signature] += 1
-    error: str | None = None
-    if offered is None:
-        error = f"there is no tool named {call.name!r}. Available tools: {', '.join(toolbox.names)}"
-        text = f"Error: {error}"
-    elif run.seen_calls[signature] >= REPEAT_WARN_AT:
-        error = "repeated call"
-        text = (
-            f"Error: you already called {call.name} with these arguments {run.seen_calls[signature] - 1} times "
-            "and got the result above. Do not call it again: use that result, or answer now."
-        )
+    await say(f"round {run.rounds}/{limits.max_rounds} · {offered.label if offered else call.name[:100]}")
+    run.seen_calls.add(_signature(call))
+    arguments, error = _parse_arguments(call.arguments)
+    if error is not None:
+        label = offered.label if offered else call.name[:100]
+        outcome = ToolOutcome(label=label, text=f"Error: {error}", error=error, ms=0.0)
     else:
-        arguments, error = _parse_arguments(call.arguments)
-        if error is None:
-            text, error = await _call(offered, arguments, limits)
-        else:
-            text = f"Error: {error}"
-    run.records.append(
-        ToolCallRecord(name=label, ok=error is None, ms=round((time.perf_counter() - started) * 1000, 1), error=error)
-    )
-    return truncate(text, limits.result_chars)
-
-
-async def _call(offered: OfferedTool, arguments: dict[str, Any], limits: LoopLimits) -> tuple[str, str | None]:
-    """The tool's output for the model, and a short error when the call failed."""
-    try:
-        async with asyncio.timeout(limits.tool_timeout + 2):
-            result = await offered.child.call_tool(offered.tool.name, arguments, timeout=limits.tool_timeout)
-    except Exception as exc:  # noqa: BLE001 - the model gets the failure as the tool's result
-        if isinstance(exc, TimeoutError) or "timed out" in str(exc).lower():
-            error = f"{offered.label} did not finish within {limits.tool_timeout:g} s"
-        elif offered.child.broken:
-            error = f"MCP '{offered.child.name}' stopped while running {offered.tool.name}: {offered.child.broken}"
-        else:
-            error = f"{offered.label} failed: {exc}"
-        return f"Error: {error}", error
-    text = render_tool_result(result)
-    if not result.is_error:
-        return text, None
-    first_line = (text.splitlines() or ["(no message)"])[0][:200]
-    return (text if text.startswith("Error: ") else f"Error: {text}"), first_line
+        outcome = await toolbox.run(call.name, arguments, timeout=limits.tool_timeout)
+    run.records.append(ToolCallRecord(name=outcome.label, ok=outcome.ok, ms=outcome.ms, error=outcome.error))
+    return truncate(outcome.text, limits.result_chars)
 
 
 def _parse_arguments(raw: str) -> tuple[dict[str, Any], str | None]:
@@ -284,24 +323,6 @@ def _parse_arguments(raw: str) -> tuple[dict[str, Any], str | None]:
     return value, None
 
 
-def render_tool_result(result: CallToolResult) -> str:
-    """A tool result as text for the model."""
-    parts: list[str] = []
-    for block in result.content:
-        if isinstance(block, TextContent):
-            parts.append(block.text)
-        elif isinstance(block, ImageContent):
-            parts.append(f"[image: {block.mime_type}, {len(block.data) * 3 // 4} bytes]")
-        elif isinstance(block, EmbeddedResource):
-            resource = block.resource
-            parts.append(getattr(resource, "text", None) or f"[resource: {resource.uri}]")
-        else:
-            parts.append(f"[{getattr(block, 'type', 'content')}]")
-    if not parts and result.structured_content is not None:
-        parts.append(json.dumps(result.structured_content, ensure_ascii=False))
-    return "\n".join(parts) if parts else "(no output)"
-
-
 def truncate(text: str, budget: int) -> str:
     """At most ``budget`` characters, with a marker saying how much was cut."""
     if len(text) <= budget:
@@ -310,7 +331,21 @@ def truncate(text: str, budget: int) -> str:
     return f"{text[:budget]}\n[... {cut:,} of {len(text):,} characters cut ...]"
 
 
-async def _answer_step(llm: LLMClient, run: _Run, sampling: dict[str, Any]) -> ChatResult:
+def _writing(where: str, say: ProgressFn) -> Callable[[Progress], Awaitable[None]]:
+    """Progress lines while the model writes, e.g. ``round 2/25 · writing, 312 tokens, 28 tok/s``."""
+
+    async def report(progress: Progress) -> None:
+        if progress.seconds <= 0:
+            await say(f"{where} · writing")
+        else:
+            await say(f"{where} · writing, {progress.tokens} tokens, {progress.tokens_per_second:.0f} tok/s")
+
+    return report
+
+
+async def _answer_step(
+    llm: LLMClient, run: _Run, limits: LoopLimits, params: dict[str, Any], say: ProgressFn
+) -> ChatResult:
     """One request without tools: the task and the results so far, and a request for the answer.
 
     Sent as a fresh two-message conversation rather than the whole history: small models
@@ -321,27 +356,15 @@ async def _answer_step(llm: LLMClient, run: _Run, sampling: dict[str, Any]) -> C
         {"role": "system", "content": ANSWER_PROMPT},
         {
             "role": "user",
-            "content": f"Task: {run.task}\n\nTool calls and their results:\n\n{_results_digest(run.messages)}\n\nAnswer the task now.",
+            "content": f"Task: {run.task}\n\nTool calls and their results:\n\n{_results_digest(run.messages)}\n\n"
+            "Answer the task now.",
         },
     ]
     logger.debug("Answer step: %s", messages[1]["content"])
-    result = await llm.complete(messages, **sampling)
-    run.add_usage(result)
+    watch = ReplyWatch((), limits.reply_tokens, limits.reasoning_tokens)
+    result = await llm.complete(messages, watch=watch, progress=_writing("answer", say), **params)
     logger.debug("Answer step reply: %r", result.content[:500])
     return result
-
-
-def _final_answer(result: ChatResult, run: _Run, toolbox: Toolbox, stop: StopReason) -> tuple[StopReason, str]:
-    """The answer in an answer-step reply; the tool results themselves when the reply is only a call."""
-    reasoning, text = split_reasoning(result.message)
-    if reasoning:
-        run.reasoning.append(reasoning)
-    found, rest = extract_tool_calls(text, toolbox.known_names)
-    answer = (rest if found else text).strip() or reasoning
-    if answer:
-        return stop, answer
-    logger.info("The model answered the final request with a tool call; returning the tool results instead")
-    return "no_answer", f"{NO_ANSWER}\n\n{_results_digest(run.messages)}"
 
 
 def _results_digest(messages: list[dict[str, Any]]) -> str:
@@ -376,5 +399,5 @@ def _signature(call: ToolCallRequest) -> str:
     return f"{call.name}\x00{arguments}"
 
 
-async def _silent(_: str) -> None:
-    return None
+async def no_progress(_: str) -> None:
+    """A ``ProgressFn`` that reports nowhere."""

@@ -24,14 +24,15 @@ from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx2
 import psutil
-from mcp import Client, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import get_default_environment, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import CallToolResult, Tool
+from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, Tool
 
-from .errors import McpError, McpStartError
+from .errors import ChildGone, McpStartError, ToolCallFailed, ToolTimeout
 from .mcp_config import McpServerSpec
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ PASSED_THROUGH_ENV = (
 that ``npx`` and ``uvx`` need to download a server. Nothing secret."""
 
 STOP_TIMEOUT = 8.0
+CALL_GRACE = 2.0
+"""Seconds past the tool timeout after which a call is given up even if the SDK's own timeout did not fire."""
 STDERR_TAIL_LINES = 15
 STDERR_LOG_LINES = 200
 REAPER_PERIOD = 15.0
@@ -129,7 +132,6 @@ class Child:
     spec: McpServerSpec
     marker: str
     tools: list[Tool] = field(default_factory=list)
-    started_at: float = field(default_factory=time.monotonic)
     last_used: float = field(default_factory=time.monotonic)
     in_use: int = 0
     broken: str | None = None
@@ -157,18 +159,23 @@ class Child:
         return self._client is not None and self.healthy
 
     async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float) -> CallToolResult:
-        """Calls one tool; a dead session marks this child broken so the next task gets a new one."""
+        """Calls one tool; raises ``ToolCallFailed`` when no result comes back.
+
+        A session that ended under the call marks this child broken, so the next task gets a new one.
+        """
         assert self._client is not None
         try:
-            result = await self._abandonable(self._client.call_tool(name, arguments, read_timeout_seconds=timeout))
-        except McpError:
-            raise
+            async with asyncio.timeout(timeout + CALL_GRACE):
+                result = await self._abandonable(self._client.call_tool(name, arguments, read_timeout_seconds=timeout))
         except Exception as exc:
-            if not self.healthy or _looks_closed(exc):
-                self.broken = f"the connection closed ({_describe(exc)})"
-            raise
+            error = map_call_error(exc, server=self.name, tool=name, timeout=timeout, session_alive=self.healthy)
+            if isinstance(error, ChildGone):
+                self.broken = self.broken or error.reason
+            raise error from exc
         if not isinstance(result, CallToolResult):
-            raise TypeError(f"unexpected result type {type(result).__name__}")
+            raise ToolCallFailed(
+                f"{self.name}.{name} answered with a {type(result).__name__}, not a tool result", name=self.name, tool=name
+            )
         return result
 
     async def _abandonable(self, call: Coroutine[Any, Any, Any]) -> Any:
@@ -560,6 +567,35 @@ def _describe(exc: BaseException) -> str:
     return f"{type(leaf).__name__}: {text}" if text else type(leaf).__name__
 
 
-def _looks_closed(exc: BaseException) -> bool:
-    text = _describe(exc).lower()
-    return any(word in text for word in ("closed", "broken", "endofstream", "connection"))
+_SESSION_ENDED = (
+    anyio.ClosedResourceError,
+    anyio.BrokenResourceError,
+    anyio.EndOfStream,
+    BrokenPipeError,
+    ConnectionResetError,
+    EOFError,
+)
+"""What a read or write on a child's streams raises once the child is gone."""
+
+
+def map_call_error(
+    exc: BaseException, *, server: str, tool: str, timeout: float, session_alive: bool = True
+) -> ToolCallFailed:
+    """The MCP SDK's failure of one tool call as the bridge's error: by type and JSON-RPC code, never by text.
+
+    An error the child answered with (any other code) leaves the child usable: its session still works.
+    """
+    leaf = _leaf(exc)
+    label = f"{server}.{tool}"
+    if isinstance(leaf, MCPError):
+        if leaf.code == REQUEST_TIMEOUT:
+            return ToolTimeout(f"{label} did not finish within {timeout:g} s", name=server, tool=tool)
+        if leaf.code == CONNECTION_CLOSED:
+            return ChildGone(name=server, tool=tool, reason="its connection closed")
+        return ToolCallFailed(f"{label} failed: {leaf.message} (MCP error {leaf.code})", name=server, tool=tool)
+    if isinstance(leaf, TimeoutError):
+        return ToolTimeout(f"{label} did not finish within {timeout:g} s", name=server, tool=tool)
+    if isinstance(leaf, _SESSION_ENDED) or not session_alive:
+        return ChildGone(name=server, tool=tool, reason=_describe(leaf))
+    logger.warning("Unexpected failure calling %s: %s", label, _describe(leaf))
+    return ToolCallFailed(f"{label} failed: {_describe(leaf)}", name=server, tool=tool)

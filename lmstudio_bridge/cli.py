@@ -162,13 +162,12 @@ async def _run(bridge: Bridge, args: argparse.Namespace) -> int:
     result = await bridge.run_task(
         args.mcp,
         args.task,
-        include_reasoning=args.include_reasoning,
         progress=progress,
     )
     if args.json:
         print(result.model_dump_json(indent=2))  # stdout-ok
     else:
-        print(render_task(result))  # stdout-ok
+        print(render_task(result, include_reasoning=args.include_reasoning))  # stdout-ok
     return EXIT_OK
 
 

@@ -1,7 +1,9 @@
 """Typed settings: defaults, then environment variables, then command-line flags.
 
-Every setting is declared once, in ``SETTINGS``; the environment reader, the
-argument parser and the configuration reference in the docs all come from it.
+Every setting is declared once, as a field of ``Settings`` made by ``setting()``:
+its type, default and bounds, the variables and flag it comes from, and its help.
+``SETTINGS`` lists them; the environment reader, the argument parser, error
+messages and the configuration reference in the docs all come from it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr, ValidationError, field_validator
 
 from .errors import ConfigError
 
@@ -23,6 +25,13 @@ DEFAULT_PORT = 1234
 DEFAULT_MODEL_CACHE_TTL = 60.0
 DEFAULT_LIST_TIMEOUT = 5.0
 DEFAULT_REQUEST_TIMEOUT = 600.0
+DEFAULT_FIRST_TOKEN_TIMEOUT = 300.0
+DEFAULT_STREAM_IDLE_TIMEOUT = 60.0
+DEFAULT_REPLY_TOKENS = 2048
+DEFAULT_REASONING_TOKENS = 8192
+DEFAULT_TEMPERATURE = 0.0
+"""Sent when the user sets no temperature (and ``sampling`` is ``bridge``): measured best for tool calls
+with small models, see docs/performance.md."""
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_MAX_ROUNDS = 25
 DEFAULT_TOOL_TIMEOUT = 120.0
@@ -36,31 +45,149 @@ MAX_TASK_CHARS = 100_000
 """A task longer than this is refused: no local context window holds it."""
 
 
+def setting(env: tuple[str, ...], *, help: str, flag: str | None = None, metavar: str = "N", **field: Any) -> Any:
+    """A field of ``Settings`` with where its value may come from and what it means: one declaration
+    serves the model, the environment reader, the argument parser and the docs' table."""
+    where: dict[str, JsonValue] = {"env": list(env), "flag": flag, "metavar": metavar}
+    return Field(description=help, json_schema_extra=where, **field)
+
+
 class Settings(BaseModel):
     """Everything the bridge can be told. Built by ``load_settings``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    base_url: str = Field(default=f"http://{DEFAULT_HOST}:{DEFAULT_PORT}")
-    api_key: SecretStr | None = None
-    default_model: str | None = None
-    model_cache_ttl: float = Field(default=DEFAULT_MODEL_CACHE_TTL, ge=0)
-    list_timeout: float = Field(default=DEFAULT_LIST_TIMEOUT, gt=0)
-    request_timeout: float = Field(default=DEFAULT_REQUEST_TIMEOUT, gt=0)
-    max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=10)
-    max_rounds: int = Field(default=DEFAULT_MAX_ROUNDS, ge=1, le=1000)
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    tool_timeout: float = Field(default=DEFAULT_TOOL_TIMEOUT, gt=0)
-    task_timeout: float = Field(default=DEFAULT_TASK_TIMEOUT, gt=0)
-    tool_result_chars: int = Field(default=DEFAULT_TOOL_RESULT_CHARS, ge=200)
-    child_start_timeout: float = Field(default=DEFAULT_CHILD_START_TIMEOUT, gt=0)
-    child_idle_timeout: float = Field(default=DEFAULT_CHILD_IDLE_TIMEOUT, ge=0)
-    max_concurrent_tasks: int = Field(default=DEFAULT_MAX_CONCURRENT_TASKS, ge=1, le=256)
-    max_children: int = Field(default=DEFAULT_MAX_CHILDREN, ge=1, le=256)
-    mcp_config: tuple[Path, ...] = ()
-    exclusive_mcps: tuple[str, ...] = ()
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    base_url: str = setting(
+        ("LMSTUDIO_BASE_URL",),
+        flag="--base-url", metavar="URL", default=f"http://{DEFAULT_HOST}:{DEFAULT_PORT}",
+        help="Full server address; overrides host and port. Any OpenAI-compatible server works.",
+    )
+    api_key: SecretStr | None = setting(
+        ("LMSTUDIO_API_KEY", "LM_API_TOKEN"),
+        metavar="TOKEN", default=None,
+        help="Sent as `Authorization: Bearer ...` when LM Studio requires authentication.",
+    )
+    default_model: str | None = setting(
+        ("LMSTUDIO_DEFAULT_MODEL",),
+        flag="--model", metavar="MODEL", default=None,
+        help="Model used when a call names none (default: the first loaded model that is not an embedding model).",
+    )
+    model_cache_ttl: float = setting(
+        ("LMSTUDIO_BRIDGE_MODEL_CACHE_TTL",),
+        metavar="SECONDS", default=DEFAULT_MODEL_CACHE_TTL, ge=0,
+        help=f"Seconds the model list is cached (default {DEFAULT_MODEL_CACHE_TTL:g}).",
+    )
+    list_timeout: float = setting(
+        ("LMSTUDIO_BRIDGE_LIST_TIMEOUT",),
+        metavar="SECONDS", default=DEFAULT_LIST_TIMEOUT, gt=0,
+        help=f"Seconds to wait for the model list (default {DEFAULT_LIST_TIMEOUT:g}).",
+    )
+    request_timeout: float = setting(
+        ("LMSTUDIO_BRIDGE_REQUEST_TIMEOUT",),
+        flag="--request-timeout", metavar="SECONDS", default=DEFAULT_REQUEST_TIMEOUT, gt=0,
+        help=f"Seconds one model reply may take in all; local models can be slow (default {DEFAULT_REQUEST_TIMEOUT:g}).",
+    )
+    first_token_timeout: float = setting(
+        ("LMSTUDIO_BRIDGE_FIRST_TOKEN_TIMEOUT",),
+        metavar="SECONDS", default=DEFAULT_FIRST_TOKEN_TIMEOUT, gt=0,
+        help=f"Seconds to wait for the first token of a reply; reading a long prompt (or loading the model) "
+        f"happens in this time (default {DEFAULT_FIRST_TOKEN_TIMEOUT:g}).",
+    )
+    stream_idle_timeout: float = setting(
+        ("LMSTUDIO_BRIDGE_STREAM_IDLE_TIMEOUT",),
+        metavar="SECONDS", default=DEFAULT_STREAM_IDLE_TIMEOUT, gt=0,
+        help=f"Seconds a reply may go silent once it has started (default {DEFAULT_STREAM_IDLE_TIMEOUT:g}).",
+    )
+    reply_tokens: int = setting(
+        ("LMSTUDIO_BRIDGE_REPLY_TOKENS",),
+        metavar="TOKENS", default=DEFAULT_REPLY_TOKENS, ge=16,
+        help=f"Tokens of answer text after which the bridge stops a reply (default {DEFAULT_REPLY_TOKENS}); "
+        "replies are also stopped when they start repeating themselves or hold a complete tool call.",
+    )
+    reasoning_tokens: int = setting(
+        ("LMSTUDIO_BRIDGE_REASONING_TOKENS",),
+        metavar="TOKENS", default=DEFAULT_REASONING_TOKENS, ge=16,
+        help=f"Tokens of reasoning after which the bridge stops a reply (default {DEFAULT_REASONING_TOKENS}).",
+    )
+    sampling_source: Literal["bridge", "server"] = setting(
+        ("LMSTUDIO_BRIDGE_SAMPLING",),
+        metavar="SOURCE", default="bridge",
+        help=f"`bridge` (default): send temperature {DEFAULT_TEMPERATURE:g} unless LMSTUDIO_BRIDGE_TEMPERATURE says "
+        "otherwise; `server`: send only what is set here, and leave the rest to the model's preset in LM Studio.",
+    )
+    max_retries: int = setting(
+        ("LMSTUDIO_BRIDGE_MAX_RETRIES",),
+        default=DEFAULT_MAX_RETRIES, ge=0, le=10,
+        help=f"Retries on connection errors, 429 and 5xx (default {DEFAULT_MAX_RETRIES}).",
+    )
+    max_rounds: int = setting(
+        ("LMSTUDIO_BRIDGE_MAX_ROUNDS",),
+        flag="--max-rounds", default=DEFAULT_MAX_ROUNDS, ge=1, le=1000,
+        help=f"Model turns per task before it must sum up (default {DEFAULT_MAX_ROUNDS}).",
+    )
+    max_tokens: int | None = setting(
+        ("LMSTUDIO_BRIDGE_MAX_TOKENS",),
+        flag="--max-tokens", metavar="TOKENS", default=None, ge=1,
+        help="Tokens one model answer may take (`max_tokens`); unset leaves it to the server. "
+        "Bounds a small model that rambles or repeats itself.",
+    )
+    temperature: float | None = setting(
+        ("LMSTUDIO_BRIDGE_TEMPERATURE",),
+        flag="--temperature", metavar="T", default=None, ge=0, le=2,
+        help=f"Sampling temperature sent with every request (default {DEFAULT_TEMPERATURE:g}, see "
+        "LMSTUDIO_BRIDGE_SAMPLING). 0 to 0.3 makes small models steadier at calling tools.",
+    )
+    tool_timeout: float = setting(
+        ("LMSTUDIO_BRIDGE_TOOL_TIMEOUT",),
+        metavar="SECONDS", default=DEFAULT_TOOL_TIMEOUT, gt=0,
+        help=f"Seconds one tool call may take (default {DEFAULT_TOOL_TIMEOUT:g}).",
+    )
+    task_timeout: float = setting(
+        ("LMSTUDIO_BRIDGE_TASK_TIMEOUT",),
+        flag="--task-timeout", metavar="SECONDS", default=DEFAULT_TASK_TIMEOUT, gt=0,
+        help=f"Deadline for a whole task in seconds (default {DEFAULT_TASK_TIMEOUT:g}).",
+    )
+    tool_result_chars: int = setting(
+        ("LMSTUDIO_BRIDGE_TOOL_RESULT_CHARS",),
+        default=DEFAULT_TOOL_RESULT_CHARS, ge=200,
+        help=f"Characters of one tool result sent to the model; the rest is cut (default {DEFAULT_TOOL_RESULT_CHARS}).",
+    )
+    child_start_timeout: float = setting(
+        ("LMSTUDIO_BRIDGE_CHILD_START_TIMEOUT",),
+        metavar="SECONDS", default=DEFAULT_CHILD_START_TIMEOUT, gt=0,
+        help=f"Seconds a child MCP server has to start and answer initialize (default {DEFAULT_CHILD_START_TIMEOUT:g}).",
+    )
+    child_idle_timeout: float = setting(
+        ("LMSTUDIO_BRIDGE_CHILD_IDLE_TIMEOUT",),
+        metavar="SECONDS", default=DEFAULT_CHILD_IDLE_TIMEOUT, ge=0,
+        help=f"Seconds an unused child MCP server is kept warm; 0 starts one per task "
+        f"(default {DEFAULT_CHILD_IDLE_TIMEOUT:g}).",
+    )
+    max_concurrent_tasks: int = setting(
+        ("LMSTUDIO_BRIDGE_MAX_CONCURRENT_TASKS",),
+        default=DEFAULT_MAX_CONCURRENT_TASKS, ge=1, le=256,
+        help=f"Tasks run at once; more wait their turn (default {DEFAULT_MAX_CONCURRENT_TASKS}).",
+    )
+    max_children: int = setting(
+        ("LMSTUDIO_BRIDGE_MAX_CHILDREN",),
+        default=DEFAULT_MAX_CHILDREN, ge=1, le=256,
+        help=f"Child MCP servers alive at once (default {DEFAULT_MAX_CHILDREN}).",
+    )
+    mcp_config: tuple[Path, ...] = setting(
+        ("LMSTUDIO_BRIDGE_MCP_CONFIG", "MCP_JSON_PATH"),
+        flag="--mcp-config", metavar="PATH", default=(),
+        help="MCP config file(s) to read first; the variable takes a path list, the flag may repeat.",
+    )
+    exclusive_mcps: tuple[str, ...] = setting(
+        ("LMSTUDIO_BRIDGE_EXCLUSIVE_MCPS",),
+        metavar="NAMES", default=(),
+        help="Comma-separated MCP names whose child serves one task at a time (concurrent tasks get their own).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting(
+        ("LMSTUDIO_BRIDGE_LOG_LEVEL",),
+        flag="--log-level", metavar="LEVEL", default="INFO",
+        help="DEBUG, INFO, WARNING or ERROR.",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -91,9 +218,18 @@ class Settings(BaseModel):
 
     @property
     def sampling(self) -> dict[str, Any]:
-        """The request parameters set by the user, for every chat request of a task."""
-        params = {"max_tokens": self.max_tokens, "temperature": self.temperature}
+        """The sampling parameters for every chat request of a task: what the user set, exactly; for what
+        they did not set, the bridge's defaults, unless ``sampling_source`` leaves it to the server."""
+        temperature = self.temperature
+        if temperature is None and self.sampling_source == "bridge":
+            temperature = DEFAULT_TEMPERATURE
+        params = {"max_tokens": self.max_tokens, "temperature": temperature}
         return {key: value for key, value in params.items() if value is not None}
+
+    @field_validator("sampling_source", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)
@@ -107,142 +243,27 @@ class Setting:
     metavar: str = "N"
 
 
-SETTINGS: tuple[Setting, ...] = (
+_ADDRESS_PARTS = (
     Setting("host", ("LMSTUDIO_HOST",), "--host", f"LM Studio's host (default {DEFAULT_HOST}).", "HOST"),
     Setting("port", ("LMSTUDIO_PORT",), "--port", f"LM Studio's port (default {DEFAULT_PORT}).", "PORT"),
-    Setting(
-        "base_url",
-        ("LMSTUDIO_BASE_URL",),
-        "--base-url",
-        "Full server address; overrides host and port. Any OpenAI-compatible server works.",
-        "URL",
-    ),
-    Setting(
-        "api_key",
-        ("LMSTUDIO_API_KEY", "LM_API_TOKEN"),
-        None,
-        "Sent as `Authorization: Bearer ...` when LM Studio requires authentication.",
-        "TOKEN",
-    ),
-    Setting(
-        "default_model",
-        ("LMSTUDIO_DEFAULT_MODEL",),
-        "--model",
-        "Model used when a call names none (default: the first loaded model that is not an embedding model).",
-        "MODEL",
-    ),
-    Setting(
-        "model_cache_ttl",
-        ("LMSTUDIO_BRIDGE_MODEL_CACHE_TTL",),
-        None,
-        f"Seconds the model list is cached (default {DEFAULT_MODEL_CACHE_TTL:g}).",
-        "SECONDS",
-    ),
-    Setting(
-        "list_timeout",
-        ("LMSTUDIO_BRIDGE_LIST_TIMEOUT",),
-        None,
-        f"Seconds to wait for the model list (default {DEFAULT_LIST_TIMEOUT:g}).",
-        "SECONDS",
-    ),
-    Setting(
-        "request_timeout",
-        ("LMSTUDIO_BRIDGE_REQUEST_TIMEOUT",),
-        "--request-timeout",
-        f"Seconds to wait for one model answer; local models can be slow (default {DEFAULT_REQUEST_TIMEOUT:g}).",
-        "SECONDS",
-    ),
-    Setting(
-        "max_retries",
-        ("LMSTUDIO_BRIDGE_MAX_RETRIES",),
-        None,
-        f"Retries on connection errors, 429 and 5xx (default {DEFAULT_MAX_RETRIES}).",
-    ),
-    Setting(
-        "max_rounds",
-        ("LMSTUDIO_BRIDGE_MAX_ROUNDS",),
-        "--max-rounds",
-        f"Model turns per task before it must sum up (default {DEFAULT_MAX_ROUNDS}).",
-    ),
-    Setting(
-        "max_tokens",
-        ("LMSTUDIO_BRIDGE_MAX_TOKENS",),
-        "--max-tokens",
-        "Tokens one model answer may take (`max_tokens`); unset leaves it to the server. "
-        "Bounds a small model that rambles or repeats itself.",
-        "TOKENS",
-    ),
-    Setting(
-        "temperature",
-        ("LMSTUDIO_BRIDGE_TEMPERATURE",),
-        "--temperature",
-        "Sampling temperature sent with every request; unset leaves it to the server. "
-        "0 to 0.3 makes small models steadier at calling tools.",
-        "T",
-    ),
-    Setting(
-        "tool_timeout",
-        ("LMSTUDIO_BRIDGE_TOOL_TIMEOUT",),
-        None,
-        f"Seconds one tool call may take (default {DEFAULT_TOOL_TIMEOUT:g}).",
-        "SECONDS",
-    ),
-    Setting(
-        "task_timeout",
-        ("LMSTUDIO_BRIDGE_TASK_TIMEOUT",),
-        "--task-timeout",
-        f"Deadline for a whole task in seconds (default {DEFAULT_TASK_TIMEOUT:g}).",
-        "SECONDS",
-    ),
-    Setting(
-        "tool_result_chars",
-        ("LMSTUDIO_BRIDGE_TOOL_RESULT_CHARS",),
-        None,
-        f"Characters of one tool result sent to the model; the rest is cut (default {DEFAULT_TOOL_RESULT_CHARS}).",
-    ),
-    Setting(
-        "child_start_timeout",
-        ("LMSTUDIO_BRIDGE_CHILD_START_TIMEOUT",),
-        None,
-        f"Seconds a child MCP server has to start and answer initialize (default {DEFAULT_CHILD_START_TIMEOUT:g}).",
-        "SECONDS",
-    ),
-    Setting(
-        "child_idle_timeout",
-        ("LMSTUDIO_BRIDGE_CHILD_IDLE_TIMEOUT",),
-        None,
-        f"Seconds an unused child MCP server is kept warm; 0 starts one per task "
-        f"(default {DEFAULT_CHILD_IDLE_TIMEOUT:g}).",
-        "SECONDS",
-    ),
-    Setting(
-        "max_concurrent_tasks",
-        ("LMSTUDIO_BRIDGE_MAX_CONCURRENT_TASKS",),
-        None,
-        f"Tasks run at once; more wait their turn (default {DEFAULT_MAX_CONCURRENT_TASKS}).",
-    ),
-    Setting(
-        "max_children",
-        ("LMSTUDIO_BRIDGE_MAX_CHILDREN",),
-        None,
-        f"Child MCP servers alive at once (default {DEFAULT_MAX_CHILDREN}).",
-    ),
-    Setting(
-        "mcp_config",
-        ("LMSTUDIO_BRIDGE_MCP_CONFIG", "MCP_JSON_PATH"),
-        "--mcp-config",
-        "MCP config file(s) to read first; the variable takes a path list, the flag may repeat.",
-        "PATH",
-    ),
-    Setting(
-        "exclusive_mcps",
-        ("LMSTUDIO_BRIDGE_EXCLUSIVE_MCPS",),
-        None,
-        "Comma-separated MCP names whose child serves one task at a time (concurrent tasks get their own).",
-        "NAMES",
-    ),
-    Setting("log_level", ("LMSTUDIO_BRIDGE_LOG_LEVEL",), "--log-level", "DEBUG, INFO, WARNING or ERROR.", "LEVEL"),
 )
+"""Host and port: not settings of their own, they make up ``base_url`` when it is not given."""
+
+
+def _declared(name: str) -> Setting:
+    info = Settings.model_fields[name]
+    where = info.json_schema_extra
+    assert isinstance(where, dict) and info.description is not None, name
+    env, flag, metavar = where["env"], where["flag"], where["metavar"]
+    assert isinstance(env, list) and isinstance(metavar, str) and (flag is None or isinstance(flag, str))
+    return Setting(name, tuple(str(v) for v in env), flag, info.description, metavar)
+
+
+SETTINGS: tuple[Setting, ...] = (*_ADDRESS_PARTS, *(_declared(name) for name in Settings.model_fields))
+ENV_NAMES = {s.field: s.env[0] for s in SETTINGS}
+"""The variable that sets each setting, for messages that tell the user what to change."""
+MCP_CONFIG_ENV = _declared("mcp_config").env
+"""The variables that name MCP config files, in the order they are read."""
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -300,7 +321,7 @@ def load_settings(environ: Mapping[str, str] | None = None, flags: Mapping[str, 
 
 def _env_config_paths(environ: Mapping[str, str]) -> list[str]:
     paths: list[str] = []
-    for var in ("LMSTUDIO_BRIDGE_MCP_CONFIG", "MCP_JSON_PATH"):
+    for var in MCP_CONFIG_ENV:
         paths += [p for p in environ.get(var, "").split(os.pathsep) if p.strip()]
     return paths
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from .errors import BridgeError, LMStudioAuthError, LMStudioUnreachable, NoModelsLoaded
+from .errors import BridgeError, LMStudioAuthError, LMStudioUnreachable, NoModelsLoaded, quoted
 from .service import Bridge
 
 OK, BAD, NOTE = "ok  ", "FAIL", "note"
@@ -48,7 +48,7 @@ async def _check_lmstudio(bridge: Bridge, say: Say) -> bool:
     say(OK, f"{len(listing.models)} model(s): {', '.join(listing.names[:8])}{' ...' if len(listing.models) > 8 else ''}")
     configured = bridge.settings.default_model
     if configured and listing.match(configured) is None:
-        say(BAD, f"LMSTUDIO_DEFAULT_MODEL={configured!r} is not listed", "use an id from `lmstudio-bridge models`")
+        say(BAD, f"LMSTUDIO_DEFAULT_MODEL={quoted(configured)} is not listed", "use an id from `lmstudio-bridge models`")
         return False
     say(OK, f"default model: {listing.default}" + (" (LMSTUDIO_DEFAULT_MODEL)" if configured else " (first loaded)"))
     return True

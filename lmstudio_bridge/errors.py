@@ -14,7 +14,10 @@
     │   ├── McpNotFound              no configured server has that name
     │   ├── McpDisabled              the entry is marked "disabled"
     │   ├── McpSelfReference         the entry would start lmstudio-bridge itself
-    │   └── McpStartError            the child did not start or did not answer initialize
+    │   ├── McpStartError            the child did not start or did not answer initialize
+    │   └── ToolCallFailed           a tool call brought no result (the child answered with an error)
+    │       ├── ToolTimeout          no result within the tool timeout
+    │       └── ChildGone            the child's session ended: it exited, or its pipe broke
     ├── InvalidRequest               a tool argument is unusable (empty task, too long, ...)
     └── TaskTimeout                  a task ran past its deadline
 
@@ -29,10 +32,6 @@ from collections.abc import Sequence
 
 class BridgeError(Exception):
     """Base class: a failure with a message fit to show the user as it is."""
-
-    @property
-    def message(self) -> str:
-        return str(self)
 
 
 class ConfigError(BridgeError):
@@ -97,7 +96,7 @@ class ModelNotFound(BridgeError):
 
     def __init__(self, model: str, available: Sequence[str]) -> None:
         listed = ", ".join(available) if available else "(none)"
-        super().__init__(f"Model '{model}' not found. Available models: {listed}")
+        super().__init__(f"Model {quoted(model)} not found. Available models: {listed}")
         self.model = model
         self.available = list(available)
 
@@ -113,7 +112,7 @@ class McpError(BridgeError):
 class McpNotFound(McpError):
     def __init__(self, name: str, available: Sequence[str]) -> None:
         listed = ", ".join(available) if available else "(none configured)"
-        super().__init__(f"MCP '{name}' not found. Available MCPs: {listed}", name=name)
+        super().__init__(f"MCP {quoted(name)} not found. Available MCPs: {listed}", name=name)
         self.available = list(available)
 
 
@@ -140,9 +139,43 @@ class McpStartError(McpError):
         self.reason = reason
 
 
+class ToolCallFailed(McpError):
+    """A call of one of a child's tools brought no result; ``tool`` is the tool's name on its server.
+
+    A tool that ran and reported its own failure is not this: that is a result with ``is_error``.
+    """
+
+    def __init__(self, message: str, *, name: str, tool: str) -> None:
+        super().__init__(message, name=name)
+        self.tool = tool
+
+
+class ToolTimeout(ToolCallFailed):
+    """The child did not answer the call in time; the child itself may be fine."""
+
+
+class ChildGone(ToolCallFailed):
+    """The child's session ended under the call: the next task needs a new child."""
+
+    def __init__(self, *, name: str, tool: str, reason: str) -> None:
+        super().__init__(f"MCP '{name}' stopped while running {tool}: {reason}", name=name, tool=tool)
+        self.reason = reason
+
+
 class InvalidRequest(BridgeError):
     """A tool argument cannot be used as given."""
 
 
 class TaskTimeout(BridgeError):
     """A task ran past its deadline."""
+
+
+ECHO_CHARS = 100
+"""The most characters of a caller's value an error message (or log line) repeats."""
+
+
+def quoted(value: str, limit: int = ECHO_CHARS) -> str:
+    """``'value'`` for a message; a longer value is cut to ``limit`` characters and its length said."""
+    if len(value) <= limit:
+        return f"'{value}'"
+    return f"'{value[:limit]}…' ({len(value):,} characters)"

@@ -12,13 +12,14 @@ import json
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
 
-from .config import Settings
+from .config import ENV_NAMES, SETTINGS, Settings
+from .reply_watch import Cut, Draft
 from .errors import (
     BadResponse,
     LMStudioAuthError,
@@ -31,6 +32,9 @@ from .errors import (
 
 logger = logging.getLogger(__name__)
 
+_API_KEY_ENV = next(s.env for s in SETTINGS if s.field == "api_key")
+PROGRESS_INTERVAL = 2.0
+"""Seconds between progress reports while a reply streams in."""
 RETRY_BASE_DELAY = 0.5
 RETRY_MAX_DELAY = 8.0
 CONNECT_TIMEOUT = 5.0
@@ -68,6 +72,23 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class GenerationStats:
+    """How one reply was generated, as the bridge saw it."""
+
+    first_token_seconds: float | None = None
+    """From sending the request to the first token (the prompt is read in this time)."""
+    generation_seconds: float = 0.0
+    """From the first token to the last."""
+    tokens: int = 0
+    cut: str | None = None
+    """Why the bridge stopped the reply early (see ``reply_watch.Cut``), if it did."""
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return round(self.tokens / self.generation_seconds, 1) if self.generation_seconds > 0 else None
+
+
+@dataclass(frozen=True)
 class ChatResult:
     """The parts of one chat completion that the agent loop needs."""
 
@@ -78,6 +99,25 @@ class ChatResult:
     finish_reason: str
     usage: Usage = field(default_factory=Usage)
     model: str = ""
+    stats: GenerationStats = field(default_factory=GenerationStats)
+
+
+Watch = Callable[[Draft], Cut | None]
+"""Looks at a reply as it streams in; a ``Cut`` stops it (see ``reply_watch.ReplyWatch``)."""
+OnProgress = Callable[["Progress"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A reply being written: reported about every ``PROGRESS_INTERVAL`` seconds while tokens arrive."""
+
+    tokens: int
+    seconds: float
+    """Since the first token."""
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
 class LMStudioAPI:
@@ -113,9 +153,31 @@ class LMStudioAPI:
         return _parse_openai_models(body)
 
     async def chat(self, payload: Mapping[str, Any]) -> ChatResult:
-        """One ``POST /v1/chat/completions``, retried on connection errors, 429 and 5xx."""
+        """One ``POST /v1/chat/completions`` without streaming, retried on connection errors, 429 and 5xx."""
         body = await self._request("POST", "/v1/chat/completions", json=payload)
         return parse_chat_completion(body, base_url=self.base_url)
+
+    async def stream_chat(
+        self, payload: Mapping[str, Any], *, watch: Watch | None = None, progress: OnProgress | None = None
+    ) -> ChatResult:
+        """One streamed chat completion, read as it arrives and stopped as soon as ``watch`` says so.
+
+        Retried like ``chat`` while nothing has arrived yet. Three bounds hold: the first token within
+        ``first_token_timeout``, no silence longer than ``stream_idle_timeout`` after it, and the whole
+        reply within ``request_timeout``.
+        """
+        body = {**payload, "stream": True, "stream_options": {"include_usage": True}}
+        attempt = 0
+        while True:
+            try:
+                return await _StreamReader(self, body, watch, progress).read()
+            except _Retry as retry:
+                if attempt >= self.settings.max_retries:
+                    if retry.response is not None:
+                        raise self._map_status_error(retry.response, attempts=attempt + 1) from None
+                    raise retry.error from None
+                attempt += 1
+                await asyncio.sleep(retry.delay or _backoff(attempt))
 
     async def _request(
         self,
@@ -163,9 +225,9 @@ class LMStudioAPI:
             return LMStudioUnreachable(self.base_url)
         if isinstance(exc, httpx.TimeoutException):
             waited = timeout or self.settings.request_timeout
+            bound = ENV_NAMES["list_timeout" if timeout else "request_timeout"]
             return LMStudioTimeout(
-                f"LM Studio at {self.base_url} did not answer within {waited:g} s. A large model may need "
-                "longer (LMSTUDIO_BRIDGE_REQUEST_TIMEOUT), or LM Studio may be stuck loading a model.",
+                f"LM Studio at {self.base_url} did not answer within {waited:g} s ({bound}).",
                 base_url=self.base_url,
             )
         if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
@@ -178,7 +240,7 @@ class LMStudioAPI:
         if status in (401, 403):
             return LMStudioAuthError(
                 f"LM Studio at {self.base_url} refused the request (HTTP {status}: {detail}). "
-                "Set LMSTUDIO_API_KEY (or LM_API_TOKEN) to a valid API token from LM Studio's server settings.",
+                f"Set {_API_KEY_ENV[0]} (or {_API_KEY_ENV[1]}) to a valid API token from LM Studio's server settings.",
                 base_url=self.base_url,
             )
         if "no models loaded" in detail.lower():
@@ -189,6 +251,267 @@ class LMStudioAPI:
             base_url=self.base_url,
             status_code=status,
         )
+
+
+class _Retry(Exception):
+    """The request failed before any of the reply arrived, in a way worth another try."""
+
+    def __init__(self, error: LMStudioError, response: httpx.Response | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.response = response
+        self.delay = _retry_after(response) if response is not None else None
+
+
+class _StreamReader:
+    """Reads one streamed reply (server-sent events) into a ``ChatResult``."""
+
+    def __init__(self, api: LMStudioAPI, body: dict[str, Any], watch: Watch | None, progress: OnProgress | None) -> None:
+        self.api = api
+        self.body = body
+        self.watch = watch
+        self.progress = progress
+        self.draft = Draft()
+        self.calls: dict[int, dict[str, str]] = {}
+        self.finish_reason = ""
+        self.usage: Usage | None = None
+        self.model = ""
+        self.cut: Cut | None = None
+        self.started = time.perf_counter()
+        self.first_token_at: float | None = None
+        self.last_token_at = self.started
+        self._reported = 0.0
+
+    async def read(self) -> ChatResult:
+        settings = self.api.settings
+        loop = asyncio.get_running_loop()
+        end_by = loop.time() + settings.request_timeout
+        phase = "first_token"
+        try:
+            async with asyncio.timeout_at(min(end_by, loop.time() + settings.first_token_timeout)) as deadline:
+                request = self.api._http.build_request(
+                    "POST", "/v1/chat/completions", json=self.body, timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT)
+                )
+                response = await self.api._http.send(request, stream=True)
+                try:
+                    await self._check_status(response)
+                    if "text/event-stream" not in response.headers.get("content-type", ""):
+                        # A server that ignores "stream": the whole completion in one body.
+                        return parse_chat_completion(_json(await response.aread(), self.api.base_url), base_url=self.api.base_url)
+                    async for data in _events(response):
+                        had_token = self.first_token_at is not None
+                        if self._take(data) and self.watch is not None and (cut := self.watch(self.draft)):
+                            self.cut = cut
+                            break
+                        if self.first_token_at is not None:
+                            phase = "idle"
+                            deadline.reschedule(min(end_by, loop.time() + settings.stream_idle_timeout))
+                            if not had_token or time.perf_counter() - self._reported >= PROGRESS_INTERVAL:
+                                await self._report()
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise self._timeout(phase if loop.time() < end_by - 0.01 else "total") from None
+        except httpx.HTTPError as exc:
+            error = self.api._map_transport_error(exc, None)
+            if self.first_token_at is None and isinstance(error, LMStudioUnreachable):
+                raise _Retry(error) from exc
+            raise error from exc
+        return self._result()
+
+    async def _report(self) -> None:
+        self._reported = time.perf_counter()
+        if self.progress is not None and self.first_token_at is not None:
+            await self.progress(Progress(self._tokens(), self.last_token_at - self.first_token_at))
+
+    async def _check_status(self, response: httpx.Response) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        await response.aread()
+        error = self.api._map_status_error(response, attempts=1)
+        if status == 429 or status >= 500:
+            raise _Retry(error, response)
+        raise error
+
+    def _take(self, data: str) -> bool:
+        """Adds one event to the draft; True when it brought content, reasoning or a call."""
+        chunk = _json(data.encode(), self.api.base_url, what="a stream event")
+        if not isinstance(chunk, dict):
+            raise self._bad(f"an event that is not a JSON object: {data[:200]!r}")
+        if "error" in chunk:
+            raise LMStudioHTTPError(
+                f"LM Studio at {self.api.base_url} reported an error mid-reply: {_error_detail(chunk['error'])}",
+                base_url=self.api.base_url,
+            )
+        self.model = self.model or str(chunk.get("model") or "")
+        if chunk.get("usage") is not None:
+            self.usage = _usage(chunk["usage"])
+        choices = chunk.get("choices")
+        if choices is None or choices == []:
+            return False
+        if not isinstance(choices, list) or not isinstance(choices[0], dict):
+            raise self._bad(f"'choices' that is not a list of objects: {str(choices)[:200]!r}")
+        choice = choices[0]
+        delta = choice.get("delta") if choice.get("delta") is not None else choice.get("message") or {}
+        if not isinstance(delta, dict):
+            raise self._bad(f"a 'delta' that is not an object: {str(delta)[:200]!r}")
+        self.finish_reason = str(choice.get("finish_reason") or self.finish_reason)
+        brought = False
+        for key, into in (("content", "content"), ("reasoning_content", "reasoning"), ("reasoning", "reasoning")):
+            piece = delta.get(key)
+            if piece is None or piece == "":
+                continue
+            if not isinstance(piece, str):
+                raise self._bad(f"'{key}' that is not text: {str(piece)[:200]!r}")
+            setattr(self.draft, into, getattr(self.draft, into) + piece)
+            if into == "content":
+                self.draft.content_tokens += 1
+            else:
+                self.draft.reasoning_tokens += 1
+            brought = True
+        calls = delta.get("tool_calls")
+        if calls is not None:
+            if not isinstance(calls, list):
+                raise self._bad(f"'tool_calls' that is not a list: {str(calls)[:200]!r}")
+            for piece in calls:
+                self._take_call(piece)
+                brought = True
+        if brought:
+            now = time.perf_counter()
+            self.first_token_at = self.first_token_at or now
+            self.last_token_at = now
+        return brought
+
+    def _take_call(self, piece: Any) -> None:
+        function = piece.get("function") if isinstance(piece, dict) else None
+        if not isinstance(function, dict):
+            raise self._bad(f"a tool call that is not an object with a 'function' object: {str(piece)[:200]!r}")
+        index = piece.get("index", len(self.calls))
+        if not isinstance(index, int):
+            index = len(self.calls)
+        call = self.calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+        if piece.get("id"):
+            call["id"] = str(piece["id"])
+        name, arguments = function.get("name"), function.get("arguments")
+        if isinstance(name, str) and name and name != call["name"]:
+            call["name"] += name
+        if isinstance(arguments, str):
+            call["arguments"] += arguments
+        elif arguments is not None:
+            call["arguments"] = json.dumps(arguments)
+
+    def _tokens(self) -> int:
+        return self.draft.content_tokens + self.draft.reasoning_tokens + len(self.calls)
+
+    def _result(self) -> ChatResult:
+        content = self.draft.content
+        if self.cut is not None and self.cut.keep_chars is not None:
+            content = content[: self.cut.keep_chars]
+        message: dict[str, Any] = {"role": "assistant", "content": content or None}
+        if self.draft.reasoning:
+            message["reasoning_content"] = self.draft.reasoning
+        calls = tuple(
+            ToolCallRequest(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"] or "{}")
+            for i, c in sorted(self.calls.items())
+        )
+        if calls:
+            message["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
+            ]
+        first = self.first_token_at
+        stats = GenerationStats(
+            first_token_seconds=round(first - self.started, 3) if first is not None else None,
+            generation_seconds=round(self.last_token_at - first, 3) if first is not None else 0.0,
+            tokens=self.usage.completion_tokens if self.usage and self.usage.completion_tokens else self._tokens(),
+            cut=self.cut.reason if self.cut else None,
+        )
+        return ChatResult(
+            message=message,
+            content=content,
+            tool_calls=calls,
+            finish_reason="cut" if self.cut else self.finish_reason,
+            usage=self.usage or Usage(completion_tokens=stats.tokens, total_tokens=stats.tokens),
+            model=self.model,
+            stats=stats,
+        )
+
+    def _bad(self, what: str) -> BadResponse:
+        return BadResponse(
+            f"The model server at {self.api.base_url} sent {what}. It does not follow the OpenAI chat "
+            "completions stream format; check that LMSTUDIO_BASE_URL points at LM Studio or another "
+            "OpenAI-compatible server.",
+            base_url=self.api.base_url,
+        )
+
+    def _timeout(self, phase: str) -> LMStudioTimeout:
+        settings = self.api.settings
+        base = self.api.base_url
+        if self.first_token_at is None:
+            waited, setting = min(
+                (settings.first_token_timeout, ENV_NAMES["first_token_timeout"]),
+                (settings.request_timeout, ENV_NAMES["request_timeout"]),
+            )
+            return LMStudioTimeout(
+                f"The model at {base} wrote nothing within {waited:g} s of the request ({setting} bounds the "
+                "wait for the first token, which includes reading the prompt).",
+                base_url=base,
+            )
+        written = self._tokens()
+        since = self.last_token_at - (self.first_token_at or self.started)
+        rate = f", {written / since:.1f} tokens/s" if since > 0 else ""
+        if phase == "idle":
+            return LMStudioTimeout(
+                f"The model at {base} went silent for {settings.stream_idle_timeout:g} s in the middle of its "
+                f"reply, after {written} tokens ({ENV_NAMES['stream_idle_timeout']}).",
+                base_url=base,
+            )
+        return LMStudioTimeout(
+            f"The model at {base} was still writing after {settings.request_timeout:g} s: {written} tokens "
+            f"in {since:.0f} s{rate}. {ENV_NAMES['request_timeout']} bounds one reply; "
+            f"{ENV_NAMES['max_tokens']} bounds its length.",
+            base_url=base,
+        )
+
+
+async def _events(response: httpx.Response) -> AsyncIterator[str]:
+    """The data of each server-sent event, up to ``[DONE]``."""
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        if data:
+            yield data
+
+
+def _json(raw: bytes, base_url: str, *, what: str = "a reply") -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadResponse(
+            f"The model server at {base_url} sent something that is not JSON as {what}: {raw[:200]!r}",
+            base_url=base_url,
+        ) from None
+
+
+def _error_detail(error: Any) -> str:
+    if isinstance(error, dict):
+        error = error.get("message", error)
+    return str(error)[:500]
+
+
+def _usage(raw: Any) -> Usage | None:
+    """Token counts, or None (logged) when the server sent something else."""
+    if not isinstance(raw, dict):
+        logger.warning("Ignoring a 'usage' that is not an object: %.200r", raw)
+        return None
+    try:
+        return Usage(**{k: int(raw.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
+    except (TypeError, ValueError):
+        logger.warning("Ignoring a 'usage' with counts that are not numbers: %.200r", raw)
+        return None
 
 
 class LLMClient:
@@ -203,15 +526,21 @@ class LLMClient:
         messages: Sequence[Mapping[str, Any]],
         *,
         tools: Sequence[Mapping[str, Any]] | None = None,
+        watch: Watch | None = None,
+        progress: OnProgress | None = None,
         **params: Any,
     ) -> ChatResult:
-        payload: dict[str, Any] = {"model": self.model, "messages": list(messages), "stream": False, **params}
+        """One reply, streamed; ``watch`` may stop it early, ``progress`` hears about it while it is written."""
+        payload: dict[str, Any] = {"model": self.model, "messages": list(messages), **params}
         if tools:
             payload["tools"] = list(tools)
             payload.setdefault("tool_choice", "auto")
-        started = time.perf_counter()
-        result = await self.api.chat(payload)
-        logger.debug("chat %s: %.0f ms, finish=%s", self.model, (time.perf_counter() - started) * 1000, result.finish_reason)
+        result = await self.api.stream_chat(payload, watch=watch, progress=progress)
+        stats = result.stats
+        logger.debug(
+            "chat %s: first token %.2f s, %d tokens at %s tok/s, finish=%s",
+            self.model, stats.first_token_seconds or 0, stats.tokens, stats.tokens_per_second, result.finish_reason,
+        )  # fmt: skip
         return result
 
 
@@ -286,7 +615,7 @@ def _error_text(response: httpx.Response) -> str:
 
 
 def _backoff(attempt: int) -> float:
-    delay = min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2 ** (attempt - 1))
+    delay: float = min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2 ** (attempt - 1))
     return delay * random.uniform(0.8, 1.2)
 
 

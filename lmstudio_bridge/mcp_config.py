@@ -39,11 +39,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from .config import MCP_CONFIG_ENV
 from .errors import McpDisabled, McpError, McpNotFound, McpSelfReference
 
 logger = logging.getLogger(__name__)
 
-CONFIG_ENV_VARS = ("LMSTUDIO_BRIDGE_MCP_CONFIG", "MCP_JSON_PATH")
+CONFIG_ENV_VARS = MCP_CONFIG_ENV
 FLAG_KIND = "--mcp-config"
 PROJECT_KIND = "project .mcp.json"
 LMSTUDIO_KIND = "LM Studio"
@@ -63,7 +64,10 @@ class McpServerSpec(BaseModel, frozen=True, extra="forbid"):
 
     Frozen and hashable: an edited entry gives a different spec, so a spec (or
     its ``launch_key()``) can key a cache of running children. ``env`` and
-    ``headers`` values are masked in ``repr()`` and ``str()``.
+    ``headers`` values are masked in ``repr()`` and ``str()``; ``command``,
+    ``args`` and ``url`` appear there as written in the file, since a ``${VAR}``
+    in them may hold a secret. Show ``shown_command`` and ``shown_url``, never
+    the expanded values.
     """
 
     name: str
@@ -83,6 +87,24 @@ class McpServerSpec(BaseModel, frozen=True, extra="forbid"):
     """The entry would start lmstudio-bridge itself."""
     unsupported: str | None = None
     """Why the entry cannot be used (an unsupported type or an invalid entry); None if it can."""
+    written_command: str | None = None
+    written_args: tuple[str, ...] | None = None
+    written_url: str | None = None
+    """``command``, ``args`` and ``url`` as written in the file, ``${VAR}`` unexpanded; None in a spec built in code."""
+
+    @property
+    def shown_command(self) -> str | None:
+        """The command line to show: as written in the file, so no expanded variable (a token) appears."""
+        command = self.written_command if self.written_command is not None else self.command
+        if command is None:
+            return None
+        args = self.written_args if self.written_args is not None else self.args
+        return " ".join([command, *args])
+
+    @property
+    def shown_url(self) -> str | None:
+        """The URL to show: as written in the file (``${VAR}`` unexpanded)."""
+        return self.written_url if self.written_url is not None else self.url
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -97,9 +119,14 @@ class McpServerSpec(BaseModel, frozen=True, extra="forbid"):
         return (self.transport, self.command, self.args, self.env, self.cwd, self.url, self.headers)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        written = {"command": self.written_command, "args": self.written_args, "url": self.written_url}
         for key, value in super().__repr_args__():
             if key in ("env", "headers"):
                 value = tuple((name, MASK) for name, _ in value)
+            elif key in written:
+                value = value if written[key] is None else written[key]
+            elif key is not None and key.startswith("written_"):
+                continue
             yield key, value
 
 
@@ -247,14 +274,16 @@ def _string(raw: Mapping[str, Any], key: str, ctx: _EntryContext) -> str:
     return expanded
 
 
-def _strings(raw: Mapping[str, Any], key: str, ctx: _EntryContext) -> tuple[str, ...]:
+def _strings(raw: Mapping[str, Any], key: str, ctx: _EntryContext) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The list ``key`` expanded, and as written."""
     value = raw.get(key)
     if value is None:
-        return ()
+        return (), ()
     items = [_scalar(item) for item in value] if isinstance(value, list) else [None]
     if any(item is None for item in items):
         raise _InvalidEntry(f'"{key}" must be a list of strings')
-    return tuple(ctx.expand(item) for item in items if item is not None)
+    written = tuple(item for item in items if item is not None)
+    return tuple(ctx.expand(item) for item in written), written
 
 
 def _pairs(raw: Mapping[str, Any], key: str, ctx: _EntryContext) -> tuple[tuple[str, str], ...]:
@@ -322,14 +351,18 @@ def _entry(raw: object, ctx: _EntryContext) -> McpServerSpec:
         url = _string(raw, "url", ctx)
         if not url.lower().startswith(("http://", "https://")):
             raise _InvalidEntry('"url" must start with http:// or https://')
-        return McpServerSpec(**common, transport="http", url=url, headers=_pairs(raw, "headers", ctx))
+        return McpServerSpec(
+            **common, transport="http", url=url, headers=_pairs(raw, "headers", ctx), written_url=raw["url"].strip()
+        )
     command = _string(raw, "command", ctx)
-    args = _strings(raw, "args", ctx)
+    args, written_args = _strings(raw, "args", ctx)
     return McpServerSpec(
         **common,
         transport="stdio",
         command=command,
         args=args,
+        written_command=raw["command"].strip(),
+        written_args=written_args,
         env=_pairs(raw, "env", ctx),
         cwd=_cwd(raw, ctx),
         is_bridge=is_bridge_command(command, args),

@@ -27,12 +27,11 @@ class ModelList:
     models: tuple[ModelInfo, ...]
     ids: frozenset[str]
     default: str | None
-    fetched_at: float
 
     @classmethod
-    def build(cls, models: list[ModelInfo], configured_default: str | None, now: float) -> ModelList:
+    def build(cls, models: list[ModelInfo], configured_default: str | None) -> ModelList:
         chat = tuple(m for m in models if not m.is_embedding)
-        return cls(chat, frozenset(m.id for m in chat), configured_default or _pick_default(chat), now)
+        return cls(chat, frozenset(m.id for m in chat), configured_default or _pick_default(chat))
 
     @property
     def names(self) -> list[str]:
@@ -94,7 +93,7 @@ class ModelValidator:
             future.exception()  # mark retrieved: every waiter sees it anyway
 
     async def _fetch(self) -> ModelList:
-        listing = ModelList.build(await self._api.list_models(), self._default_model, self._clock())
+        listing = ModelList.build(await self._api.list_models(), self._default_model)
         self._cache["models"] = listing
         return listing
 

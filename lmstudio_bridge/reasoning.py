@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["split_reasoning"]
+__all__ = ["reasoning_spans", "split_reasoning"]
 
 OPEN, CLOSE = "<think>", "</think>"
 _REASONING_FIELDS = ("reasoning_content", "reasoning")
@@ -30,19 +30,36 @@ def split_reasoning(message: dict[str, Any]) -> tuple[str, str]:
     return "\n\n".join(parts), answer
 
 
-def _split_content(content: str) -> tuple[list[str], str]:
-    thoughts: list[str] = []
+def reasoning_spans(content: str, *, unclosed: bool = True) -> list[tuple[int, int]]:
+    """Where ``content`` holds reasoning, tags included, in order: everything up to a lone ``</think>``,
+    closed ``<think>`` blocks, and (with ``unclosed``) an unclosed ``<think>`` that opens the rest."""
+    spans: list[tuple[int, int]] = []
+    position = 0
     lone = content.find(CLOSE)
     if lone >= 0 and OPEN not in content[:lone]:
-        thoughts.append(content[:lone].strip())
-        content = content[lone + len(CLOSE) :]
-    thoughts.extend(match.group(1).strip() for match in _BLOCK.finditer(content))
-    content = _BLOCK.sub("", content)
-    stripped = content.lstrip()
-    if stripped.startswith(OPEN):
-        thoughts.append(stripped[len(OPEN) :].strip())
-        content = ""
-    return thoughts, content.strip()
+        position = lone + len(CLOSE)
+        spans.append((0, position))
+    for match in _BLOCK.finditer(content, position):
+        spans.append(match.span())
+        position = match.end()
+    rest = content[position:]
+    if unclosed and rest.lstrip().startswith(OPEN):
+        spans.append((position, len(content)))
+    return spans
+
+
+def _split_content(content: str) -> tuple[list[str], str]:
+    thoughts: list[str] = []
+    answer: list[str] = []
+    position = 0
+    for start, end in reasoning_spans(content):
+        answer.append(content[position:start])
+        inner = content[start:end].strip()
+        inner = inner.removeprefix(OPEN).removesuffix(CLOSE) if inner.startswith(OPEN) else inner.removesuffix(CLOSE)
+        thoughts.append(inner.strip())
+        position = end
+    answer.append(content[position:])
+    return thoughts, "".join(answer).strip()
 
 
 def _text(content: Any) -> str:

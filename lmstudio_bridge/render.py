@@ -46,17 +46,21 @@ def render_mcps(result: McpListResult) -> str:
     return "\n".join(lines)
 
 
-def render_task(result: TaskResult) -> str:
+def render_task(result: TaskResult, *, include_reasoning: bool = False) -> str:
+    """The answer, with a note when the task ended early, and the reasoning only when asked for."""
     text = result.answer or "(the model gave an empty answer)"
     if result.stop_reason == "round_limit":
         text += (
             f"\n\n[Round limit reached: the model used all {result.rounds - 1} tool rounds; "
             "this is its answer from the results so far. Raise max_rounds for a longer task.]"
         )
-    elif result.stop_reason == "repeated_call":
-        text += "\n\n[Stopped early: the model asked again for a tool call it had already made; this is its answer from the results.]"
-    elif result.stop_reason == "no_answer":
+    if result.generation.answer_cut == "budget":
+        text += (
+            "\n\n[The answer was cut off: it ran past the bridge's reply budget (LMSTUDIO_BRIDGE_REPLY_TOKENS). "
+            "Ask for a shorter answer, or raise the budget.]"
+        )
+    if result.stop_reason == "no_answer":
         text += "\n\n[The model did not answer; a larger model, or a narrower task, may do better.]"
-    if result.reasoning:
+    if include_reasoning and result.reasoning:
         text += f"\n\n--- reasoning ---\n{result.reasoning}"
     return text

@@ -59,7 +59,21 @@ class TokenUsage(BaseModel):
     total_tokens: int = 0
 
 
-StopReason = Literal["answered", "round_limit", "repeated_call", "no_answer"]
+StopReason = Literal["answered", "round_limit", "no_answer"]
+
+
+class Generation(BaseModel):
+    """How the model's replies were generated, over the whole task."""
+
+    first_token_seconds: float | None = Field(default=None, description="time to the first token of the first reply")
+    tokens: int = Field(default=0, description="tokens the model generated")
+    tokens_per_second: float | None = Field(default=None, description="generation speed, first token to last")
+    replies_cut: int = Field(
+        default=0, description="replies the bridge stopped early: a complete tool call, a loop, or past the budget"
+    )
+    answer_cut: str | None = Field(
+        default=None, description="why the reply holding the answer was stopped early: repetition or budget"
+    )
 
 
 class TaskResult(BaseModel):
@@ -71,4 +85,5 @@ class TaskResult(BaseModel):
     tool_calls: list[ToolCallRecord]
     usage: TokenUsage
     elapsed_seconds: float
-    reasoning: str | None = Field(default=None, description="the model's reasoning, when asked for and given")
+    reasoning: str | None = Field(default=None, description="the model's reasoning, when it gave any")
+    generation: Generation = Field(default_factory=Generation)

@@ -7,24 +7,29 @@ structured content for programs.
 
 from __future__ import annotations
 
+import difflib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
+import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field, ValidationError
+from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
+from mcp.types import CallToolResult, JSONRPCError, TextContent, Tool, ToolAnnotations
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from . import __version__
 from .agent import ProgressFn
-from .config import Settings
-from .errors import BridgeError
+from .config import MAX_TASK_CHARS, Settings
+from .errors import BridgeError, quoted
 from .render import render_health, render_mcps, render_models, render_task
 from .results import HealthResult, McpListResult, ModelsResult, TaskResult
-from .service import Bridge
+from .service import MAX_MODEL_CHARS, MAX_NAME_CHARS, Bridge
+from .wire import ScreenedLines, claimed_stdin
 
 logger = logging.getLogger(__name__)
 
@@ -38,22 +43,80 @@ a reasoning model for analysis)."""
 ResultT = TypeVar("ResultT", bound=BaseModel)
 Ctx = Context[Bridge, Any]
 
-McpName = Annotated[str, Field(description="Name of an MCP server from the user's MCP config (see list_mcps).")]
-Task = Annotated[str, Field(description="What the local model should do, in plain words, with every detail it needs.")]
+
+
+def _integral(value: object) -> object:
+    """``2.0`` is the integer 2, as in JSON Schema; every other non-integer stays for strict validation to refuse."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# String lengths are published as maxLength and checked in ``service._check_request``, whose
+# messages say the limit without repeating the value. Numbers and booleans are strict: "2",
+# true or "yes" are refused, not converted.
+NameText = Annotated[str, Field(json_schema_extra={"maxLength": MAX_NAME_CHARS})]
+McpName = Annotated[
+    NameText, Field(description="Name of an MCP server from the user's MCP config (see list_mcps).")
+]
+Task = Annotated[
+    str,
+    Field(
+        description="What the local model should do, in plain words, with every detail it needs.",
+        json_schema_extra={"maxLength": MAX_TASK_CHARS},
+    ),
+]
 Model = Annotated[
-    str | None,
+    Annotated[str, Field(json_schema_extra={"maxLength": MAX_MODEL_CHARS})] | None,
     Field(description="Exact model id from list_models; omit (or 'default') for the default model."),
 ]
 MaxRounds = Annotated[
-    int | None, Field(description="Most model turns before the model must sum up (default from config).")
+    int | None,
+    Field(strict=True, description="Most model turns before the model must sum up (default from config)."),
+    BeforeValidator(_integral),
 ]
-IncludeReasoning = Annotated[bool, Field(description="Append the model's reasoning, when it gave any, to the answer.")]
+IncludeReasoning = Annotated[
+    bool,
+    Field(
+        strict=True,
+        description="Append the model's reasoning, when it gave any, to the answer text "
+        "(the structured result always carries it).",
+    ),
+]
 
 
 class BridgeServer(MCPServer[Bridge]):
-    """``MCPServer`` whose every tool error text starts with ``Error: ``."""
+    """``MCPServer`` whose every tool error text starts with ``Error: ``, and whose tools take no
+    argument they do not list (``additionalProperties: false``)."""
+
+    async def run_stdio_async(self) -> None:
+        """Serves over stdio like ``MCPServer``, but answers every line JSON-RPC says to answer (see ``wire``)."""
+        send_rejected, rejected = anyio.create_memory_object_stream[JSONRPCError](0)
+        with claimed_stdin() as stdin:
+            lines = ScreenedLines(stdin, send_rejected)
+            async with stdio_server(stdin=lines) as (read_stream, write_stream):  # type: ignore[arg-type]
+
+                async def answer_rejected() -> None:
+                    async with rejected:
+                        async for error in rejected:
+                            await write_stream.send(SessionMessage(error))
+
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(answer_rejected)
+                    await self._lowlevel_server.run(
+                        read_stream, write_stream, self._lowlevel_server.create_initialization_options()
+                    )
+                    tasks.cancel_scope.cancel()
+
+    async def list_tools(self) -> list[Tool]:
+        return [_closed(tool) for tool in await super().list_tools()]
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        schemas = {tool.name: tool.input_schema for tool in await self.list_tools()}
+        if name not in schemas:
+            raise ToolError(f"Error: unknown tool {quoted(name)}; the tools are {', '.join(schemas)}.")
+        properties: Mapping[str, Any] = schemas[name].get("properties", {})
+        unknown = [key for key in arguments if key not in properties]
+        if unknown:
+            raise ToolError(f"Error: {_unknown_arguments(name, unknown, list(properties))}")
         try:
             return await super().call_tool(name, arguments, context)
         except UnexpectedToolError:
@@ -62,9 +125,28 @@ class BridgeServer(MCPServer[Bridge]):
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(cause, ValidationError):
-                raise ToolError(f"Error: invalid arguments for {name}: {_validation_summary(cause)}") from None
+                summary = _validation_summary(cause, properties)
+                raise ToolError(f"Error: invalid arguments for {name}: {summary}") from None
             text = str(exc).removeprefix(f"Error executing tool {name}: ")
             raise ToolError(text if text.startswith("Error: ") else f"Error: {text}") from None
+
+
+def _closed(tool: Tool) -> Tool:
+    """The tool with ``additionalProperties: false`` in its input schema: unknown arguments are refused."""
+    return tool.model_copy(update={"input_schema": {**tool.input_schema, "additionalProperties": False}})
+
+
+def _unknown_arguments(tool: str, unknown: list[str], known: list[str]) -> str:
+    """``unknown argument 'modle'; did you mean 'model'?``, or the list of the arguments the tool takes."""
+    guesses = [difflib.get_close_matches(key[:200], known, n=1) for key in unknown[:3]]
+    shown = [quoted(key, 40) + (f" (did you mean '{guess[0]}'?)" if guess else "") for key, guess in zip(unknown, guesses)]
+    if len(unknown) > 3:
+        shown.append(f"and {len(unknown) - 3:,} more")
+    if len(unknown) == 1 and guesses[0]:
+        return f"unknown argument {quoted(unknown[0], 40)}; did you mean '{guesses[0][0]}'?"
+    takes = f"{tool} takes {', '.join(known)}." if known else f"{tool} takes no arguments."
+    noun = "argument" if len(unknown) == 1 else "arguments"
+    return f"unknown {noun} {', '.join(shown)}; {takes}"
 
 
 def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServer:
@@ -115,7 +197,7 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
 
     @server.tool(annotations=delegating)
     async def autonomous_with_multiple_mcps(
-        mcp_names: Annotated[list[str], Field(description="Names of MCP servers from the user's MCP config.")],
+        mcp_names: Annotated[list[NameText], Field(description="Names of MCP servers from the user's MCP config.")],
         task: Task,
         ctx: Ctx,
         model: Model = None,
@@ -131,10 +213,8 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
 async def _run_task(
     ctx: Ctx, names: list[str], task: str, model: str | None, max_rounds: int | None, include_reasoning: bool
 ) -> CallToolResult:
-    run = _bridge(ctx).run_task(
-        names, task, model=model, max_rounds=max_rounds, include_reasoning=include_reasoning, progress=_progress(ctx)
-    )
-    return await _respond(run, render_task)
+    run = _bridge(ctx).run_task(names, task, model=model, max_rounds=max_rounds, progress=_progress(ctx))
+    return await _respond(run, lambda result: render_task(result, include_reasoning=include_reasoning))
 
 
 def _bridge(ctx: Ctx) -> Bridge:
@@ -172,9 +252,35 @@ def error_result(message: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=f"Error: {message}")], is_error=True)
 
 
-def _validation_summary(exc: ValidationError) -> str:
+_EXPECTED = {"int_type": "an integer", "bool_type": "true or false", "string_type": "a string", "list_type": "a list"}
+"""Type errors, said as the JSON type the argument needs; other errors keep pydantic's message."""
+
+
+def _validation_summary(exc: ValidationError, properties: Mapping[str, Any] | None = None) -> str:
     parts = []
     for error in exc.errors()[:3]:
         where = ".".join(str(p) for p in error["loc"]) or "arguments"
-        parts.append(f"{where}: {error['msg']}")
+        expected = _EXPECTED.get(error["type"])
+        if expected is None:
+            parts.append(f"{where}: {error['msg']}")
+            continue
+        schema = (properties or {}).get(str(error["loc"][0]), {}) if error["loc"] else {}
+        if len(error["loc"]) == 1 and {"type": "null"} in schema.get("anyOf", []):
+            expected += " or null"
+        parts.append(f"{where}: expected {expected}, got {_described(error['input'])}")
     return "; ".join(parts)
+
+
+def _described(value: object) -> str:
+    """A JSON value as an error message names it, repeating at most a short prefix."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"the string {quoted(value, 40)}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}" if abs(value) < 10**12 else "a very large number"
+    if isinstance(value, list):
+        return "a list"
+    return "an object" if isinstance(value, dict) else type(value).__name__

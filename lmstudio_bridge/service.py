@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 
-from .agent import LoopLimits, ProgressFn, run_agent
+from .agent import LoopLimits, ProgressFn, no_progress, run_agent
 from .children import ChildPool
-from .config import MAX_TASK_CHARS, Settings
+from .config import ENV_NAMES, MAX_TASK_CHARS, Settings
 from .errors import InvalidRequest, LMStudioError, TaskTimeout
 from .lmstudio import LMStudioAPI
 from .mcp_config import McpCatalog, McpServerSpec
@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 MAX_MCPS_PER_TASK = 16
 MAX_NAME_CHARS = 200
+MAX_MODEL_CHARS = 500
 
 
 class Bridge:
@@ -104,8 +105,8 @@ class Bridge:
                 McpEntry(
                     name=spec.name,
                     transport=spec.transport,
-                    command=" ".join([spec.command, *spec.args]) if spec.command else None,
-                    url=spec.url,
+                    command=spec.shown_command,  # as written: an expanded ${VAR} may be a secret
+                    url=spec.shown_url,
                     source=spec.source,
                     disabled=spec.disabled,
                     usable=note is None,
@@ -125,11 +126,10 @@ class Bridge:
         *,
         model: str | None = None,
         max_rounds: int | None = None,
-        include_reasoning: bool = False,
         progress: ProgressFn | None = None,
     ) -> TaskResult:
         """Runs one task with the tools of the named MCP servers, on the requested model."""
-        names = _check_request(mcp_names, task, max_rounds)
+        names = _check_request(mcp_names, task, max_rounds, model)
         specs = await asyncio.to_thread(self._specs, names)  # stats (and may re-read) the config files
         model_id = await self.validator.resolve(model)
         logger.info("Using model: %s", model_id)
@@ -137,8 +137,10 @@ class Bridge:
             max_rounds=max_rounds or self.settings.max_rounds,
             tool_timeout=self.settings.tool_timeout,
             result_chars=self.settings.tool_result_chars,
+            reply_tokens=self.settings.reply_tokens,
+            reasoning_tokens=self.settings.reasoning_tokens,
         )
-        say = progress or _silent
+        say = progress or no_progress
         if self._task_slots.locked():
             await say(f"waiting: {self.settings.max_concurrent_tasks} tasks are already running")
         async with self._task_slots:
@@ -154,19 +156,21 @@ class Bridge:
                             limits=limits,
                             sampling=self.settings.sampling,
                             progress=progress,
-                            include_reasoning=include_reasoning,
                         )
             except TimeoutError:
                 raise TaskTimeout(
                     f"The task ran past its deadline of {self.settings.task_timeout:g} s and was stopped. "
-                    "Raise LMSTUDIO_BRIDGE_TASK_TIMEOUT, or split the task into smaller ones."
+                    f"Raise {ENV_NAMES['task_timeout']}, or split the task into smaller ones."
                 ) from None
 
     def _specs(self, names: Sequence[str]) -> list[McpServerSpec]:
         return [self.catalog.get(name) for name in names]
 
 
-def _check_request(mcp_names: Sequence[str], task: str, max_rounds: int | None) -> list[str]:
+def _check_request(
+    mcp_names: Sequence[str], task: str, max_rounds: int | None, model: str | None = None
+) -> list[str]:
+    """The de-duplicated MCP names; raises ``InvalidRequest``, whose message never repeats a long value."""
     if isinstance(mcp_names, str):
         mcp_names = [mcp_names]
     names = list(dict.fromkeys(n.strip() for n in mcp_names if isinstance(n, str)))
@@ -183,10 +187,15 @@ def _check_request(mcp_names: Sequence[str], task: str, max_rounds: int | None) 
             f"The task is {len(task):,} characters long; the limit is {MAX_TASK_CHARS:,}. "
             "Put large inputs in a file the model can read with a tool, and refer to it."
         )
+    if max_rounds is not None and (isinstance(max_rounds, bool) or not isinstance(max_rounds, int)):
+        raise InvalidRequest(f"max_rounds must be an integer, not {type(max_rounds).__name__}.")
     if max_rounds is not None and not 1 <= max_rounds <= 1000:
-        raise InvalidRequest(f"max_rounds must be between 1 and 1000, not {max_rounds}.")
+        shown = f"{max_rounds}" if abs(max_rounds) < 10**12 else "a number that large"
+        raise InvalidRequest(f"max_rounds must be between 1 and 1000, not {shown}.")
+    if model is not None and len(model) > MAX_MODEL_CHARS:
+        raise InvalidRequest(
+            f"The model name is {len(model):,} characters long; model ids are at most {MAX_MODEL_CHARS}. "
+            "Copy an id from list_models, or leave model out for the default model."
+        )
     return names
 
-
-async def _silent(_: str) -> None:
-    return None

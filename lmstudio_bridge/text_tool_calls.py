@@ -11,7 +11,7 @@ Recognised, in this order of precedence:
    An answer that opens as such a call but breaks off (out of tokens) counts, with its raw
    arguments, so that the model hears its call was broken.
 
-Closed ``<think>...</think>`` reasoning is not searched for calls.
+Reasoning (``<think>...</think>``, see ``reasoning.reasoning_spans``) is not searched for calls.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TextToolCall", "extract_tool_calls"]
+from .reasoning import reasoning_spans
+
+__all__ = ["TextToolCall", "bare_call", "complete_calls", "extract_tool_calls"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,6 @@ _MARKUPS = (
 _FENCE_OPEN = re.compile(r"```[\w+.-]*[ \t]*\n?")
 _EMPTY_FENCE = re.compile(r"```[\w+.-]*\s*```")
 _JSON_START = re.compile(r"[\[{]\s*[\"{]")
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _ARGUMENTS_KEY = re.compile(r'"(?:arguments|parameters)"\s*:\s*')
 _CALL_KEYS = frozenset({"name", "arguments", "parameters", "type", "id"})
@@ -80,6 +81,52 @@ def extract_tool_calls(content: str | None, offered: Collection[str]) -> tuple[l
     found.sort(key=lambda item: item[0])
     rest = _EMPTY_FENCE.sub("", _remove(text, [span for span, _ in found]))
     return [call for _, calls in found for call in calls], rest.strip()
+
+
+def bare_call(content: str | None) -> TextToolCall | None:
+    """The call when ``content`` is nothing but one call-shaped JSON object (fenced or not), whatever it names.
+
+    A small model that calls a tool that does not exist writes exactly this; it is never an answer.
+    """
+    found, rest = extract_tool_calls(content, _EVERY_NAME)
+    return found[0] if len(found) == 1 and not rest else None
+
+
+def complete_calls(content: str, offered: Collection[str]) -> tuple[list[TextToolCall], str]:
+    """Calls of offered tools that are already whole in ``content`` (valid JSON, nothing repaired), and
+    the text after the last one. For a reply still arriving: a half-written call is not in the list."""
+    searchable = _mask_reasoning(content)
+    calls: list[TextToolCall] = []
+    after = 0
+    position = 0
+    while match := _JSON_START.search(searchable, position):
+        try:
+            value, end = _DECODER.raw_decode(searchable, match.start())
+        except _NOT_JSON:
+            position = match.start() + 1
+            continue
+        found = _offered_calls(value, offered)
+        if found:
+            calls.extend(found)
+            after = end
+        position = end
+    return calls, content[after:] if calls else ""
+
+
+class _EveryName(Collection[str]):
+    """Offered names that include every name."""
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+_EVERY_NAME = _EveryName()
 
 
 # --- explicit markup ---------------------------------------------------------------
@@ -137,7 +184,7 @@ def _read_broken_markup(text: str, body_start: int, markup: _Markup) -> tuple[in
 
 def _unescape(json_string_body: str) -> str:
     try:
-        return json.loads(f'"{json_string_body}"')
+        return str(json.loads(f'"{json_string_body}"'))
     except _NOT_JSON:
         return json_string_body
 
@@ -328,13 +375,12 @@ def _with_arguments(name: str, value: Any) -> TextToolCall:
 
 
 def _mask_reasoning(text: str) -> str:
-    """``text`` with closed ``<think>`` blocks, and all before a lone ``</think>``, blanked out."""
-    spans = [match.span() for match in _THINK.finditer(text)]
-    lone = text.find("</think>")
-    if lone >= 0 and "<think>" not in text[:lone]:
-        spans.append((0, lone + len("</think>")))
+    """``text`` with its closed reasoning blanked out, so positions stay the same.
+
+    A call after an unclosed ``<think>`` counts: the model may have forgotten to close it.
+    """
     masked = text
-    for start, end in spans:
+    for start, end in reasoning_spans(text, unclosed=False):
         masked = masked[:start] + " " * (end - start) + masked[end:]
     return masked
 

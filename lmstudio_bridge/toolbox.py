@@ -1,22 +1,69 @@
-"""The children's tools as OpenAI functions: valid, unique names, mapped back exactly."""
+"""The children's tools as the model sees them, and the one way the agent loop runs them.
+
+Names become valid, unique OpenAI function names that map back exactly; schemas
+are shown in the form models were trained on; a call comes back as a
+``ToolOutcome`` (the text for the model, and whether it worked), never as an
+exception.
+"""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import json
+import logging
 import re
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from mcp_types import Tool
+from mcp.types import CallToolResult, EmbeddedResource, ImageContent, TextContent, Tool
 
-if TYPE_CHECKING:
-    from .children import Child
+from .errors import ToolCallFailed
+
+logger = logging.getLogger(__name__)
 
 MAX_NAME = 64
 _INVALID = re.compile(r"[^a-zA-Z0-9_-]+")
 _EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+_SCHEMA_KEY_ORDER = ("type", "description", "properties", "items", "required", "enum")
+"""Keys first, in this order, as in the tool definitions models are trained on. A schema with
+``properties`` before ``type`` (as pydantic writes them) makes small models copy its shape into
+their arguments."""
+_WRAPPER_KEYS = frozenset({"properties", "required", "type", "additionalProperties", "title", "$schema"})
+
+
+class ToolProvider(Protocol):
+    """A server whose tools the model may call: a running child, or a test's stand-in."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def tools(self) -> Sequence[Tool]: ...
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float) -> CallToolResult:
+        """The tool's result; raises ``ToolCallFailed`` when none comes back."""
+        ...
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """One call as the loop sees it."""
+
+    label: str
+    """``server.tool``, or the name as the model wrote it when no such tool exists."""
+    text: str
+    """What the model gets back; starts with ``Error: `` when the call failed."""
+    error: str | None
+    """A one-line reason when the call failed."""
+    ms: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 @dataclass(frozen=True)
@@ -24,38 +71,71 @@ class OfferedTool:
     """One tool as the model sees it, and where it really lives."""
 
     api_name: str
-    child: Child
+    provider: ToolProvider
     tool: Tool
+
+    @property
+    def server(self) -> str:
+        return self.provider.name
 
     @property
     def label(self) -> str:
         """``server.tool``, for progress messages and results."""
-        return f"{self.child.name}.{self.tool.name}"
+        return f"{self.server}.{self.tool.name}"
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        """Other names a model may use for it: ``server.tool``, ``server__tool`` and the bare name."""
+        return (self.label, f"{self.server}__{self.tool.name}", self.tool.name)
 
     def to_openai(self) -> dict[str, Any]:
-        schema = self.tool.input_schema or _EMPTY_SCHEMA
-        function: dict[str, Any] = {"name": self.api_name, "parameters": schema}
+        schema = conventional_schema(self.tool.input_schema or _EMPTY_SCHEMA)
         description = (self.tool.description or self.tool.title or "").strip()
-        function["description"] = f"{description} (MCP server '{self.child.name}')".strip()
-        return {"type": "function", "function": function}
+        return {
+            "type": "function",
+            "function": {
+                "name": self.api_name,
+                "description": f"{description} (MCP server '{self.server}')".strip(),
+                "parameters": schema,
+            },
+        }
+
+    def unwrap_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Arguments a model wrapped in the schema's own shape (``{"properties": {...}, "type": "object"}``),
+        unwrapped; anything else as it is."""
+        inner = arguments.get("properties")
+        params = (self.tool.input_schema or {}).get("properties") or {}
+        if (
+            not isinstance(inner, dict)
+            or not params
+            or "properties" in params
+            or not set(inner) <= set(params)
+            or not set(arguments) <= _WRAPPER_KEYS | set(params)
+        ):
+            return arguments
+        unwrapped = {**{k: v for k, v in arguments.items() if k in params}, **inner}
+        logger.debug("Unwrapped schema-shaped arguments for %s: %s", self.label, arguments)
+        return unwrapped
 
 
 class Toolbox:
-    """Every tool of a task's children. Built once per task, so the tool list is byte-identical each round."""
+    """Every tool of a task's servers. Built once per task, so the tool list is byte-identical each round."""
 
-    def __init__(self, children: Sequence[Child]) -> None:
-        pairs = [(child, tool) for child in children for tool in child.tools]
+    def __init__(self, providers: Sequence[ToolProvider]) -> None:
+        pairs = [(provider, tool) for provider in providers for tool in provider.tools]
         base_counts = Counter(_clean(tool.name) for _, tool in pairs)
         self.tools: list[OfferedTool] = []
         self._by_name: dict[str, OfferedTool] = {}
-        for child, tool in pairs:
+        for provider, tool in pairs:
             base = _clean(tool.name)
-            wanted = base if base_counts[base] == 1 else _clean(f"{child.name}__{tool.name}")
+            wanted = base if base_counts[base] == 1 else _clean(f"{provider.name}__{tool.name}")
             name = self._unique(wanted)
-            offered = OfferedTool(api_name=name, child=child, tool=tool)
+            offered = OfferedTool(api_name=name, provider=provider, tool=tool)
             self.tools.append(offered)
             self._by_name[name] = offered
         self.openai_tools = [t.to_openai() for t in self.tools]
+        self.known_names = frozenset(self._by_name).union(*(t.aliases for t in self.tools))
+        """Every name ``lookup`` accepts, to recognise calls a model wrote as text."""
 
     def _unique(self, name: str) -> str:
         candidate, n = name, 2
@@ -69,23 +149,85 @@ class Toolbox:
     def names(self) -> list[str]:
         return list(self._by_name)
 
-    @property
-    def known_names(self) -> set[str]:
-        """Every name ``lookup`` accepts, to recognise calls a model wrote as text."""
-        names = set(self._by_name)
-        for t in self.tools:
-            names |= {t.label, f"{t.child.name}__{t.tool.name}", t.tool.name}
-        return names
-
     def lookup(self, name: str) -> OfferedTool | None:
         """The tool the model meant: its exact name, else ``server.tool``/``server__tool``, else a unique bare name."""
         if found := self._by_name.get(name):
             return found
-        matches = [t for t in self.tools if name in (t.label, f"{t.child.name}__{t.tool.name}", t.tool.name)]
+        matches = [t for t in self.tools if name in t.aliases]
         if len(matches) == 1:
             return matches[0]
         folded = [t for t in self.tools if t.api_name.lower() == name.lower()]
         return folded[0] if len(folded) == 1 else None
+
+    def closest(self, name: str, n: int = 3) -> list[str]:
+        """Offered names that look like ``name`` (for a model that made one up)."""
+        return difflib.get_close_matches(name, self.names, n=n, cutoff=0.4)
+
+    def unknown_tool(self, name: str) -> str:
+        """What a model is told when it calls a tool that is not offered."""
+        closest = self.closest(name)
+        hint = f" Did you mean {' or '.join(closest)}?" if closest else ""
+        return f"there is no tool named {name[:100]!r}.{hint} Available tools: {', '.join(self.names)}"
+
+    async def run(self, name: str, arguments: dict[str, Any], *, timeout: float) -> ToolOutcome:
+        """Runs one call; every failure is in the outcome, for the model to read."""
+        started = time.perf_counter()
+        offered = self.lookup(name)
+        if offered is None:
+            unknown = self.unknown_tool(name)
+            return ToolOutcome(label=name[:100], text=f"Error: {unknown}", error=unknown, ms=0.0)
+        error: str | None = None
+        try:
+            result = await offered.provider.call_tool(
+                offered.tool.name, offered.unwrap_arguments(arguments), timeout=timeout
+            )
+        except ToolCallFailed as exc:
+            error = str(exc)
+            text = f"Error: {error}"
+        else:
+            text = render_tool_result(result)
+            if result.is_error:
+                error = (text.splitlines() or ["(no message)"])[0][:200]
+                text = text if text.startswith("Error: ") else f"Error: {text}"
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        return ToolOutcome(label=offered.label, text=text, error=error, ms=ms)
+
+
+def render_tool_result(result: CallToolResult) -> str:
+    """A tool result as text for the model."""
+    parts: list[str] = []
+    for block in result.content:
+        if isinstance(block, TextContent):
+            parts.append(block.text)
+        elif isinstance(block, ImageContent):
+            parts.append(f"[image: {block.mime_type}, {len(block.data) * 3 // 4} bytes]")
+        elif isinstance(block, EmbeddedResource):
+            resource = block.resource
+            parts.append(getattr(resource, "text", None) or f"[resource: {resource.uri}]")
+        else:
+            parts.append(f"[{getattr(block, 'type', 'content')}]")
+    if not parts and result.structured_content is not None:
+        parts.append(json.dumps(result.structured_content, ensure_ascii=False))
+    return "\n".join(parts) if parts else "(no output)"
+
+
+def conventional_schema(schema: Any) -> Any:
+    """``schema`` with ``type``, ``description``, ``properties``, ... first at every level; same content."""
+    if isinstance(schema, list):
+        return [conventional_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    ordered = {key: schema[key] for key in _SCHEMA_KEY_ORDER if key in schema}
+    ordered.update(schema)
+    out: dict[str, Any] = {}
+    for key, value in ordered.items():
+        if key == "properties" and isinstance(value, dict):
+            out[key] = {name: conventional_schema(sub) for name, sub in value.items()}
+        elif key in ("enum", "required", "const", "default", "examples"):
+            out[key] = value
+        else:
+            out[key] = conventional_schema(value)
+    return out
 
 
 def _clean(name: str) -> str:

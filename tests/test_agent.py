@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from mcp_types import CallToolResult, TextContent, Tool
+from mcp.types import CallToolResult, TextContent, Tool
 
-from lmstudio_bridge.agent import LoopLimits, run_agent, truncate
+from lmstudio_bridge.agent import ANSWER_PROMPT, LoopLimits, run_agent, truncate
 from lmstudio_bridge.config import Settings
+from lmstudio_bridge.errors import ToolCallFailed, ToolTimeout
 from lmstudio_bridge.lmstudio import LLMClient, LMStudioAPI
 from lmstudio_bridge.toolbox import Toolbox
 
@@ -40,8 +41,8 @@ class StubChild:
         return CallToolResult(content=[TextContent(type="text", text=str(out))])
 
 
-def tool(name: str) -> Tool:
-    return Tool(name=name, input_schema={"type": "object", "properties": {}})
+def tool(name: str, schema: dict[str, Any] | None = None) -> Tool:
+    return Tool(name=name, input_schema=schema or {"type": "object", "properties": {}})
 
 
 def answer(content: str | None = None, calls: list[tuple[str, Any]] | None = None, **extra: Any) -> dict:
@@ -86,7 +87,7 @@ async def run(llm: LLMClient, script: Script, children: list[StubChild], limits:
     with respx.mock:
         respx.post(f"{BASE}/v1/chat/completions").mock(side_effect=script)
         return await run_agent(
-            llm=llm, toolbox=Toolbox(children), task="do it", servers=[c.name for c in children], limits=limits, **kw  # type: ignore[arg-type]
+            llm=llm, toolbox=Toolbox(children), task="do it", servers=[c.name for c in children], limits=limits, **kw
         )
 
 
@@ -139,6 +140,7 @@ async def test_parallel_calls_run_concurrently(llm: LLMClient) -> None:
         (("echo", "{not json"), "Error: the arguments are not valid JSON"),
         (("echo", "[1, 2]"), "Error: the arguments must be a JSON object"),
         (("nope", {}), "Error: there is no tool named 'nope'. Available tools: echo, add"),
+        (("ech", {}), "Error: there is no tool named 'ech'. Did you mean echo? Available tools: echo, add"),
     ],
 )
 async def test_bad_calls_go_back_to_the_model(llm: LLMClient, call: tuple[str, Any], expected: str) -> None:
@@ -158,8 +160,8 @@ async def test_tool_error_and_exception_and_timeout_go_back(llm: LLMClient) -> N
         if name == "fails":
             return CallToolResult(content=[TextContent(type="text", text="disk full")], is_error=True)
         if name == "raises":
-            raise RuntimeError("boom")
-        await asyncio.sleep(10)
+            raise ToolCallFailed("s.raises failed: boom", name="s", tool=name)
+        raise ToolTimeout("s.hangs did not finish within 0.2 s", name="s", tool=name)
 
     child = StubChild("s", [tool("fails"), tool("raises"), tool("hangs")], handler)
     script = Script(answer(calls=[("fails", {}), ("raises", {}), ("hangs", {})]), answer("ok"))
@@ -187,42 +189,100 @@ async def test_calls_written_as_text_are_run(llm: LLMClient, content: str) -> No
     script = Script(answer(content), answer("final"))
     result = await run(llm, script, [child])
     assert child.calls == [("echo", {"text": "x"})]
-    # A model that writes its calls as text gets its results in a request without tools.
-    assert "tools" not in script.bodies[1]
-    assert 'echo {"text": "x"}:\necho:{"text": "x"}' in script.bodies[1]["messages"][1]["content"]
+    # The call goes into the history as a real tool call, and the next round has the tools again.
+    assert script.bodies[1]["messages"][-2]["tool_calls"][0]["function"]["name"] == "echo"
+    assert script.bodies[1]["messages"][-1]["content"] == 'echo:{"text": "x"}'
+    assert "tools" in script.bodies[1]
     assert result.answer == "final" and result.stop_reason == "answered" and result.rounds == 2
+
+
+async def test_calls_written_one_per_reply_all_run_before_the_answer(llm: LLMClient) -> None:
+    """A task that needs a tool several times: a small model writes one call per reply."""
+    child = echo_child()
+    cities = ["Oslo", "Lima", "Pune"]
+    calls = [answer(f'{{"name": "echo", "arguments": {{"text": "{c}"}}}}') for c in cities]
+    script = Script(*calls, calls[-1], answer("Oslo, Lima and Pune"))
+    result = await run(llm, script, [child])
+    assert child.calls == [("echo", {"text": c}) for c in cities]
+    # The repeated last call is not run: it ends the calls, and the answer step has every result.
+    assert ["tools" in body for body in script.bodies] == [True, True, True, True, False]
+    digest = script.bodies[-1]["messages"][1]["content"]
+    assert all(f'echo {{"text": "{c}"}}:\necho:{{"text": "{c}"}}' in digest for c in cities)
+    assert result.answer == "Oslo, Lima and Pune" and result.stop_reason == "answered" and result.rounds == 5
 
 
 async def test_a_new_call_in_the_answer_step_continues_the_task(llm: LLMClient) -> None:
     child = echo_child()
     script = Script(
-        answer('{"name": "echo", "arguments": {"text": "x"}}'),
+        answer(calls=[("echo", {"text": "x"})]),
+        answer(calls=[("echo", {"text": "x"})]),
         answer('{"name": "add", "arguments": {"a": 1, "b": 2}}'),
         answer("x and 3"),
     )
     result = await run(llm, script, [child])
     assert child.calls == [("echo", {"text": "x"}), ("add", {"a": 1, "b": 2})]
-    assert ["tools" in body for body in script.bodies] == [True, False, False]
-    assert 'add {"a": 1, "b": 2}:\nadd:{"a": 1, "b": 2}' in script.bodies[2]["messages"][1]["content"]
-    assert result.answer == "x and 3" and result.stop_reason == "answered" and result.rounds == 3
+    assert ["tools" in body for body in script.bodies] == [True, True, False, True]
+    assert result.answer == "x and 3" and result.stop_reason == "answered" and result.rounds == 4
 
 
 async def test_new_calls_from_the_answer_step_stop_at_the_round_limit(llm: LLMClient) -> None:
     child = echo_child()
     script = Script(*(answer(f'{{"name": "echo", "arguments": {{"text": "{i}"}}}}') for i in range(10)))
     result = await run(llm, script, [child], LoopLimits(max_rounds=4, tool_timeout=2.0, result_chars=1000))
-    assert len(script.bodies) == 4 and result.rounds == 4
-    assert [c[1]["text"] for c in child.calls] == ["0", "1", "2"]
-    assert result.stop_reason == "no_answer" and 'echo {"text": "2"}:\necho:{"text": "2"}' in result.answer
+    assert len(script.bodies) == 5 and result.rounds == 5 and "tools" not in script.bodies[-1]
+    assert [c[1]["text"] for c in child.calls] == ["0", "1", "2", "3"]
+    assert result.stop_reason == "no_answer" and 'echo {"text": "3"}:\necho:{"text": "3"}' in result.answer
 
 
 async def test_a_call_already_made_in_the_answer_step_gives_the_results(llm: LLMClient) -> None:
     child = echo_child()
     call = '{"name": "echo", "arguments": {"text": "x"}}'
-    script = Script(answer(call), answer(call))
+    script = Script(answer(call), answer(call), answer(call))
     result = await run(llm, script, [child])
-    assert child.calls == [("echo", {"text": "x"})] and len(script.bodies) == 2
+    assert child.calls == [("echo", {"text": "x"})] and len(script.bodies) == 3
     assert result.stop_reason == "no_answer" and 'echo {"text": "x"}:\necho:{"text": "x"}' in result.answer
+
+
+async def test_a_bare_call_of_a_tool_that_does_not_exist_is_a_failed_call_not_the_answer(llm: LLMClient) -> None:
+    child = StubChild("fs", [tool("list_directory"), tool("read_file")], lambda n, a: "a.txt")
+    for content in (
+        '{"name": "read_directory", "arguments": {"path": "/srv"}}',
+        '```json\n{"name": "read_directory", "arguments": {"path": "/srv"}}\n```',
+    ):
+        script = Script(answer(content), answer("There is one file, a.txt."))
+        result = await run(llm, script, [child])
+        told = script.bodies[1]["messages"][-1]["content"]
+        assert told.startswith("Error: there is no tool named 'read_directory'. Did you mean list_directory")
+        assert result.answer == "There is one file, a.txt." and result.tool_calls[0].ok is False
+
+
+async def test_an_answer_is_never_a_bare_call(llm: LLMClient) -> None:
+    bare = '{"name": "read_directory", "arguments": {"path": "/srv"}}'
+    script = Script(*[answer(bare)] * 3)
+    result = await run(llm, script, [echo_child()], LoopLimits(max_rounds=1, tool_timeout=2.0, result_chars=1000))
+    assert result.stop_reason == "no_answer" and result.answer.startswith("The model gave no answer")
+
+
+async def test_the_answer_step_holds_nothing_a_model_could_parrot(llm: LLMClient) -> None:
+    """Small models repeat an example's facts as their answer ("It is 4 °C in Oslo, and it is raining."
+    for a task that stored an entity). This scripted model does exactly that when the prompt shows one."""
+
+    def parrot(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if "tools" in body:
+            return httpx.Response(200, json=answer(calls=[("echo", {"text": "Ada Lovelace"})]))
+        system = body["messages"][0]["content"]
+        example = [line.removeprefix("Answer: ") for line in system.splitlines() if line.startswith("Answer: ")]
+        digest = body["messages"][1]["content"]
+        return httpx.Response(200, json=answer(example[0] if example else f"Stored. {digest}"))
+
+    with respx.mock:
+        respx.post(f"{BASE}/v1/chat/completions").mock(side_effect=parrot)
+        result = await run_agent(
+            llm=llm, toolbox=Toolbox([echo_child()]), task="Record Ada Lovelace", servers=["echo"], limits=LIMITS
+        )
+    assert "Oslo" not in result.answer and "Ada Lovelace" in result.answer
+    assert not any(char.isdigit() for char in ANSWER_PROMPT)
 
 
 async def test_a_failed_text_call_goes_back_with_the_tools(llm: LLMClient) -> None:
@@ -260,19 +320,29 @@ async def test_a_round_that_repeats_the_last_one_goes_to_the_answer_step(llm: LL
     script = Script(same, same, answer("the echo said again"))
     result = await run(llm, script, [child], LoopLimits(max_rounds=10, tool_timeout=2.0, result_chars=1000))
     assert child.calls == [("echo", {"text": "again"})]  # the repeat is not run
-    assert result.stop_reason == "repeated_call" and result.answer == "the echo said again"
+    assert result.stop_reason == "answered" and result.answer == "the echo said again"
     assert result.rounds == 3 and "tools" not in script.bodies[2]
     assert 'echo {"text": "again"}:\necho:{"text": "again"}' in script.bodies[2]["messages"][1]["content"]
 
 
-async def test_a_call_repeated_between_others_is_refused_then_stopped(llm: LLMClient) -> None:
+async def test_a_call_made_before_ends_the_calls_even_after_others(llm: LLMClient) -> None:
     child = echo_child()
     a, b = answer(calls=[("echo", {"text": "a"})]), answer(calls=[("echo", {"text": "b"})])
-    script = Script(a, b, a, b, a, b, a, answer("summary"))
+    script = Script(a, b, a, answer("summary"))
     result = await run(llm, script, [child], LoopLimits(max_rounds=10, tool_timeout=2.0, result_chars=1000))
-    assert child.calls == [("echo", {"text": "a"}), ("echo", {"text": "b"})] * 2  # the third of each is refused
-    assert "Do not call it again" in script.bodies[5]["messages"][-1]["content"]
-    assert result.stop_reason == "repeated_call" and result.answer == "summary"
+    assert child.calls == [("echo", {"text": "a"}), ("echo", {"text": "b"})]
+    assert result.stop_reason == "answered" and result.answer == "summary" and "tools" not in script.bodies[3]
+
+
+async def test_only_the_new_calls_of_a_reply_run(llm: LLMClient) -> None:
+    child = echo_child()
+    script = Script(
+        answer(calls=[("echo", {"text": "a"})]), answer(calls=[("echo", {"text": "a"}), ("add", {"a": 1})]), answer("ok")
+    )
+    await run(llm, script, [child])
+    assert child.calls == [("echo", {"text": "a"}), ("add", {"a": 1})]
+    kept = script.bodies[2]["messages"][-2]["tool_calls"]
+    assert [c["function"]["name"] for c in kept] == ["add"]
 
 
 async def test_the_same_text_call_written_many_times_runs_once(llm: LLMClient) -> None:
@@ -281,7 +351,7 @@ async def test_the_same_text_call_written_many_times_runs_once(llm: LLMClient) -
     script = Script(answer("\n".join([line] * 6)), answer("done"))
     result = await run(llm, script, [child])
     assert child.calls == [("echo", {"text": "x"})] and result.answer == "done"
-    assert script.bodies[1]["messages"][1]["content"].count('echo {"text": "x"}:') == 1
+    assert len(script.bodies[1]["messages"][-2]["tool_calls"]) == 1
 
 
 async def test_a_tool_call_instead_of_the_final_answer_returns_the_results(llm: LLMClient) -> None:
@@ -334,13 +404,31 @@ def test_truncate_leaves_short_text_alone() -> None:
     assert truncate("abc", 3) == "abc"
 
 
-async def test_reasoning_kept_out_of_answer_unless_asked(llm: LLMClient) -> None:
+async def test_reasoning_is_kept_apart_from_the_answer(llm: LLMClient) -> None:
     script = Script(answer("<think>let me see</think>The answer is 4.", reasoning_content=None))
     result = await run(llm, script, [echo_child()])
-    assert result.answer == "The answer is 4." and result.reasoning is None
+    assert result.answer == "The answer is 4." and result.reasoning == "let me see"
     script = Script(answer("The answer is 4.", reasoning_content="2+2"))
-    result = await run(llm, script, [echo_child()], include_reasoning=True)
+    result = await run(llm, script, [echo_child()])
     assert result.answer == "The answer is 4." and result.reasoning == "2+2"
+
+
+async def test_arguments_wrapped_in_the_schema_shape_are_unwrapped(llm: LLMClient) -> None:
+    schema = {"type": "object", "properties": {"metal": {"type": "string"}, "measure": {"type": "string"}}}
+    child = StubChild("prices", [tool("price", schema)], lambda n, a: json.dumps(a, sort_keys=True))
+    wrapped = {"properties": {"metal": "Gold", "measure": "ounce"}, "required": ["metal"], "type": "object"}
+    half = {"metal": "Gold", "properties": {"metal": "Gold", "measure": "ounce"}}
+    script = Script(answer(calls=[("price", wrapped)]), answer(calls=[("price", half)]), answer("ok"))
+    await run(llm, script, [child])
+    assert child.calls == [("price", {"metal": "Gold", "measure": "ounce"})] * 2
+
+
+async def test_a_parameter_named_properties_is_left_alone(llm: LLMClient) -> None:
+    schema = {"type": "object", "properties": {"properties": {"type": "object"}}}
+    child = StubChild("db", [tool("set", schema)], lambda n, a: "ok")
+    script = Script(answer(calls=[("set", {"properties": {"a": 1}})]), answer("ok"))
+    await run(llm, script, [child])
+    assert child.calls == [("set", {"properties": {"a": 1}})]
 
 
 async def test_empty_content_falls_back_to_reasoning(llm: LLMClient) -> None:
@@ -365,6 +453,18 @@ async def test_the_answer_step_lists_failed_calls_after_the_results(llm: LLMClie
         content=[TextContent(type="text", text="no such thing\nmore detail")], is_error=True))
     script = Script(answer(calls=[("bad", {})]), answer(calls=[("good", {})]), answer(calls=[("good", {})]), answer("It is 42."))
     result = await run(llm, script, [child])
-    assert result.answer == "It is 42." and result.stop_reason == "repeated_call"
+    assert result.answer == "It is 42." and result.stop_reason == "answered"
     digest = script.bodies[-1]["messages"][1]["content"]
     assert "good {}:\n42\n\nCalls that failed:\n- bad {}: Error: no such thing\n\nAnswer the task now." in digest
+
+
+async def test_an_answer_cut_at_the_budget_says_so() -> None:
+    from lmstudio_bridge.render import render_task
+    from lmstudio_bridge.results import Generation, TaskResult, TokenUsage
+
+    result = TaskResult(
+        answer="A long answer", model="m", mcps=["s"], rounds=1, stop_reason="answered", tool_calls=[],
+        usage=TokenUsage(), elapsed_seconds=1.0, generation=Generation(answer_cut="budget"),
+    )  # fmt: skip
+    assert "LMSTUDIO_BRIDGE_REPLY_TOKENS" in render_task(result)
+    assert render_task(result.model_copy(update={"generation": Generation()})) == "A long answer"

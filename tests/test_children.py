@@ -11,12 +11,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import psutil
 import pytest
+from mcp import MCPError
+from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from lmstudio_bridge import children as children_module
-from lmstudio_bridge.children import OWNER_VAR, Child, ChildPool, kill_marked_processes
-from lmstudio_bridge.errors import McpStartError
+from lmstudio_bridge.children import OWNER_VAR, Child, ChildPool, kill_marked_processes, map_call_error
+from lmstudio_bridge.errors import ChildGone, McpStartError, ToolCallFailed, ToolTimeout
 from lmstudio_bridge.mcp_config import McpServerSpec
 from tests.support.bridge import text_of
 from tests.support.common import ECHO_SERVER, PROBE_SERVER
@@ -253,3 +256,62 @@ async def test_the_child_gets_its_entry_env_over_a_minimal_default(monkeypatch: 
     allowed = {"HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "FROM_ENTRY", OWNER_VAR}
     allowed |= set(children_module.PASSED_THROUGH_ENV)
     assert names - allowed <= {"PWD", "SHLVL", "_", "LC_CTYPE"}, names - allowed
+
+
+# --- The MCP SDK's errors, mapped once, by type and code -------------------------------------------
+
+REFUSING_SERVER = '''
+from mcp import MCPError
+from mcp.server import MCPServer
+
+server = MCPServer("refusing")
+
+
+@server.tool(description="Fails the way a tool that reaches a dead upstream service does.")
+def fetch_upstream() -> str:
+    raise MCPError(code=-32603, message="upstream API: [Errno 111] Connection refused")
+
+
+@server.tool(description="Works.")
+def ping() -> str:
+    return "pong"
+
+
+server.run()
+'''
+
+
+@pytest.mark.parametrize(
+    ("raised", "alive_session", "expected"),
+    [
+        (MCPError(code=REQUEST_TIMEOUT, message="Request 'tools/call' timed out"), True, ToolTimeout),
+        (MCPError(code=CONNECTION_CLOSED, message="Connection closed"), True, ChildGone),
+        (MCPError(code=-32603, message="upstream: [Errno 111] Connection refused"), True, ToolCallFailed),
+        (MCPError(code=-32602, message="the connection string is closed"), True, ToolCallFailed),
+        (TimeoutError(), True, ToolTimeout),
+        (anyio.ClosedResourceError(), True, ChildGone),
+        (BaseExceptionGroup("tg", [anyio.BrokenResourceError()]), True, ChildGone),
+        (RuntimeError("connection closed"), True, ToolCallFailed),
+        (RuntimeError("anything"), False, ChildGone),
+    ],
+)
+def test_sdk_errors_are_mapped_by_type_and_code_not_text(
+    raised: BaseException, alive_session: bool, expected: type[ToolCallFailed]
+) -> None:
+    error = map_call_error(raised, server="s", tool="t", timeout=5, session_alive=alive_session)
+    assert type(error) is expected
+    assert str(error).startswith(("s.t ", "MCP 's' stopped while running t"))
+
+
+async def test_an_mcp_error_that_mentions_a_connection_leaves_the_child_alone(tmp_path: Path) -> None:
+    script = tmp_path / "refusing.py"
+    script.write_text(REFUSING_SERVER)
+    spec = McpServerSpec(name="refusing", transport="stdio", command=sys.executable, args=(str(script),), source="test")
+    async with pool_of() as pool, pool.lease(spec) as child:
+        with pytest.raises(ToolCallFailed) as raised:
+            await child.call_tool("fetch_upstream", {}, timeout=15)
+        assert type(raised.value) is ToolCallFailed
+        assert "Connection refused" in str(raised.value) and "stopped" not in str(raised.value)
+        assert child.healthy and child.broken is None
+        assert await call(child, "ping") == "pong"
+    assert pool.started_count == 1

@@ -76,8 +76,12 @@ def test_bad_values_name_the_variable(env: dict[str, str], expected: str) -> Non
     assert "\n" not in str(info.value)
 
 
-def test_sampling_holds_only_what_was_set() -> None:
-    assert load_settings(environ={}).sampling == {}
+def test_sampling_holds_what_was_set_and_the_bridge_default_temperature() -> None:
+    assert load_settings(environ={}).sampling == {"temperature": 0.0}
+    assert load_settings(environ={"LMSTUDIO_BRIDGE_SAMPLING": "server"}).sampling == {}
+    assert load_settings(environ={"LMSTUDIO_BRIDGE_SAMPLING": "Server", "LMSTUDIO_BRIDGE_TEMPERATURE": "0.7"}).sampling == {
+        "temperature": 0.7
+    }
     settings = load_settings(environ={"LMSTUDIO_BRIDGE_MAX_TOKENS": "256", "LMSTUDIO_BRIDGE_TEMPERATURE": "0"})
     assert settings.sampling == {"max_tokens": 256, "temperature": 0.0}
     flags = flag_values(build_parser().parse_args(["--temperature", "0.2"]))

@@ -238,7 +238,7 @@ LMSTUDIO_FAULTS: list[tuple[dict[str, Any], str]] = [
     ({"kind": "garbage"}, "something that is not JSON"),
     ({"status": 400, "body": {"error": "Model crashed while loading"}}, "answered HTTP 400: Model crashed while loading"),
     ({"kind": "drop"}, "(the connection was dropped mid-request)"),
-    ({"kind": "hang"}, "did not answer within 1 s"),
+    ({"kind": "hang"}, "wrote nothing within 1 s of the request"),
 ]
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from mcp_types import Tool
+from typing import Any
 
-from lmstudio_bridge.toolbox import Toolbox
+from mcp.types import CallToolResult, Tool
+
+from lmstudio_bridge.toolbox import OfferedTool, Toolbox
 
 VALID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -17,6 +19,15 @@ class StubChild:
     name: str
     tools: list[Tool] = field(default_factory=list)
 
+    async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float) -> CallToolResult:
+        raise AssertionError("not called in these tests")
+
+
+def found(box: Toolbox, name: str) -> OfferedTool:
+    offered = box.lookup(name)
+    assert offered is not None, name
+    return offered
+
 
 def tool(name: str, schema: dict | None = None) -> Tool:
     return Tool(name=name, description=f"does {name}", input_schema=schema or {"type": "object", "properties": {}})
@@ -24,7 +35,7 @@ def tool(name: str, schema: dict | None = None) -> Tool:
 
 def test_unique_names_stay_plain_and_schemas_are_kept() -> None:
     schema = {"type": "object", "properties": {"tz": {"type": "string", "enum": ["UTC"]}}, "required": ["tz"]}
-    box = Toolbox([StubChild("time", [tool("get_current_time", schema)])])  # type: ignore[list-item]
+    box = Toolbox([StubChild("time", [tool("get_current_time", schema)])])
     (offered,) = box.openai_tools
     assert offered["type"] == "function"
     assert offered["function"]["name"] == "get_current_time"
@@ -34,31 +45,53 @@ def test_unique_names_stay_plain_and_schemas_are_kept() -> None:
 
 def test_collisions_get_server_prefixes_and_both_resolve() -> None:
     a, b = StubChild("alpha", [tool("read_file")]), StubChild("beta", [tool("read_file"), tool("echo")])
-    box = Toolbox([a, b])  # type: ignore[list-item]
+    box = Toolbox([a, b])
     assert box.names == ["alpha__read_file", "beta__read_file", "echo"]
-    assert box.lookup("alpha__read_file").child is a  # type: ignore[union-attr]
-    assert box.lookup("beta__read_file").child is b  # type: ignore[union-attr]
-    assert box.lookup("beta.read_file").child is b  # type: ignore[union-attr]
+    assert found(box, "alpha__read_file").provider is a
+    assert found(box, "beta__read_file").provider is b
+    assert found(box, "beta.read_file").provider is b
     assert box.lookup("read_file") is None  # ambiguous
-    assert box.lookup("echo").tool.name == "echo"  # type: ignore[union-attr]
+    assert found(box, "echo").tool.name == "echo"
 
 
 def test_invalid_and_long_names_are_made_valid_and_distinct() -> None:
     names = ["get/weather.now", "x" * 100, "x" * 100 + "y", "héllo wörld", "get_weather_now"]
-    box = Toolbox([StubChild("s", [tool(n) for n in names])])  # type: ignore[list-item]
+    box = Toolbox([StubChild("s", [tool(n) for n in names])])
     assert all(VALID.match(n) for n in box.names)
     assert len(set(box.names)) == len(names)
     for offered in box.tools:
         assert box.lookup(offered.api_name) is offered
-    assert box.lookup(box.names[0]).tool.name == "get/weather.now"  # type: ignore[union-attr]
+    assert found(box, box.names[0]).tool.name == "get/weather.now"
 
 
 def test_unknown_name_is_none() -> None:
-    box = Toolbox([StubChild("s", [tool("a")])])  # type: ignore[list-item]
+    box = Toolbox([StubChild("s", [tool("a")])])
     assert box.lookup("nope") is None
 
 
 def test_missing_schema_becomes_an_empty_object() -> None:
     t = Tool.model_construct(name="bare", description=None, input_schema=None)
-    box = Toolbox([StubChild("s", [t])])  # type: ignore[list-item]
+    box = Toolbox([StubChild("s", [t])])
     assert box.openai_tools[0]["function"]["parameters"] == {"type": "object", "properties": {}}
+
+
+def test_schemas_are_shown_type_first_as_models_were_trained_on() -> None:
+    """pydantic writes ``properties`` before ``type``; small models then copy that shape into their arguments."""
+    schema = {
+        "properties": {"repo_path": {"title": "Repo Path", "type": "string"}, "n": {"default": 3, "type": "integer"}},
+        "required": ["repo_path"],
+        "title": "GitLog",
+        "type": "object",
+    }
+    box = Toolbox([StubChild("git", [tool("git_log", schema)])])
+    shown = box.openai_tools[0]["function"]["parameters"]
+    assert shown == schema
+    assert list(shown) == ["type", "properties", "required", "title"]
+    assert list(shown["properties"]["repo_path"]) == ["type", "title"]
+    assert list(shown["properties"]) == ["repo_path", "n"]
+
+
+def test_the_closest_names_are_suggested_for_a_tool_that_does_not_exist() -> None:
+    box = Toolbox([StubChild("fs", [tool("list_directory"), tool("read_file"), tool("write_file")])])
+    assert box.closest("read_directory")[0] == "list_directory"
+    assert "Did you mean list_directory" in box.unknown_tool("read_directory")

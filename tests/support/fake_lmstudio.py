@@ -44,6 +44,10 @@ Modifiers of the next answer (round or final):
 ``@think TEXT``      ``reasoning_content`` (several lines are joined with newlines).
 ``@thinktag TEXT``   ``<think>TEXT</think>`` in front of ``content``.
 ``@delay SECONDS``   wait this long before answering (on top of ``fake.latency``).
+``@gap SECONDS``     when streaming, wait this long between chunks (a slow model, or a trickle).
+``@endless TEXT``    when streaming, the content is TEXT again and again, never finishing: a runaway
+                     small model. The stream ends only when the client closes it (counted in
+                     ``fake.streams_cut``); without streaming the request is answered with TEXT 100 times.
 
 Final answer (once the rounds are used up; no tool calls, ``finish_reason: "stop"``):
 ``FINAL model=<model> tools=<tool messages so far> last=<first 200 chars of the last tool message>``.
@@ -79,7 +83,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
 from typing import Any, Literal
@@ -114,6 +118,8 @@ class Round:
     think: list[str] = field(default_factory=list)
     thinktag: list[str] = field(default_factory=list)
     delay: float = 0.0
+    gap: float = 0.0
+    endless: str | None = None
     text: str | None = None  # final answer template (None: the default FINAL line)
 
 
@@ -170,6 +176,7 @@ def parse_cues(text: str) -> Script:
     def take_modifiers(target: Round) -> Round:
         nonlocal pending
         target.think, target.thinktag, target.delay = pending.think, pending.thinktag, pending.delay
+        target.gap, target.endless = pending.gap, pending.endless
         pending = Round()
         return target
 
@@ -210,6 +217,10 @@ def parse_cues(text: str) -> Script:
             pending.thinktag.append(rest)
         elif cue == "delay":
             pending.delay += float(rest)
+        elif cue == "gap":
+            pending.gap = float(rest)
+        elif cue == "endless":
+            pending.endless = rest.replace("\\n", "\n") or "again "
         elif cue == "answer":
             script.final.text = rest
         else:
@@ -331,7 +342,7 @@ class _Reply:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
-    events: list[bytes] | None = None  # server-sent events, for streaming answers
+    events: list[bytes] | AsyncIterator[bytes] | None = None  # server-sent events, for streaming answers
     drop: bool = False
 
     @classmethod
@@ -366,6 +377,8 @@ class FakeLMStudio:
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.streams_cut = 0
+        """Streamed answers whose client closed the connection before the end."""
         self._faults: list[Fault] = []
         self._hold: _Hold | None = None
         self._lock = threading.Lock()
@@ -616,9 +629,18 @@ class FakeLMStudio:
             return
         head += ["Cache-Control: no-cache", "Connection: close"]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        for event in reply.events:
-            writer.write(event)
-            await asyncio.wait_for(writer.drain(), timeout=_IDLE_TIMEOUT)
+        events = reply.events
+        if isinstance(events, list):
+            events = _iterate(events)
+        try:
+            async for event in events:
+                if writer.is_closing():
+                    raise ConnectionResetError("the client closed the stream")
+                writer.write(event)
+                await asyncio.wait_for(writer.drain(), timeout=_IDLE_TIMEOUT)
+        except ConnectionError:
+            self.streams_cut += 1
+            raise
 
     # -- routing
 
@@ -736,16 +758,21 @@ class FakeLMStudio:
             await asyncio.sleep(self.latency)
             return _Reply.json(200, custom)
         try:
-            message, finish, delay = self._decide(body, model)
+            message, finish, delay, step = self._decide(body, model)
         except (CueError, ValueError) as exc:
             return _Reply.json(400, {"error": f"fake LM Studio cue error: {exc}"})
         await asyncio.sleep(self.latency + delay)
         completion_id = f"chatcmpl-{next(self._ids)}"
         usage = _usage(body["messages"], message)
         if body.get("stream"):
+            if step.endless is not None:
+                return _Reply(events=_endless(completion_id, model, step.endless, step.gap), content_type="text/event-stream")
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             events = _stream_events(completion_id, model, message, finish, usage if include_usage else None)
-            return _Reply(events=events, content_type="text/event-stream")
+            return _Reply(events=_spaced(events, step.gap), content_type="text/event-stream")
+        if step.endless is not None:
+            message = {"role": "assistant", "content": step.endless * 100}
+            finish = "length"
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         return _Reply.json(200, {
             "id": completion_id,
@@ -757,7 +784,7 @@ class FakeLMStudio:
             "system_fingerprint": model,
         })
 
-    def _decide(self, body: Json, model: str) -> tuple[Json, str, float]:
+    def _decide(self, body: Json, model: str) -> tuple[Json, str, float, Round]:
         """The assistant message, finish reason and extra delay for this request."""
         messages: list[Any] = [m for m in body["messages"] if isinstance(m, dict)]
         first_user = next((_text_of(m.get("content")) for m in messages if m.get("role") == "user"), "")
@@ -796,7 +823,7 @@ class FakeLMStudio:
             message["content"] = "<think>" + "\n".join(step.thinktag) + "</think>\n" + (message["content"] or "")
         if step.think:
             message["reasoning_content"] = "\n".join(step.think)
-        return message, finish, step.delay
+        return message, finish, step.delay, step
 
     # -- control endpoints (script mode)
 
@@ -827,6 +854,29 @@ def _usage(messages: list[Any], message: Json) -> Json:
     prompt = max(1, len(json.dumps(messages)) // 4)
     completion = max(1, len(json.dumps(message)) // 4)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+async def _iterate(events: list[bytes]) -> AsyncIterator[bytes]:
+    for item in events:
+        yield item
+
+
+async def _spaced(events: list[bytes], gap: float) -> AsyncIterator[bytes]:
+    for index, item in enumerate(events):
+        if index and gap:
+            await asyncio.sleep(gap)
+        yield item
+
+
+async def _endless(completion_id: str, model: str, text: str, gap: float) -> AsyncIterator[bytes]:
+    """``text`` as content chunks, forever: only the client can end it."""
+    created = int(time.time())
+    for index in itertools.count():
+        piece = text if index else ""
+        data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+        yield f"data: {json.dumps(data)}\n\n".encode()
+        await asyncio.sleep(gap or 0.001)
 
 
 def _stream_events(completion_id: str, model: str, message: Json, finish: str, usage: Json | None) -> list[bytes]:
