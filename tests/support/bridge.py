@@ -71,7 +71,9 @@ async def bridge_client(
 
 
 @asynccontextmanager
-async def bridge_client_for(environ: Mapping[str, str], cwd: Path, *, read_timeout: float = 60) -> AsyncIterator[Client]:
+async def bridge_client_for(
+    environ: Mapping[str, str], cwd: Path, *, read_timeout: float = 60
+) -> AsyncIterator[Client]:
     """``bridge_client`` for a bridge that would be started with the environment ``environ`` in ``cwd``."""
     async with bridge_in_process(environ, cwd) as bridge:
         server = build_server(bridge.settings, bridge)
