@@ -359,7 +359,9 @@ def leftovers(fake: Any, tmp: Path) -> None:
         bridge.task("stubborn", "@call pid {}")
         bridge.task("good", "@call spawn_grandchild {}")
         prefix = bridge_marker(bridge.proc.pid)
-        wait_until(lambda prefix=prefix: len(marked(prefix)) >= 4, 5)  # two children, a grandchild each (one may still be exec'ing)
+        wait_until(
+            lambda prefix=prefix: len(marked(prefix)) >= 4, 5
+        )  # two children, a grandchild each (one may still be exec'ing)
         running = len(marked(prefix))
         ended = time.monotonic()
         bridge.end(how)

@@ -69,7 +69,8 @@ def table(runs: dict[str, list[Run]], n: int) -> str:
         writes = sorted({w for r in done for w in r.write_calls})
         failures = "; ".join(
             f"{r.verdict}: {r.problems[0][:90]}" + (f" (+{len(r.problems) - 1})" if len(r.problems) > 1 else "")
-            for r in done if not r.passed
+            for r in done
+            if not r.passed
         )
         lines.append(
             f"| {name} | {'+'.join(TASKS[name].servers)} | {sum(r.passed for r in done)}/{len(done)} "
@@ -106,22 +107,33 @@ async def run_all(args: argparse.Namespace, base_url: str, names: Sequence[str],
         for index in range(args.runs):
             for name in names:
                 count += 1
-                run = await run_live_task(TASKS[name], base_url, node_modules, sampling=args.sampling,
-                                          cap=args.cap, read_only_tools=read_only,
-                                          pass_read_only=not args.no_read_only)
+                run = await run_live_task(
+                    TASKS[name],
+                    base_url,
+                    node_modules,
+                    sampling=args.sampling,
+                    cap=args.cap,
+                    read_only_tools=read_only,
+                    pass_read_only=not args.no_read_only,
+                )
                 runs[name].append(run)
                 why = "" if run.passed else "  " + "; ".join(run.problems)[:300]
-                say(f"[{count}/{total}] {name} #{index + 1}: {run.verdict} in {run.seconds:.1f} s, "
+                say(
+                    f"[{count}/{total}] {name} #{index + 1}: {run.verdict} in {run.seconds:.1f} s, "
                     f"{run.outcome.get('rounds', '-')} rounds, {run.outcome.get('stop_reason', '-')}, "
-                    f"calls {[c['name'] + ('' if c['ok'] else '!') for c in run.calls]}{why}")
+                    f"calls {[c['name'] + ('' if c['ok'] else '!') for c in run.calls]}{why}"
+                )
                 if out:
                     out.write(json.dumps(run.record(model_label, args.sampling, commit, index + 1)) + "\n")
                     out.flush()
     finally:
         if out:
             out.close()
-    print(f"\nLive tasks: model {model_label}, sampling {args.sampling}, {args.runs} run(s) each, cap {args.cap:g} s, "
-          f"commit {commit}, {time.perf_counter() - started:.0f} s in all\n", flush=True)
+    print(
+        f"\nLive tasks: model {model_label}, sampling {args.sampling}, {args.runs} run(s) each, cap {args.cap:g} s, "
+        f"commit {commit}, {time.perf_counter() - started:.0f} s in all\n",
+        flush=True,
+    )
     print(table(runs, args.runs), flush=True)
 
 
@@ -133,14 +145,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="0.5b", choices=("0.5b", "1.5b"))
     parser.add_argument("--sampling", default="small", choices=("small", "default", "server"))
-    parser.add_argument("--no-read-only", action="store_true",
-                        help="do not pass read_only: true with the questions (tasks marked read-only)")
+    parser.add_argument(
+        "--no-read-only",
+        action="store_true",
+        help="do not pass read_only: true with the questions (tasks marked read-only)",
+    )
     parser.add_argument("--runs", type=int, default=1, help="runs of each task (default 1)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these tasks")
     parser.add_argument("--base-url", help="use this OpenAI-compatible server instead of starting llama.cpp")
     parser.add_argument("--json", help="append one JSON line per run (the transcript) to this file")
-    parser.add_argument("--cap", type=float, default=DEFAULT_CAP_S,
-                        help=f"seconds one task may take before it counts as failed (default {DEFAULT_CAP_S:g})")
+    parser.add_argument(
+        "--cap",
+        type=float,
+        default=DEFAULT_CAP_S,
+        help=f"seconds one task may take before it counts as failed (default {DEFAULT_CAP_S:g})",
+    )
     parser.add_argument("--server-log", help="llama.cpp's log (default: a file in the temp directory)")
     parser.add_argument("--list", action="store_true", help="list the tasks and what their checks require")
     args = parser.parse_args(argv)
@@ -163,7 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             log = stack.enter_context(open(log_path, "w"))
             extra = ["--n-predict", "-1"] if args.sampling in ("default", "server") else []
             say(f"starting llama.cpp with the {args.model} model {' '.join(extra)}; its log: {log_path}")
-            base_url = stack.enter_context(start_server(model=args.model, timeout=1800, extra_args=extra, stderr=log)).base_url
+            base_url = stack.enter_context(
+                start_server(model=args.model, timeout=1800, extra_args=extra, stderr=log)
+            ).base_url
         say(f"{len(names)} task(s) x {args.runs} against {base_url}, sampling {args.sampling}, commit {commit}")
         asyncio.run(run_all(args, base_url, names, model_label, commit))
     return 0

@@ -64,7 +64,7 @@ async def main(quick: bool, only: set[str], profile: bool, *, in_process: bool =
                 started = time.perf_counter()
                 try:
                     await steps[key]()
-                except Exception as exc:  # noqa: BLE001 - a failed section is reported, and the run goes on
+                except Exception as exc:  # noqa: BLE001 - one failed benchmark must not hide the others
                     report.failed(key, exc)
                     say(f"section {key} FAILED: {type(exc).__name__}: {exc}")
                     traceback.print_exc(file=sys.stderr)
@@ -97,9 +97,8 @@ def cli(argv: list[str] | None = None) -> None:
         warnings_only = logging.StreamHandler(sys.stderr)
         warnings_only.setLevel(logging.WARNING)
         logging.basicConfig(level=logging.WARNING, handlers=[warnings_only])
-    options = [
-        o for o, on in (("--quick", args.quick), ("--in-process", args.in_process), ("--no-node", args.no_node)) if on
-    ]
+    chosen = (("--quick", args.quick), ("--in-process", args.in_process), ("--no-node", args.no_node))
+    options = [option for option, on in chosen if on]
     say(f"machine: {machine()}")
     say(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (the machine may be shared)")
     say(f"command: python bench/run.py{''.join(' ' + o for o in options)}")

@@ -67,7 +67,9 @@ def send(message: dict[str, Any]) -> None:
 
 
 def result_text(request_id: Any, text: str) -> None:
-    send({"jsonrpc": "2.0", "id": request_id, "result": {"content": [{"type": "text", "text": text}], "isError": False}})
+    send(
+        {"jsonrpc": "2.0", "id": request_id, "result": {"content": [{"type": "text", "text": text}], "isError": False}}
+    )
 
 
 def call(request_id: Any, name: str, arguments: dict[str, Any]) -> None:

@@ -100,8 +100,12 @@ COMMITS = (  # author, files written, message; oldest first
 BRANCHES = ("feature/login", "release-1.2")  # besides main, made at the third commit
 
 MEMORY_GRAPH = (
-    {"type": "entity", "name": "Marie Curie", "entityType": "person",
-     "observations": ["physicist and chemist", "won two Nobel Prizes"]},
+    {
+        "type": "entity",
+        "name": "Marie Curie",
+        "entityType": "person",
+        "observations": ["physicist and chemist", "won two Nobel Prizes"],
+    },
     {"type": "entity", "name": "Pierre Curie", "entityType": "person", "observations": ["physicist"]},
     {"type": "entity", "name": "Radium", "entityType": "element", "observations": ["discovered in 1898"]},
     {"type": "relation", "from": "Marie Curie", "to": "Pierre Curie", "relationType": "married to"},
@@ -126,7 +130,9 @@ def install_node_servers() -> Path:
         prefix.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--loglevel=error", *NODE_SERVERS],
-            check=True, timeout=600, stdout=subprocess.DEVNULL,
+            check=True,
+            timeout=600,
+            stdout=subprocess.DEVNULL,
         )
         marker.touch()
     return prefix / "node_modules" / "@modelcontextprotocol"
@@ -157,26 +163,38 @@ class Workspace:
         node = str(self.node_modules)
         for server in servers:
             if server == "time":
-                entries[server] = {"command": sys.executable,
-                                   "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]}
+                entries[server] = {
+                    "command": sys.executable,
+                    "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"],
+                }
             elif server == "git":
                 make_repo(self.repo)
-                entries[server] = {"command": sys.executable,
-                                   "args": ["-m", "mcp_server_git", "--repository", str(self.repo)]}
+                entries[server] = {
+                    "command": sys.executable,
+                    "args": ["-m", "mcp_server_git", "--repository", str(self.repo)],
+                }
             elif server == "filesystem":
                 for name, text in PROJECT_FILES.items():
                     (self.project / name).parent.mkdir(parents=True, exist_ok=True)
                     (self.project / name).write_text(text)
-                entries[server] = {"command": "node",
-                                   "args": [f"{node}/server-filesystem/dist/index.js", str(self.project)]}
+                entries[server] = {
+                    "command": "node",
+                    "args": [f"{node}/server-filesystem/dist/index.js", str(self.project)],
+                }
             elif server == "memory":
                 if memory_seed:
                     self.memory_file.write_text("".join(json.dumps(item) + "\n" for item in MEMORY_GRAPH))
-                entries[server] = {"command": "node", "args": [f"{node}/server-memory/dist/index.js"],
-                                   "env": {"MEMORY_FILE_PATH": str(self.memory_file)}}
+                entries[server] = {
+                    "command": "node",
+                    "args": [f"{node}/server-memory/dist/index.js"],
+                    "env": {"MEMORY_FILE_PATH": str(self.memory_file)},
+                }
             elif server == "everything":
-                entries[server] = {"command": "node", "args": [f"{node}/server-everything/dist/index.js"],
-                                   "env": {"DEPLOY_REGION": ENV_VALUE}}
+                entries[server] = {
+                    "command": "node",
+                    "args": [f"{node}/server-everything/dist/index.js"],
+                    "env": {"DEPLOY_REGION": ENV_VALUE},
+                }
             else:
                 raise ValueError(f"unknown server {server!r}")
         return entries
@@ -209,9 +227,13 @@ class Workspace:
             elif path.is_dir():
                 state[str(relative) + "/"] = "dir"
         if (self.repo / ".git").is_dir():
-            for what, args in (("HEAD", ["symbolic-ref", "-q", "HEAD"]), ("commit", ["rev-parse", "HEAD"]),
-                               ("branches", ["branch", "--format=%(refname:short) %(objectname:short)"]),
-                               ("status", ["status", "--porcelain"]), ("index", ["ls-files", "-s"])):
+            for what, args in (
+                ("HEAD", ["symbolic-ref", "-q", "HEAD"]),
+                ("commit", ["rev-parse", "HEAD"]),
+                ("branches", ["branch", "--format=%(refname:short) %(objectname:short)"]),
+                ("status", ["status", "--porcelain"]),
+                ("index", ["ls-files", "-s"]),
+            ):
                 done = subprocess.run(["git", "-C", str(self.repo), *args], capture_output=True, text=True, timeout=30)
                 state[f"git {what}"] = done.stdout.strip()
         return state
@@ -288,12 +310,25 @@ class Run:
     def record(self, model: str = "", sampling: str = "", commit: str = "", run_index: int = 0) -> dict[str, Any]:
         """The run's transcript, one JSON line of the runner's output."""
         return {
-            "task": self.task.name, "run": run_index, "model": model, "sampling": sampling, "commit": commit,
+            "task": self.task.name,
+            "run": run_index,
+            "model": model,
+            "sampling": sampling,
+            "commit": commit,
             "wording": self.task.wording.format(project=self.ws.project, repo=self.ws.repo),
-            "servers": list(self.task.servers), "result": self.verdict, "problems": self.problems,
-            "seconds": round(self.seconds, 2), "answer": self.answer, "stop_reason": self.outcome.get("stop_reason"),
-            "rounds": self.outcome.get("rounds"), "tool_calls": self.calls, "write_calls": self.write_calls,
-            "structured": self.outcome, "error": self.error, "progress": self.progress, "bridge_log": self.bridge_log,
+            "servers": list(self.task.servers),
+            "result": self.verdict,
+            "problems": self.problems,
+            "seconds": round(self.seconds, 2),
+            "answer": self.answer,
+            "stop_reason": self.outcome.get("stop_reason"),
+            "rounds": self.outcome.get("rounds"),
+            "tool_calls": self.calls,
+            "write_calls": self.write_calls,
+            "structured": self.outcome,
+            "error": self.error,
+            "progress": self.progress,
+            "bridge_log": self.bridge_log,
             "parroted": self.parroted,
         }
 
@@ -338,12 +373,21 @@ class LiveTask:
 TASKS: dict[str, LiveTask] = {}
 
 
-def task(name: str, servers: str, kind: str, wording: str, requires: str, *, read_only: bool = False,
-         memory_seed: bool = False) -> Callable[[Check], Check]:
+def task(
+    name: str,
+    servers: str,
+    kind: str,
+    wording: str,
+    requires: str,
+    *,
+    read_only: bool = False,
+    memory_seed: bool = False,
+) -> Callable[[Check], Check]:
     def register(check: Check) -> Check:
         assert name not in TASKS, name
         TASKS[name] = LiveTask(name, tuple(servers.split("+")), kind, wording, check, requires, read_only, memory_seed)
         return check
+
     return register
 
 
@@ -409,8 +453,9 @@ def says_no(run: Run) -> bool:
 def has(run: Run, *values: str) -> list[str]:
     """Problems for each value the answer lacks (any case, thousands separators ignored)."""
     text = run.text().replace(",", "")
-    return [f"the answer lacks {v!r}" for v in values
-            if not re.search(rf"(?<!\w){re.escape(v)}(?!\w)", text, re.IGNORECASE)]
+    return [
+        f"the answer lacks {v!r}" for v in values if not re.search(rf"(?<!\w){re.escape(v)}(?!\w)", text, re.IGNORECASE)
+    ]
 
 
 def number(run: Run, value: int, word: str) -> list[str]:
@@ -425,8 +470,12 @@ def needs(run: Run, *tools: str) -> list[str]:
 
 
 FS_READ = ("filesystem.read_file", "filesystem.read_text_file", "filesystem.read_multiple_files")
-FS_FIND = ("filesystem.search_files", "filesystem.directory_tree", "filesystem.list_directory",
-           "filesystem.list_directory_with_sizes")
+FS_FIND = (
+    "filesystem.search_files",
+    "filesystem.directory_tree",
+    "filesystem.list_directory",
+    "filesystem.list_directory_with_sizes",
+)
 GIT_HISTORY = ("git.git_log", "git.git_show")
 MEMORY_READ = ("memory.read_graph", "memory.search_nodes", "memory.open_nodes")
 
@@ -434,8 +483,13 @@ MEMORY_READ = ("memory.read_graph", "memory.search_nodes", "memory.open_nodes")
 # --------------------------------------------------------------------------- the tasks: one call
 
 
-@task("time_tokyo", "time", "one call", "What's the current time in Tokyo?",
-      "time.get_current_time ok; the answer gives Tokyo's time at the moment of the run (±2 min)")
+@task(
+    "time_tokyo",
+    "time",
+    "one call",
+    "What's the current time in Tokyo?",
+    "time.get_current_time ok; the answer gives Tokyo's time at the moment of the run (±2 min)",
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, "time.get_current_time")
     if not states_time_in(run, "Asia/Tokyo"):
@@ -449,30 +503,50 @@ def _london_at_930_new_york() -> tuple[int, int]:
     return london.hour, london.minute
 
 
-@task("time_convert", "time", "one call", "If it's 9:30 am in New York, what time is it in London?",
-      "time.convert_time ok; the answer gives London's time for 9:30 in New York today (14:30 outside DST gaps)")
+@task(
+    "time_convert",
+    "time",
+    "one call",
+    "If it's 9:30 am in New York, what time is it in London?",
+    "time.convert_time ok; the answer gives London's time for 9:30 in New York today (14:30 outside DST gaps)",
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, "time.convert_time")
     if _london_at_930_new_york() not in clock_times(run.text()):
         yield "the answer lacks %02d:%02d" % _london_at_930_new_york()
 
 
-@task("sum_tool", "everything", "one call", "How much is 1234 plus 4321? Use the get-sum tool.",
-      "everything.get-sum ok; 5555 in the answer")
+@task(
+    "sum_tool",
+    "everything",
+    "one call",
+    "How much is 1234 plus 4321? Use the get-sum tool.",
+    "everything.get-sum ok; 5555 in the answer",
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, "everything.get-sum")
     yield from has(run, "5555")
 
 
-@task("env_var", "everything", "one call", "What is the DEPLOY_REGION environment variable set to?",
-      f"everything.get-env ok; {ENV_VALUE!r} in the answer")
+@task(
+    "env_var",
+    "everything",
+    "one call",
+    "What is the DEPLOY_REGION environment variable set to?",
+    f"everything.get-env ok; {ENV_VALUE!r} in the answer",
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, "everything.get-env")
     yield from has(run, ENV_VALUE)
 
 
-@task("weather_chicago", "everything", "one call", "What weather does get-structured-content report for Chicago?",
-      "everything.get-structured-content ok; 36 and rain/drizzle in the answer")
+@task(
+    "weather_chicago",
+    "everything",
+    "one call",
+    "What weather does get-structured-content report for Chicago?",
+    "everything.get-structured-content ok; 36 and rain/drizzle in the answer",
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, "everything.get-structured-content")
     yield from has(run, "36")
@@ -480,46 +554,80 @@ def _(run: Run) -> Iterable[str]:
         yield "the answer lacks the conditions (light rain / drizzle)"
 
 
-@task("notes_read", "filesystem", "read-only, one call", "What's in {project}/notes.txt?",
-      "a filesystem read ok; 'oat milk' and 'plumber' in the answer", read_only=True)
+@task(
+    "notes_read",
+    "filesystem",
+    "read-only, one call",
+    "What's in {project}/notes.txt?",
+    "a filesystem read ok; 'oat milk' and 'plumber' in the answer",
+    read_only=True,
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, *FS_READ)
     yield from has(run, "oat milk", "plumber")
 
 
-@task("git_last_message", "git", "read-only, one call",
-      "What is the message of the latest commit in the git repository at {repo}?",
-      "git_log or git_show ok; 'frobnicate' in the answer", read_only=True)
+@task(
+    "git_last_message",
+    "git",
+    "read-only, one call",
+    "What is the message of the latest commit in the git repository at {repo}?",
+    "git_log or git_show ok; 'frobnicate' in the answer",
+    read_only=True,
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, *GIT_HISTORY)
     yield from has(run, "frobnicate")
 
 
-@task("git_show_latest", "git", "read-only, one call",
-      "Show the latest commit of the git repository at {repo} and tell me its message.",
-      "git_log or git_show ok; 'frobnicate' in the answer", read_only=True)
+@task(
+    "git_show_latest",
+    "git",
+    "read-only, one call",
+    "Show the latest commit of the git repository at {repo} and tell me its message.",
+    "git_log or git_show ok; 'frobnicate' in the answer",
+    read_only=True,
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, *GIT_HISTORY)
     yield from has(run, "frobnicate")
 
 
-@task("git_author", "git", "read-only, one call", "Who made the most recent commit in {repo}?",
-      "git_log or git_show ok; 'Grace Hopper' in the answer", read_only=True)
+@task(
+    "git_author",
+    "git",
+    "read-only, one call",
+    "Who made the most recent commit in {repo}?",
+    "git_log or git_show ok; 'Grace Hopper' in the answer",
+    read_only=True,
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, *GIT_HISTORY)
     yield from has(run, "Grace Hopper")
 
 
-@task("git_branches", "git", "read-only, one call", "Which branches does the repository at {repo} have?",
-      "git_branch ok; main, feature/login and release-1.2 in the answer", read_only=True)
+@task(
+    "git_branches",
+    "git",
+    "read-only, one call",
+    "Which branches does the repository at {repo} have?",
+    "git_branch ok; main, feature/login and release-1.2 in the answer",
+    read_only=True,
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, "git.git_branch")
     yield from has(run, "main", "feature/login", "release-1.2")
 
 
-@task("memory_lookup", "memory", "read-only, one call", "What does the knowledge graph say about Marie Curie?",
-      "read_graph, search_nodes or open_nodes ok; 'Nobel' and 'chemist' in the answer",
-      read_only=True, memory_seed=True)
+@task(
+    "memory_lookup",
+    "memory",
+    "read-only, one call",
+    "What does the knowledge graph say about Marie Curie?",
+    "read_graph, search_nodes or open_nodes ok; 'Nobel' and 'chemist' in the answer",
+    read_only=True,
+    memory_seed=True,
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, *MEMORY_READ)
     yield from has(run, "Nobel", "chemist")
@@ -528,8 +636,13 @@ def _(run: Run) -> Iterable[str]:
 # --------------------------------------------------------------------------- multi-step
 
 
-@task("fs_yaml_search", "filesystem", "multi-step (search, answer)", "Search {project} for YAML files and give me their names.",
-      "a search/listing tool ok; deploy.yaml named and README.md not (the YAML file, not a whole listing)")
+@task(
+    "fs_yaml_search",
+    "filesystem",
+    "multi-step (search, answer)",
+    "Search {project} for YAML files and give me their names.",
+    "a search/listing tool ok; deploy.yaml named and README.md not (the YAML file, not a whole listing)",
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, *FS_FIND)
     yield from has(run, "deploy.yaml")
@@ -537,38 +650,65 @@ def _(run: Run) -> Iterable[str]:
         yield "the answer lists README.md too"
 
 
-@task("fs_find_then_read", "filesystem", "read-only, multi-step (search then read)",
-      "There is a settings.ini somewhere under {project}. Which database host does it set?",
-      "a filesystem read ok; 'db-billing.internal' in the answer", read_only=True)
+@task(
+    "fs_find_then_read",
+    "filesystem",
+    "read-only, multi-step (search then read)",
+    "There is a settings.ini somewhere under {project}. Which database host does it set?",
+    "a filesystem read ok; 'db-billing.internal' in the answer",
+    read_only=True,
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, *FS_READ)
     yield from has(run, "db-billing.internal")
 
 
-@task("fs_count_csv", "filesystem", "read-only, multi-step (list then count)", "How many CSV files are in {project}/data?",
-      "a listing/search tool ok; the answer says 3", read_only=True)
+@task(
+    "fs_count_csv",
+    "filesystem",
+    "read-only, multi-step (list then count)",
+    "How many CSV files are in {project}/data?",
+    "a listing/search tool ok; the answer says 3",
+    read_only=True,
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, *FS_FIND)
     yield from number(run, 3, "three")
 
 
-@task("git_count", "git", "read-only, multi-step (list then count)", "How many commits does the repository at {repo} have?",
-      "git_log ok; the answer says 4", read_only=True)
+@task(
+    "git_count",
+    "git",
+    "read-only, multi-step (list then count)",
+    "How many commits does the repository at {repo} have?",
+    "git_log ok; the answer says 4",
+    read_only=True,
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, "git.git_log")
     yield from number(run, len(COMMITS), "four")
 
 
-@task("git_last_change", "git", "read-only, multi-step (find, then show)", "What changed in the latest commit of {repo}?",
-      "git_show or git_diff ok; the new timeout 45 and frobnicate.py in the answer", read_only=True)
+@task(
+    "git_last_change",
+    "git",
+    "read-only, multi-step (find, then show)",
+    "What changed in the latest commit of {repo}?",
+    "git_show or git_diff ok; the new timeout 45 and frobnicate.py in the answer",
+    read_only=True,
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, "git.git_show", "git.git_diff")
     yield from has(run, "45", "frobnicate.py")
 
 
-@task("fs_copy", "filesystem", "multi-step (get then write)",
-      "Make a copy of {project}/greeting.txt named greeting-copy.txt in the same folder.",
-      "greeting-copy.txt exists with greeting.txt's text; greeting.txt unchanged")
+@task(
+    "fs_copy",
+    "filesystem",
+    "multi-step (get then write)",
+    "Make a copy of {project}/greeting.txt named greeting-copy.txt in the same folder.",
+    "greeting-copy.txt exists with greeting.txt's text; greeting.txt unchanged",
+)
 def _(run: Run) -> Iterable[str]:
     original, copy = run.ws.project / "greeting.txt", run.ws.project / "greeting-copy.txt"
     yield from only_changed(run, "project/greeting-copy.txt")
@@ -578,9 +718,13 @@ def _(run: Run) -> Iterable[str]:
         yield f"greeting-copy.txt holds {copy.read_text()[:200]!r}"
 
 
-@task("memory_create", "memory", "write, one call",
-      "Create an entity in the knowledge graph: a person named Ada Lovelace, with the observation that she wrote the first program.",
-      "memory.create_entities ok; the graph file holds an entity named Ada Lovelace; 'Ada' in the answer")
+@task(
+    "memory_create",
+    "memory",
+    "write, one call",
+    "Create an entity in the knowledge graph: a person named Ada Lovelace, with the observation that she wrote the first program.",
+    "memory.create_entities ok; the graph file holds an entity named Ada Lovelace; 'Ada' in the answer",
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, "memory.create_entities")
     yield from only_changed(run, "memory.jsonl")
@@ -589,9 +733,14 @@ def _(run: Run) -> Iterable[str]:
     yield from has(run, "Ada")
 
 
-@task("memory_add_fact", "memory", "multi-step (get then write)", "Add to the knowledge graph that Marie Curie was born in Warsaw.",
-      "the Marie Curie entity has an observation with 'Warsaw'; its other observations and the other entities kept",
-      memory_seed=True)
+@task(
+    "memory_add_fact",
+    "memory",
+    "multi-step (get then write)",
+    "Add to the knowledge graph that Marie Curie was born in Warsaw.",
+    "the Marie Curie entity has an observation with 'Warsaw'; its other observations and the other entities kept",
+    memory_seed=True,
+)
 def _(run: Run) -> Iterable[str]:
     yield from only_changed(run, "memory.jsonl")
     marie = run.ws.entity("Marie Curie")
@@ -609,8 +758,13 @@ def _(run: Run) -> Iterable[str]:
 # --------------------------------------------------------------------------- two servers
 
 
-@task("time_to_file", "time+filesystem", "two servers (get then write)", "Write the current UTC time to {project}/stamp.txt.",
-      "time.get_current_time ok; stamp.txt holds the UTC time of the run (±2 min)")
+@task(
+    "time_to_file",
+    "time+filesystem",
+    "two servers (get then write)",
+    "Write the current UTC time to {project}/stamp.txt.",
+    "time.get_current_time ok; stamp.txt holds the UTC time of the run (±2 min)",
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, "time.get_current_time")
     yield from only_changed(run, "project/stamp.txt")
@@ -621,9 +775,13 @@ def _(run: Run) -> Iterable[str]:
         yield f"stamp.txt holds {stamp.read_text()[:200]!r}"
 
 
-@task("contact_to_memory", "filesystem+memory", "two servers (read then write)",
-      "Read {project}/contact.txt and save the person it describes in the knowledge graph.",
-      "a filesystem read ok; the graph holds an entity named Linus Pauling")
+@task(
+    "contact_to_memory",
+    "filesystem+memory",
+    "two servers (read then write)",
+    "Read {project}/contact.txt and save the person it describes in the knowledge graph.",
+    "a filesystem read ok; the graph holds an entity named Linus Pauling",
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, *FS_READ)
     yield from only_changed(run, "memory.jsonl")
@@ -631,9 +789,13 @@ def _(run: Run) -> Iterable[str]:
         yield f"no Linus Pauling entity in the graph: {run.ws.memory()}"
 
 
-@task("author_to_memory", "git+memory", "two servers (read then write)",
-      "Find out who made the latest commit in {repo} and add them to the knowledge graph as a person.",
-      "git_log or git_show ok; the graph holds an entity named Grace Hopper; the repository unchanged")
+@task(
+    "author_to_memory",
+    "git+memory",
+    "two servers (read then write)",
+    "Find out who made the latest commit in {repo} and add them to the knowledge graph as a person.",
+    "git_log or git_show ok; the graph holds an entity named Grace Hopper; the repository unchanged",
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, *GIT_HISTORY)
     yield from only_changed(run, "memory.jsonl")
@@ -644,8 +806,13 @@ def _(run: Run) -> Iterable[str]:
 # --------------------------------------------------------------------------- the same tool several times
 
 
-@task("time_three_cities", "time", "same tool 3 times", "What time is it right now in Tokyo, London and New York?",
-      "a time tool ok; the answer gives the time of the run in all three cities (±2 min)")
+@task(
+    "time_three_cities",
+    "time",
+    "same tool 3 times",
+    "What time is it right now in Tokyo, London and New York?",
+    "a time tool ok; the answer gives the time of the run in all three cities (±2 min)",
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, "time.get_current_time", "time.convert_time")
     for city, zone in (("Tokyo", "Asia/Tokyo"), ("London", "Europe/London"), ("New York", "America/New_York")):
@@ -653,16 +820,26 @@ def _(run: Run) -> Iterable[str]:
             yield f"the answer does not give the time in {city}"
 
 
-@task("fs_two_ports", "filesystem", "read-only, same tool twice", "Which ports do {project}/api.env and {project}/web.env set?",
-      "a filesystem read ok; 8081 and 3005 in the answer", read_only=True)
+@task(
+    "fs_two_ports",
+    "filesystem",
+    "read-only, same tool twice",
+    "Which ports do {project}/api.env and {project}/web.env set?",
+    "a filesystem read ok; 8081 and 3005 in the answer",
+    read_only=True,
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, *FS_READ)
     yield from has(run, "8081", "3005")
 
 
-@task("weather_two_cities", "everything", "same tool twice",
-      "What temperatures does get-structured-content give for New York and for Los Angeles?",
-      "get-structured-content ok; 33 and 73 in the answer")
+@task(
+    "weather_two_cities",
+    "everything",
+    "same tool twice",
+    "What temperatures does get-structured-content give for New York and for Los Angeles?",
+    "get-structured-content ok; 33 and 73 in the answer",
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, "everything.get-structured-content")
     yield from has(run, "33", "73")
@@ -671,9 +848,14 @@ def _(run: Run) -> Iterable[str]:
 # --------------------------------------------------------------------------- the honest answer is "there is none"
 
 
-@task("fs_missing_file", "filesystem", "read-only, absent", "What does {project}/TODO.md say?",
-      "a filesystem tool called; the answer says the file does not exist (a denial with exist/found/missing/no such...)",
-      read_only=True)
+@task(
+    "fs_missing_file",
+    "filesystem",
+    "read-only, absent",
+    "What does {project}/TODO.md say?",
+    "a filesystem tool called; the answer says the file does not exist (a denial with exist/found/missing/no such...)",
+    read_only=True,
+)
 def _(run: Run) -> Iterable[str]:
     if not run.called(*FS_READ, *FS_FIND, "filesystem.get_file_info"):
         yield "no filesystem tool was called"
@@ -681,16 +863,29 @@ def _(run: Run) -> Iterable[str]:
         yield "the answer does not say the file is missing"
 
 
-@task("git_no_such_word", "git", "read-only, absent", "Does any commit message in {repo} mention a database?",
-      "git_log ok; a negative answer", read_only=True)
+@task(
+    "git_no_such_word",
+    "git",
+    "read-only, absent",
+    "Does any commit message in {repo} mention a database?",
+    "git_log ok; a negative answer",
+    read_only=True,
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, "git.git_log")
     if not says_no(run):
         yield "the answer is not a no"
 
 
-@task("memory_no_such_entity", "memory", "read-only, absent", "Is Alan Turing in the knowledge graph?",
-      "read_graph, search_nodes or open_nodes ok; a negative answer", read_only=True, memory_seed=True)
+@task(
+    "memory_no_such_entity",
+    "memory",
+    "read-only, absent",
+    "Is Alan Turing in the knowledge graph?",
+    "read_graph, search_nodes or open_nodes ok; a negative answer",
+    read_only=True,
+    memory_seed=True,
+)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, *MEMORY_READ)
     if not says_no(run):
@@ -735,8 +930,9 @@ async def tool_annotations(node_modules: Path) -> dict[str, bool]:
 
 
 @asynccontextmanager
-async def bridge_over_stdio(base_url: str, ws: Workspace, config: Path, env: dict[str, str],
-                            errlog: Any) -> AsyncIterator[Client]:
+async def bridge_over_stdio(
+    base_url: str, ws: Workspace, config: Path, env: dict[str, str], errlog: Any
+) -> AsyncIterator[Client]:
     """The real bridge as a subprocess, with a hermetic home, spoken to over stdio (as ``tests.conftest.bridge_client``)."""
     home = ws.root / "home"
     home.mkdir(exist_ok=True)
@@ -749,7 +945,9 @@ async def bridge_over_stdio(base_url: str, ws: Workspace, config: Path, env: dic
         "PATH": os.environ.get("PATH", ""),
         **env,
     }
-    params = StdioServerParameters(command=sys.executable, args=["-m", "lmstudio_bridge"], env=environment, cwd=str(ws.root))
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "lmstudio_bridge"], env=environment, cwd=str(ws.root)
+    )
     async with Client(stdio_client(params, errlog=errlog), mode="legacy", read_timeout_seconds=3600) as client:
         yield client
 
@@ -790,7 +988,9 @@ async def run_live_task(
 
         log_path = root / "bridge.log"
         with open(log_path, "w") as errlog:
-            async with bridge_over_stdio(base_url, ws, config, {**BRIDGE_ENV, **SAMPLING_ENV[sampling]}, errlog) as client:
+            async with bridge_over_stdio(
+                base_url, ws, config, {**BRIDGE_ENV, **SAMPLING_ENV[sampling]}, errlog
+            ) as client:
                 run.started = datetime.now(UTC)
                 started = time.perf_counter()
                 try:
@@ -823,8 +1023,11 @@ async def run_live_task(
 def judge(run: Run, read_only_tools: dict[str, bool] | None = None) -> None:
     """Fills in the run's write calls and problems."""
     live = run.task
-    run.write_calls = [c["name"] + {True: "", False: " (failed)", None: " (outcome unknown)"}[c["ok"]]
-                       for c in run.calls if is_write_tool(c["name"], read_only_tools)]
+    run.write_calls = [
+        c["name"] + {True: "", False: " (failed)", None: " (outcome unknown)"}[c["ok"]]
+        for c in run.calls
+        if is_write_tool(c["name"], read_only_tools)
+    ]
     problems: list[str] = []
     if run.timed_out or run.error:
         problems.append(run.error or "no result")
@@ -840,14 +1043,29 @@ def judge(run: Run, read_only_tools: dict[str, bool] | None = None) -> None:
     run.problems = problems
 
 
-WRITE_TOOLS = frozenset({
-    "git.git_commit", "git.git_add", "git.git_reset", "git.git_create_branch", "git.git_checkout",
-    "filesystem.write_file", "filesystem.edit_file", "filesystem.create_directory", "filesystem.move_file",
-    "memory.create_entities", "memory.create_relations", "memory.add_observations", "memory.delete_entities",
-    "memory.delete_observations", "memory.delete_relations",
-    "everything.gzip-file-as-resource", "everything.toggle-simulated-logging", "everything.toggle-subscriber-updates",
-    "everything.simulate-research-query",
-})
+WRITE_TOOLS = frozenset(
+    {
+        "git.git_commit",
+        "git.git_add",
+        "git.git_reset",
+        "git.git_create_branch",
+        "git.git_checkout",
+        "filesystem.write_file",
+        "filesystem.edit_file",
+        "filesystem.create_directory",
+        "filesystem.move_file",
+        "memory.create_entities",
+        "memory.create_relations",
+        "memory.add_observations",
+        "memory.delete_entities",
+        "memory.delete_observations",
+        "memory.delete_relations",
+        "everything.gzip-file-as-resource",
+        "everything.toggle-simulated-logging",
+        "everything.toggle-subscriber-updates",
+        "everything.simulate-research-query",
+    }
+)
 """The tools without ``readOnlyHint`` in the pinned servers, for when their declarations were not read."""
 
 
@@ -877,8 +1095,15 @@ def _agent_log(log: str, limit: int = 60_000) -> str:
             records.append([line])
         else:
             records[-1].append(line)
-    wanted = ("lmstudio_bridge.agent", "lmstudio_bridge.lmstudio", "lmstudio_bridge.server", "lmstudio_bridge.service",
-              "Traceback", "ERROR", "WARNING")
+    wanted = (
+        "lmstudio_bridge.agent",
+        "lmstudio_bridge.lmstudio",
+        "lmstudio_bridge.server",
+        "lmstudio_bridge.service",
+        "Traceback",
+        "ERROR",
+        "WARNING",
+    )
     text = "\n".join("\n".join(r) for r in records if any(w in r[0] for w in wanted))
     return text if len(text) <= limit else text[: limit // 2] + "\n[...]\n" + text[-limit // 2 :]
 

@@ -260,7 +260,7 @@ async def test_the_child_gets_its_entry_env_over_a_minimal_default(monkeypatch: 
 
 # --- The MCP SDK's errors, mapped once, by type and code -------------------------------------------
 
-REFUSING_SERVER = '''
+REFUSING_SERVER = """
 from mcp import MCPError
 from mcp.server import MCPServer
 
@@ -278,7 +278,7 @@ def ping() -> str:
 
 
 server.run()
-'''
+"""
 
 
 @pytest.mark.parametrize(

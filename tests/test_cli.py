@@ -185,9 +185,8 @@ def test_unknown_command_is_a_usage_error() -> None:
 
 def test_doctor_all_good(fake: FakeLMStudio, mcp_config: Path) -> None:
     files = mcp_config.parent / "files"  # two of the config's servers: ours and the published time server
-    config = write_config(
-        mcp_config.parent / "doctor.json", {"filesystem": echo_entry("filesystem", root=files), "time": time_entry()}
-    )
+    servers = {"filesystem": echo_entry("filesystem", root=files), "time": time_entry()}
+    config = write_config(mcp_config.parent / "doctor.json", servers)
     done = cli("doctor", env={"LMSTUDIO_BASE_URL": fake.base_url, "LMSTUDIO_BRIDGE_MCP_CONFIG": str(config)})
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()

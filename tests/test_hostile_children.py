@@ -170,7 +170,9 @@ async def test_a_child_that_never_answers_initialize_fails_at_the_start_timeout_
                 async with asyncio.timeout(START_TIMEOUT + 10), pool.lease(spec):
                     pass
             elapsed = time.monotonic() - started
-            assert str(raised.value) == f"MCP 'hangs' failed to start: no answer to initialize within {START_TIMEOUT:g} s"
+            assert (
+                str(raised.value) == f"MCP 'hangs' failed to start: no answer to initialize within {START_TIMEOUT:g} s"
+            )
             assert elapsed < START_TIMEOUT + START_MARGIN, f"the start failed after {elapsed:.1f} s"
             pids = pids_in(pid_file)
             assert len(pids) == 2 and pool.children == []
@@ -397,7 +399,9 @@ async def test_the_sweep_stops_what_dead_bridges_left_and_nothing_else() -> None
     try:
         await eventually(lambda: all(alive(p.pid) for p in procs.values()), within=5)
         await asyncio.to_thread(children_module.sweep_orphans)  # its count may include other tests' leftovers
-        assert await eventually(lambda: procs["dead bridge"].poll() is not None and procs["reused pid"].poll() is not None)
+        assert await eventually(
+            lambda: procs["dead bridge"].poll() is not None and procs["reused pid"].poll() is not None
+        )
         assert procs["live bridge"].poll() is None and procs["other form"].poll() is None
     finally:
         for proc in procs.values():

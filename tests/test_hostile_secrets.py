@@ -1,19 +1,21 @@
 """A secret that reaches an MCP entry through ``${VAR}`` (in ``args``, ``url``, ``env`` or ``headers``),
 or written in its ``env``, never appears where the bridge shows an entry: tool results, progress
 lines, the log, and the ``mcps``, ``doctor`` and ``run`` commands.
+
+The bridge and its commands run in this process (``API_TOKEN`` in this process's environment, as a
+bridge process would have it); their children are processes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from mcp import Client, StdioServerParameters
-from mcp.client.stdio import stdio_client
+import pytest
+
+from tests.support.bridge import bridge_client, run_cli
 
 SECRET = "tok-3c9f1e7a5b2d"
 ENV_SECRET = "env-literal-8e41b0c6"
@@ -55,9 +57,6 @@ def environment(base_url: str, config: Path) -> dict[str, str]:
         "LMSTUDIO_BRIDGE_MCP_CONFIG": str(config),
         "LMSTUDIO_BRIDGE_LOG_LEVEL": "DEBUG",
         "LMSTUDIO_BRIDGE_CHILD_START_TIMEOUT": "10",
-        "HOME": os.environ["HOME"],
-        "XDG_CONFIG_HOME": os.environ.get("XDG_CONFIG_HOME", ""),
-        "PATH": os.environ.get("PATH", ""),
     }
 
 
@@ -72,80 +71,69 @@ def assert_no_secret(where: str, text: str) -> None:
         assert secret not in text, f"{where} shows a secret"
 
 
-async def test_tool_results_progress_and_log_never_show_a_secret(fake: Any, tmp_path: Path) -> None:
+async def test_tool_results_progress_and_log_never_show_a_secret(
+    fake: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     config = write_config(tmp_path)
-    stderr = tmp_path / "stderr.log"
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "lmstudio_bridge"],
-        env=environment(fake.base_url, config),
-        cwd=str(tmp_path),
-    )
+    monkeypatch.setenv("API_TOKEN", SECRET)  # ${API_TOKEN} is expanded from the bridge's environment
+    settings = {k: v for k, v in environment(fake.base_url, config).items() if k.startswith("LMSTUDIO_BRIDGE_")}
     seen: list[str] = []
 
     async def on_progress(_: float, __: float | None, message: str | None) -> None:
         seen.append(message or "")
 
-    with stderr.open("w") as errlog:
-        async with Client(stdio_client(params, errlog=errlog), mode="legacy", read_timeout_seconds=60) as client:
-            listing = await client.call_tool("list_mcps", {})
-            assert not listing.is_error
-            text = listing.content[0].text
-            assert "- tokened (stdio: " in text and "--token ${API_TOKEN}" in text
-            assert "--token=${API_TOKEN}" in text
-            assert "- remote (http: http://127.0.0.1:9/mcp?key=${API_TOKEN})" in text
-            shown = {m["name"]: m for m in listing.structured_content["mcps"]}
-            assert shown["tokened"]["command"].endswith("--token ${API_TOKEN}")
-            assert shown["remote"]["url"] == "http://127.0.0.1:9/mcp?key=${API_TOKEN}"
-            seen += [text, json.dumps(listing.structured_content)]
-            calls = [
-                ("autonomous_with_mcp", {"mcp_name": "tokened", "task": '@call echo {"text": "hi"}'}),
-                ("autonomous_with_multiple_mcps", {"mcp_names": ["tokened", "inline"], "task": "@answer done"}),
-                ("autonomous_with_mcp", {"mcp_name": "crashes", "task": "x"}),
-                ("autonomous_with_mcp", {"mcp_name": "remote", "task": "x"}),
-                ("autonomous_with_mcp", {"mcp_name": "old", "task": "x"}),
-                ("autonomous_with_mcp", {"mcp_name": "legacy", "task": "x"}),
-            ]
-            texts = []
-            for tool, args in calls:
-                result = await client.call_tool(tool, args, progress_callback=on_progress)
-                texts.append(result.content[0].text)
-                seen += [result.content[0].text, json.dumps(result.structured_content)]
-            assert "last=hi" in texts[0] and texts[1] == "done"
-            assert texts[2].startswith("Error: MCP 'crashes' failed to start")
-            assert texts[3].startswith("Error: MCP 'remote' failed to start")
+    async with bridge_client(fake.base_url, config, tmp_path, **settings) as client:
+        listing = await client.call_tool("list_mcps", {})
+        assert not listing.is_error
+        text = listing.content[0].text
+        assert "- tokened (stdio: " in text and "--token ${API_TOKEN}" in text
+        assert "--token=${API_TOKEN}" in text
+        assert "- remote (http: http://127.0.0.1:9/mcp?key=${API_TOKEN})" in text
+        shown = {m["name"]: m for m in listing.structured_content["mcps"]}
+        assert shown["tokened"]["command"].endswith("--token ${API_TOKEN}")
+        assert shown["remote"]["url"] == "http://127.0.0.1:9/mcp?key=${API_TOKEN}"
+        seen += [text, json.dumps(listing.structured_content)]
+        calls = [
+            ("autonomous_with_mcp", {"mcp_name": "tokened", "task": '@call echo {"text": "hi"}'}),
+            ("autonomous_with_multiple_mcps", {"mcp_names": ["tokened", "inline"], "task": "@answer done"}),
+            ("autonomous_with_mcp", {"mcp_name": "crashes", "task": "x"}),
+            ("autonomous_with_mcp", {"mcp_name": "remote", "task": "x"}),
+            ("autonomous_with_mcp", {"mcp_name": "old", "task": "x"}),
+            ("autonomous_with_mcp", {"mcp_name": "legacy", "task": "x"}),
+        ]
+        texts = []
+        for tool, args in calls:
+            result = await client.call_tool(tool, args, progress_callback=on_progress)
+            texts.append(result.content[0].text)
+            seen += [result.content[0].text, json.dumps(result.structured_content)]
+        assert "last=hi" in texts[0] and texts[1] == "done"
+        assert texts[2].startswith("Error: MCP 'crashes' failed to start")
+        assert texts[3].startswith("Error: MCP 'remote' failed to start")
     assert any(line.startswith("round 1/") for line in seen)
     for n, text in enumerate(seen):
         assert_no_secret(f"result or progress line {n}", text)
-    assert_no_secret("the bridge's log", stderr.read_text(errors="replace"))
+    log = caplog.text
+    assert "MCP 'tokened' started" in log  # the bridge's log (every record, DEBUG and up) was seen
+    assert_no_secret("the bridge's log", log)
 
 
-async def run_command(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "lmstudio_bridge", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=str(cwd),
-    )  # fmt: skip
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), 120)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    return process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+def run_command(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    done = run_cli(*args, env=env, cwd=cwd)
+    return done.returncode, done.stdout, done.stderr
 
 
-async def test_mcps_doctor_and_run_never_show_a_secret(fake: Any, tmp_path: Path) -> None:
+def test_mcps_doctor_and_run_never_show_a_secret(fake: Any, tmp_path: Path) -> None:
     config = write_config(tmp_path)
     env = environment(fake.base_url, config)
-    code, out, err = await run_command("mcps", env=env, cwd=tmp_path)
+    code, out, err = run_command("mcps", env=env, cwd=tmp_path)
     assert code == 0 and "--token ${API_TOKEN}" in out
     assert_no_secret("mcps", out + err)
-    code, out, err = await run_command("doctor", env=env, cwd=tmp_path)
+    code, out, err = run_command("doctor", env=env, cwd=tmp_path)
     assert code == 1 and "[ok  ] MCP 'tokened' started" in out and "[FAIL] MCP 'crashes' failed to start" in out
     assert_no_secret("doctor", out + err)
-    code, out, err = await run_command("run", "--mcp", "tokened", '@call echo {"text": "hi"}', env=env, cwd=tmp_path)
+    code, out, err = run_command("run", "--mcp", "tokened", '@call echo {"text": "hi"}', env=env, cwd=tmp_path)
     assert code == 0 and "round 1/" in err
     assert_no_secret("run", out + err)
-    code, out, err = await run_command("run", "--mcp", "crashes", "x", env=env, cwd=tmp_path)
+    code, out, err = run_command("run", "--mcp", "crashes", "x", env=env, cwd=tmp_path)
     assert code == 1 and "Error: MCP 'crashes' failed to start" in err
     assert_no_secret("run", out + err)

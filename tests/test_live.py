@@ -56,7 +56,8 @@ from tests.live_tasks import (
 sys.path.insert(0, str(ROOT / "scripts"))
 
 SELECTED = (
-    list(TASKS) if os.environ.get("LIVE_TASKS") == "all"
+    list(TASKS)
+    if os.environ.get("LIVE_TASKS") == "all"
     else [n for n in os.environ.get("LIVE_TASKS", "").split(",") if n] or list(CI_SUBSET)
 )
 
@@ -95,15 +96,21 @@ def read_only_tools(node_modules: Path) -> dict[str, bool]:
 @pytest.mark.parametrize("name", SELECTED)
 async def test_live_task(name: str, live_llm: str, node_modules: Path, read_only_tools: dict[str, bool]) -> None:
     run = await run_live_task(
-        TASKS[name], live_llm, node_modules, sampling=os.environ.get("LIVE_SAMPLING", "small"),
-        cap=float(os.environ.get("LIVE_CAP", "240")), read_only_tools=read_only_tools,
+        TASKS[name],
+        live_llm,
+        node_modules,
+        sampling=os.environ.get("LIVE_SAMPLING", "small"),
+        cap=float(os.environ.get("LIVE_CAP", "240")),
+        read_only_tools=read_only_tools,
     )
     record = run.record(os.environ.get("LIVE_MODEL", "0.5b"), os.environ.get("LIVE_SAMPLING", "small"))
     if path := os.environ.get("LIVE_TIMES"):
         with open(path, "a") as out:
             out.write(json.dumps(record) + "\n")
-    print(f"\n{name}: {run.verdict} in {run.seconds:.1f} s, {record['rounds']} rounds, {record['stop_reason']}\n"
-          f"calls: {run.calls}\nanswer: {run.answer}")
+    print(
+        f"\n{name}: {run.verdict} in {run.seconds:.1f} s, {record['rounds']} rounds, {record['stop_reason']}\n"
+        f"calls: {run.calls}\nanswer: {run.answer}"
+    )
     assert run.passed, f"{name}: {run.problems}\ncalls: {run.calls}\nanswer: {run.answer!r}\n{run.bridge_log[-3000:]}"
 
 
@@ -112,8 +119,10 @@ async def test_live_task(name: str, live_llm: str, node_modules: Path, read_only
 
 def ok(*names: str) -> list[dict[str, Any]]:
     """Tool call records; a name ending in ``!`` failed."""
-    return [{"name": n.rstrip("!"), "ok": not n.endswith("!"), "ms": 1.0, "error": "failed" if n.endswith("!") else None}
-            for n in names]
+    return [
+        {"name": n.rstrip("!"), "ok": not n.endswith("!"), "ms": 1.0, "error": "failed" if n.endswith("!") else None}
+        for n in names
+    ]
 
 
 def _now(zone: str, **delta: float) -> str:
@@ -129,6 +138,7 @@ def _london_930() -> str:
 def _write(path: str, text: str) -> Any:
     def act(ws: Workspace) -> None:
         (ws.root / path).write_text(text)
+
     return act
 
 
@@ -142,6 +152,7 @@ def _memory_add(*items: dict[str, Any]) -> Any:
             elif not same:
                 graph.append(item)
         ws.memory_file.write_text("".join(json.dumps(g) + "\n" for g in graph))
+
     return act
 
 
@@ -151,33 +162,76 @@ GOOD: dict[str, tuple[Any, list[str], Any]] = {
     "time_convert": (lambda: f"It is {_london_930()} in London.", ["time.convert_time"], None),
     "sum_tool": ("1234 plus 4321 is 5,555.", ["everything.get-sum"], None),
     "env_var": ("DEPLOY_REGION is moon-base-7.", ["everything.get-env"], None),
-    "weather_chicago": ("Chicago: 36 degrees, light rain / drizzle, 82% humidity.", ["everything.get-structured-content"], None),
-    "notes_read": ("Buy oat milk, and call the plumber about the sink on Thursday.", ["filesystem.read_text_file"], None),
+    "weather_chicago": (
+        "Chicago: 36 degrees, light rain / drizzle, 82% humidity.",
+        ["everything.get-structured-content"],
+        None,
+    ),
+    "notes_read": (
+        "Buy oat milk, and call the plumber about the sink on Thursday.",
+        ["filesystem.read_text_file"],
+        None,
+    ),
     "git_last_message": ("Teach the widget factory to frobnicate", ["git.git_log"], None),
     "git_show_latest": ("Its message is 'Teach the widget factory to frobnicate'.", ["git.git_show"], None),
     "git_author": ("Grace Hopper made it.", ["git.git_log"], None),
     "git_branches": ("feature/login, main and release-1.2", ["git.git_branch"], None),
-    "memory_lookup": ("Marie Curie was a physicist and chemist who won two Nobel Prizes.", ["memory.search_nodes"], None),
+    "memory_lookup": (
+        "Marie Curie was a physicist and chemist who won two Nobel Prizes.",
+        ["memory.search_nodes"],
+        None,
+    ),
     "fs_yaml_search": ("There is one: deploy.yaml", ["filesystem.search_files"], None),
-    "fs_find_then_read": ("It sets db-billing.internal (port 5433).", ["filesystem.search_files", "filesystem.read_file"], None),
+    "fs_find_then_read": (
+        "It sets db-billing.internal (port 5433).",
+        ["filesystem.search_files", "filesystem.read_file"],
+        None,
+    ),
     "fs_count_csv": ("There are 3 CSV files.", ["filesystem.list_directory"], None),
     "git_count": ("The repository has four commits.", ["git.git_log"], None),
-    "git_last_change": ("It raised the timeout in config.toml from 30 to 45 and added frobnicate.py.", ["git.git_show"], None),
-    "fs_copy": ("Done.", ["filesystem.read_text_file", "filesystem.write_file"],
-                _write("project/greeting-copy.txt", PROJECT_FILES["greeting.txt"])),
-    "memory_create": ("I created Ada Lovelace.", ["memory.create_entities"],
-                      _memory_add({"type": "entity", "name": "Ada Lovelace", "entityType": "person",
-                                   "observations": ["wrote the first program"]})),
-    "memory_add_fact": ("Added.", ["memory.add_observations"],
-                        _memory_add({"type": "entity", "name": "Marie Curie", "observations": ["born in Warsaw"]})),
+    "git_last_change": (
+        "It raised the timeout in config.toml from 30 to 45 and added frobnicate.py.",
+        ["git.git_show"],
+        None,
+    ),
+    "fs_copy": (
+        "Done.",
+        ["filesystem.read_text_file", "filesystem.write_file"],
+        _write("project/greeting-copy.txt", PROJECT_FILES["greeting.txt"]),
+    ),
+    "memory_create": (
+        "I created Ada Lovelace.",
+        ["memory.create_entities"],
+        _memory_add(
+            {
+                "type": "entity",
+                "name": "Ada Lovelace",
+                "entityType": "person",
+                "observations": ["wrote the first program"],
+            }
+        ),
+    ),
+    "memory_add_fact": (
+        "Added.",
+        ["memory.add_observations"],
+        _memory_add({"type": "entity", "name": "Marie Curie", "observations": ["born in Warsaw"]}),
+    ),
     "time_to_file": ("Written.", ["time.get_current_time", "filesystem.write_file"], None),  # the file is written below
-    "contact_to_memory": ("Saved Linus Pauling.", ["filesystem.read_file", "memory.create_entities"],
-                          _memory_add({"type": "entity", "name": "Linus Pauling", "entityType": "person",
-                                       "observations": ["chemist"]})),
-    "author_to_memory": ("Grace Hopper is in the graph now.", ["git.git_log", "memory.create_entities"],
-                         _memory_add({"type": "entity", "name": "Grace Hopper", "entityType": "person", "observations": []})),
-    "time_three_cities": (lambda: f"Tokyo {_now('Asia/Tokyo')}, London {_now('Europe/London')}, "
-                                  f"New York {_now('America/New_York')}.", ["time.get_current_time"] * 3, None),
+    "contact_to_memory": (
+        "Saved Linus Pauling.",
+        ["filesystem.read_file", "memory.create_entities"],
+        _memory_add({"type": "entity", "name": "Linus Pauling", "entityType": "person", "observations": ["chemist"]}),
+    ),
+    "author_to_memory": (
+        "Grace Hopper is in the graph now.",
+        ["git.git_log", "memory.create_entities"],
+        _memory_add({"type": "entity", "name": "Grace Hopper", "entityType": "person", "observations": []}),
+    ),
+    "time_three_cities": (
+        lambda: f"Tokyo {_now('Asia/Tokyo')}, London {_now('Europe/London')}, New York {_now('America/New_York')}.",
+        ["time.get_current_time"] * 3,
+        None,
+    ),
     "fs_two_ports": ("api.env sets 8081 and web.env sets 3005.", ["filesystem.read_multiple_files"], None),
     "weather_two_cities": ("New York 33, Los Angeles 73.", ["everything.get-structured-content"] * 2, None),
     "fs_missing_file": ("There is no TODO.md in that folder.", ["filesystem.read_text_file!"], None),
@@ -189,6 +243,7 @@ GOOD: dict[str, tuple[Any, list[str], Any]] = {
 @pytest.fixture
 def made_up(tmp_path: Path) -> Any:
     """A run of a task as if the bridge had returned ``answer`` after ``calls``, with ``effect`` done."""
+
     def make(name: str, answer: Any, calls: list[dict[str, Any]], effect: Any = None, stop: str = "answered") -> Run:
         live = TASKS[name]
         ws = Workspace(Path(tempfile.mkdtemp(prefix="live-", dir=tmp_path)), tmp_path / "node_modules")
@@ -204,6 +259,7 @@ def made_up(tmp_path: Path) -> Any:
         run.outcome = {"answer": run.answer, "stop_reason": stop, "rounds": 2, "tool_calls": calls}
         judge(run)
         return run
+
     return make
 
 
@@ -250,21 +306,29 @@ def test_side_effects_in_the_repository_are_seen(made_up: Any) -> None:
     def stage(ws: Workspace) -> None:
         (ws.repo / "new.txt").write_text("x")
         subprocess.run(["git", "-C", str(ws.repo), "add", "new.txt"], check=True)
+
     run = made_up("git_last_message", "Teach the widget factory to frobnicate", ok("git.git_log"), stage)
     assert any("git index" in p for p in run.problems), run.problems
 
 
 def test_wrong_values_fail(made_up: Any) -> None:
-    assert not made_up("time_tokyo", lambda: f"It is {_now('Asia/Tokyo', hours=1)} in Tokyo.", ok("time.get_current_time")).passed
+    assert not made_up(
+        "time_tokyo", lambda: f"It is {_now('Asia/Tokyo', hours=1)} in Tokyo.", ok("time.get_current_time")
+    ).passed
     assert not made_up("git_count", "It has 3 commits.", ok("git.git_log")).passed
-    assert not made_up("memory_no_such_entity", "Yes, Alan Turing is a person in the graph, not an element.",
-                       ok("memory.search_nodes")).passed
+    assert not made_up(
+        "memory_no_such_entity", "Yes, Alan Turing is a person in the graph, not an element.", ok("memory.search_nodes")
+    ).passed
     assert not made_up("fs_missing_file", "TODO.md says: buy oat milk.", ok("filesystem.read_file")).passed
     assert not made_up("fs_missing_file", "It does not say anything about TODO.md.", ok("filesystem.read_file!")).passed
     assert not made_up("git_branches", "The domain has feature/login and release-1.2.", ok("git.git_branch")).passed
     assert not made_up("fs_yaml_search", "deploy.yaml, README.md, main.py", ok("filesystem.list_directory")).passed
-    assert not made_up("memory_add_fact", "Added.", ok("memory.delete_entities"),
-                       lambda ws: ws.memory_file.write_text(json.dumps({**MEMORY_GRAPH[0], "observations": ["born in Warsaw"]}))).passed
+    assert not made_up(
+        "memory_add_fact",
+        "Added.",
+        ok("memory.delete_entities"),
+        lambda ws: ws.memory_file.write_text(json.dumps({**MEMORY_GRAPH[0], "observations": ["born in Warsaw"]})),
+    ).passed
 
 
 def test_clock_times() -> None:

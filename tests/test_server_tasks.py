@@ -293,4 +293,6 @@ async def test_read_only_offers_only_tools_that_say_they_only_read(fake: FakeLMS
     assert not timed.is_error, text_of(timed)
     assert timed.structured_content["tools_offered"] == ["time.get_current_time", "time.convert_time"]
     # Our echo server's tools carry no annotations: a read-only task could use none of them.
-    assert echo.is_error and text_of(echo).startswith("Error: read_only: none of the tools of echo declares readOnlyHint")
+    assert echo.is_error and text_of(echo).startswith(
+        "Error: read_only: none of the tools of echo declares readOnlyHint"
+    )

@@ -17,6 +17,7 @@ from tests.support.bridge import stdio_bridge, stdio_environment, text_of
 from tests.support.common import GUIDE_MODELS, echo_entry, write_config
 from tests.support.fake_lmstudio import FakeLMStudio
 
+READ_NOTES = '@call read_file {"path": "notes.txt"}'
 TOOLS = {"list_models", "health_check", "list_mcps", "autonomous_with_mcp", "autonomous_with_multiple_mcps"}
 
 
@@ -49,24 +50,15 @@ async def test_child_stderr_never_reaches_stdout(fake: FakeLMStudio, tmp_path: P
     config = write_config(tmp_path / "mcp.json", {"noisy": echo_entry("noisy", "--stderr-flood")})
     async with stdio_bridge(fake.base_url, config, tmp_path / "stderr.log") as run:
         for _ in range(2):
-            result = await run.client.call_tool(
-                "autonomous_with_mcp", {"mcp_name": "noisy", "task": '@call echo {"text": "ok"}'}
-            )
+            task = '@call echo {"text": "ok"}'
+            result = await run.client.call_tool("autonomous_with_mcp", {"mcp_name": "noisy", "task": task})
             assert not result.is_error and "last=ok" in text_of(result)
         assert "stderr flood" in run.logs()  # the flood reached the bridge's log, not the wire
 
 
 def test_run_as_a_process_prints_only_the_answer_on_stdout(fake: FakeLMStudio, mcp_config: Path) -> None:
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lmstudio_bridge",
-            "run",
-            "--mcp",
-            "filesystem",
-            '@call read_file {"path": "notes.txt"}',
-        ],
+        [sys.executable, "-m", "lmstudio_bridge", "run", "--mcp", "filesystem", READ_NOTES],
         env=stdio_environment(fake.base_url, mcp_config),
         cwd=mcp_config.parent,
         capture_output=True,

@@ -43,7 +43,10 @@ def run_example(
 
 
 def _load_helpers() -> ModuleType:
-    """A new ``bridge_helpers`` in ``sys.modules``, where the script's import finds it (examples/ is not on ``sys.path``)."""
+    """A new ``bridge_helpers`` in ``sys.modules``, where the script's import finds it.
+
+    (examples/ is not on ``sys.path``; ``python examples/NAME.py`` puts it there for the script.)
+    """
     spec = importlib.util.spec_from_file_location("bridge_helpers", EXAMPLES / "bridge_helpers.py")
     assert spec is not None and spec.loader is not None
     helpers = importlib.util.module_from_spec(spec)
