@@ -29,7 +29,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .lmstudio import ChatResult, LLMClient, Progress, ToolCallRequest
@@ -58,6 +58,9 @@ give the concrete values the task asks for (numbers, names, dates, text). \
 If the results do not settle the task, say what is missing."""
 """The answer step's system prompt. It holds no example: small models repeat an example's
 facts as if they were the answer."""
+
+CONTINUE_PROMPT = """Only if the task needs another tool call that was not made yet (the same tool for another item the task names, or a change the task asks for), reply with nothing but that call, as JSON: {{"name": "TOOL", "arguments": {{...}}}}, where TOOL is one of: {tools}."""
+"""Added to the answer step after calls written as text: a task may need several, one per reply."""
 
 NO_ANSWER = "The model gave no answer: it asked for another tool call instead. The results of its tool calls:"
 
@@ -103,6 +106,8 @@ class AskForAnswer:
     stop: StopReason
     why: str
     """For the progress line."""
+    may_call: bool = False
+    """The model may reply with one more call the task still needs, instead of the answer."""
 
 
 Step = Finish | Call | AskForAnswer
@@ -177,7 +182,7 @@ async def run_agent(
             asked = AskForAnswer("round_limit", f"round limit {limits.max_rounds} reached")
         if asked is not None:
             await say(f"{asked.why} · asking for the answer")
-            result = await _answer_step(llm, run, limits, params, say)
+            result = await _answer_step(llm, run, limits, params, say, toolbox if asked.may_call else None)
         else:
             run.rounds += 1
             await say(f"round {run.rounds}/{limits.max_rounds} · waiting for {llm.model}")
@@ -200,12 +205,13 @@ async def run_agent(
         if isinstance(step, AskForAnswer):
             asked = step
             continue
-        run.messages.append({**reply.message, "tool_calls": [_history_call(c) for c in step.calls]})
-        outcomes = await asyncio.gather(*(_execute(c, toolbox, run, limits, say) for c in step.calls))
+        calls = step.calls
+        run.messages.append({**reply.message, "tool_calls": [_history_call(c) for c in calls]})
+        outcomes = await asyncio.gather(*(_execute(c, toolbox, run, limits, say) for c in calls))
         run.messages.extend(
-            {"role": "tool", "tool_call_id": c.id, "content": o} for c, o in zip(step.calls, outcomes, strict=True)
+            {"role": "tool", "tool_call_id": c.id, "content": o} for c, o in zip(calls, outcomes, strict=True)
         )
-        asked = None
+        asked = after_calls(reply, run, len(calls))
     usage = TokenUsage(**{k: run.usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
     return TaskResult(
         answer=finish.answer.strip(),
@@ -231,6 +237,8 @@ def decide(reply: Reply, run: _Run, limits: LoopLimits, asked: AskForAnswer | No
         # The reply to an answer step: a call not made yet goes on with the task, anything else ends it.
         if new_calls and rounds_left:
             return Call(new_calls)
+        if asked.may_call and (reply.calls or bare_call(reply.text) is not None):
+            return AskForAnswer(asked.stop, "the model asked for a call it already made")
         return _final(reply, run, asked.stop)
     if reply.calls and not new_calls:
         return AskForAnswer("answered", "the model repeated a call it already made")
@@ -241,6 +249,15 @@ def decide(reply: Reply, run: _Run, limits: LoopLimits, asked: AskForAnswer | No
         # A call of a tool that is not offered: a failed call the model hears about, not an answer.
         return Call([ToolCallRequest(id=f"call_stray_{run.rounds}", name=stray.name, arguments=stray.raw_arguments)])
     return _final(reply, run, "answered")
+
+
+def after_calls(reply: Reply, run: _Run, count: int) -> AskForAnswer | None:
+    """After the calls of a model that writes them as text, and all worked: the answer step, which may
+    still ask for a call the task needs. Such a model, given the tool list again, calls whatever it sees.
+    A model that uses ``tool_calls`` goes on with the tools."""
+    if reply.written_as_text and all(record.ok for record in run.records[-count:]):
+        return AskForAnswer("answered", "results in", may_call=True)
+    return None
 
 
 def _new_calls(calls: list[ToolCallRequest], seen: set[str]) -> list[ToolCallRequest]:
@@ -259,7 +276,8 @@ def read_reply(result: ChatResult, toolbox: Toolbox) -> Reply:
     reasoning, text = split_reasoning(result.message)
     cut = result.stats.cut
     if result.tool_calls:
-        return Reply(message, list(result.tool_calls), text, reasoning, written_as_text=False, cut=cut)
+        calls = [replace(c, arguments=toolbox.prepared(c.name, c.arguments)) for c in result.tool_calls]
+        return Reply(message, calls, text, reasoning, written_as_text=False, cut=cut)
     for key in ("reasoning_content", "reasoning"):
         if result.message.get(key):
             message[key] = result.message[key]
@@ -268,7 +286,7 @@ def read_reply(result: ChatResult, toolbox: Toolbox) -> Reply:
         return Reply(message, [], text, reasoning, written_as_text=False, cut=cut)
     tag = abs(hash(result.content)) % 10**8
     calls = [
-        ToolCallRequest(id=f"call_text_{index}_{tag}", name=c.name, arguments=c.raw_arguments)
+        ToolCallRequest(id=f"call_text_{index}_{tag}", name=c.name, arguments=toolbox.prepared(c.name, c.raw_arguments))
         for index, c in enumerate(found)
     ]
     logger.debug("Recovered %d tool call(s) written as text", len(calls))
@@ -340,20 +358,29 @@ def _writing(where: str, say: ProgressFn) -> Callable[[Progress], Awaitable[None
 
 
 async def _answer_step(
-    llm: LLMClient, run: _Run, limits: LoopLimits, params: dict[str, Any], say: ProgressFn
+    llm: LLMClient,
+    run: _Run,
+    limits: LoopLimits,
+    params: dict[str, Any],
+    say: ProgressFn,
+    callable_tools: Toolbox | None = None,
 ) -> ChatResult:
-    """One request without tools: the task and the results so far, and a request for the answer.
+    """One request without tools: the task and the results so far, and a request for the answer;
+    with ``callable_tools``, the model may instead name one more call the task needs.
 
     Sent as a fresh two-message conversation rather than the whole history: small models
     given their own history tend to write the last call again instead of answering.
     """
     run.rounds += 1
+    system = ANSWER_PROMPT
+    if callable_tools is not None:
+        system += " " + CONTINUE_PROMPT.format(tools=", ".join(callable_tools.names))
     messages = [
-        {"role": "system", "content": ANSWER_PROMPT},
+        {"role": "system", "content": system},
         {
             "role": "user",
             "content": f"Task: {run.task}\n\nTool calls and their results:\n\n{_results_digest(run.messages)}\n\n"
-            "Answer the task now.",
+            "Answer the task now, with the values from the results that answer it.",
         },
     ]
     logger.debug("Answer step: %s", messages[1]["content"])

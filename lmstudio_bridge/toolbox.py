@@ -100,7 +100,26 @@ class OfferedTool:
             },
         }
 
-    def unwrap_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+    def prepare_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The arguments to send: unwrapped from the schema's shape, and without names the tool does not have.
+
+        A small model invents parameters (``"time": "14:30"`` for a tool that takes only ``timezone``);
+        a server may refuse them, and kept in the conversation they mislead the model's answer. A tool
+        whose schema allows other names (``additionalProperties``) gets them all.
+        """
+        arguments = self._unwrapped(arguments)
+        schema = self.tool.input_schema or {}
+        params = schema.get("properties") or {}
+        if not params or schema.get("additionalProperties", False) is not False:
+            return arguments
+        kept = {k: v for k, v in arguments.items() if k in params}
+        if len(kept) < len(arguments):
+            logger.debug(
+                "Dropped arguments %s has no parameter for: %s", self.label, sorted(set(arguments) - set(kept))
+            )
+        return kept
+
+    def _unwrapped(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Arguments a model wrapped in the schema's own shape (``{"properties": {...}, "type": "object"}``),
         unwrapped; anything else as it is."""
         inner = arguments.get("properties")
@@ -178,6 +197,19 @@ class Toolbox:
         folded = [t for t in self.tools if t.api_name.lower() == name.lower()]
         return folded[0] if len(folded) == 1 else None
 
+    def prepared(self, call_name: str, arguments: str) -> str:
+        """A call's arguments (JSON text) as they will be sent, for the conversation; as written when
+        they are not a JSON object or the tool is unknown."""
+        offered = self.lookup(call_name)
+        try:
+            value = json.loads(arguments or "{}")
+        except json.JSONDecodeError:
+            return arguments
+        if offered is None or not isinstance(value, dict):
+            return arguments
+        prepared = offered.prepare_arguments(value)
+        return arguments if prepared == value else json.dumps(prepared, ensure_ascii=False)
+
     def closest(self, name: str, n: int = 3) -> list[str]:
         """Offered names that look like ``name`` (for a model that made one up)."""
         return difflib.get_close_matches(name, self.names, n=n, cutoff=0.4)
@@ -206,7 +238,7 @@ class Toolbox:
         error: str | None = None
         try:
             result = await offered.provider.call_tool(
-                offered.tool.name, offered.unwrap_arguments(arguments), timeout=timeout
+                offered.tool.name, offered.prepare_arguments(arguments), timeout=timeout
             )
         except ToolCallFailed as exc:
             error = str(exc)
