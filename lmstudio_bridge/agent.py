@@ -47,6 +47,7 @@ ProgressFn = Callable[[str], Awaitable[None]]
 SYSTEM_PROMPT = """\
 You complete the user's task by calling the tools you are given; they come from these MCP servers: {servers}.
 - Call a tool whenever the task needs information or an action. Use the tools' exact names and pass arguments as JSON that matches their parameters.
+- Pass only the arguments the task gives you a value for, and the required ones; leave every other optional parameter out.
 - Read each tool result, then call the next tool you need, or give your final answer.
 - A tool result that starts with "Error:" means the call failed: fix the arguments or try another tool.
 - When the task is done, answer in plain text without calling any tool, and include the concrete results the user asked for (values, names, text)."""
