@@ -338,13 +338,14 @@ NEGATIVE = re.compile(
 
 
 def clock_times(text: str) -> set[tuple[int, int]]:
-    """Every (hour, minute) the text states; a 12-hour time without am/pm counts as both."""
+    """Every (hour, minute) the text states; a 12-hour time without am/pm counts as both, and a 24-hour
+    time stays itself whatever follows it ("14:30 am" is 14:30)."""
     found: set[tuple[int, int]] = set()
     for hour_text, minute_text, half in CLOCK.findall(text):
         hour, minute = int(hour_text), int(minute_text)
         if hour > 23 or minute > 59:
             continue
-        if half:
+        if half and hour <= 12:
             if 1 <= hour <= 12:
                 found.add((hour % 12 + (12 if half.lower() == "p" else 0), minute))
         else:

@@ -271,6 +271,7 @@ def test_clock_times() -> None:
     assert clock_times("It is 2:30 PM.") == {(14, 30)}
     assert clock_times("2026-11-29T14:21:07+09:00") >= {(14, 21)}
     assert clock_times("at 9:05") == {(9, 5), (21, 5)}
+    assert clock_times("14:30 am") == {(14, 30)} and clock_times("12:10 am") == {(0, 10)}
     assert clock_times("at 25:61 or 3.30") == set()
 
 
