@@ -510,8 +510,9 @@ def _(run: Run) -> Iterable[str]:
 # --------------------------------------------------------------------------- multi-step
 
 
-@task("fs_yaml_search", "filesystem", "multi-step (search, answer)", "Search {project} for YAML files and give me their names.",
-      "a search/listing tool ok; deploy.yaml named and README.md not (the YAML file, not a whole listing)")
+@task("fs_yaml_search", "filesystem", "read-only, search", "Search {project} for YAML files and give me their names.",
+      "a search/listing tool ok; deploy.yaml named and README.md not (the YAML file, not a whole listing)",
+      read_only=True)
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, *FS_FIND)
     yield from has(run, "deploy.yaml")
