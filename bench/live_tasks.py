@@ -121,7 +121,7 @@ async def run_all(args: argparse.Namespace, base_url: str, names: Sequence[str],
                 say(
                     f"[{count}/{total}] {name} #{index + 1}: {run.verdict} in {run.seconds:.1f} s, "
                     f"{run.outcome.get('rounds', '-')} rounds, {run.outcome.get('stop_reason', '-')}, "
-                    f"calls {[c['name'] + ('' if c['ok'] else '!') for c in run.calls]}{why}"
+                    f"calls {[c['name'] + {True: '', False: '!', None: '?'}[c['ok']] for c in run.calls]}{why}"
                 )
                 if out:
                     out.write(json.dumps(run.record(model_label, args.sampling, commit, index + 1)) + "\n")

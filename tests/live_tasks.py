@@ -335,18 +335,16 @@ class Run:
     @property
     def parroted(self) -> list[str]:
         """Runs of five or more words in the answer that come from the bridge's own prompts (its
-        system prompt, the answer step's) and from neither the task nor a tool result: text the model
-        repeated from its instructions instead of taking it from the task or the results."""
-        from lmstudio_bridge.agent import ANSWER_PROMPT, SYSTEM_PROMPT
+        system prompt, the answer step's) and not from the task: text the model repeated from its
+        instructions instead of taking it from the task or the results."""
+        from lmstudio_bridge.agent import ANSWER_PROMPT, CONTINUE_PROMPT, SYSTEM_PROMPT
 
         def grams(text: str) -> set[tuple[str, ...]]:
             words = re.findall(r"[a-z0-9]+", text.lower())
             return {tuple(words[i : i + 5]) for i in range(len(words) - 4)}
 
-        own = grams(SYSTEM_PROMPT + " " + ANSWER_PROMPT)
-        given = grams(self.task.wording + " " + " ".join(str(c.get("result", "")) for c in self.calls))
-        given |= grams(json.dumps(self.outcome.get("tool_calls", [])))
-        return [" ".join(g) for g in sorted((grams(self.answer) & own) - given)]
+        own = grams(" ".join((SYSTEM_PROMPT, ANSWER_PROMPT, CONTINUE_PROMPT)))
+        return [" ".join(g) for g in sorted((grams(self.answer) & own) - grams(self.task.wording))]
 
     @property
     def verdict(self) -> str:
@@ -401,13 +399,14 @@ NEGATIVE = re.compile(
 
 
 def clock_times(text: str) -> set[tuple[int, int]]:
-    """Every (hour, minute) the text states; a 12-hour time without am/pm counts as both."""
+    """Every (hour, minute) the text states; a 12-hour time without am/pm counts as both, and a 24-hour
+    time stays itself whatever follows it ("14:30 am" is 14:30)."""
     found: set[tuple[int, int]] = set()
     for hour_text, minute_text, half in CLOCK.findall(text):
         hour, minute = int(hour_text), int(minute_text)
         if hour > 23 or minute > 59:
             continue
-        if half:
+        if half and hour <= 12:
             if 1 <= hour <= 12:
                 found.add((hour % 12 + (12 if half.lower() == "p" else 0), minute))
         else:
@@ -513,7 +512,8 @@ def _london_at_930_new_york() -> tuple[int, int]:
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, "time.convert_time")
     if _london_at_930_new_york() not in clock_times(run.text()):
-        yield "the answer lacks %02d:%02d" % _london_at_930_new_york()
+        hour, minute = _london_at_930_new_york()
+        yield f"the answer lacks {hour:02d}:{minute:02d}"
 
 
 @task(
@@ -639,9 +639,10 @@ def _(run: Run) -> Iterable[str]:
 @task(
     "fs_yaml_search",
     "filesystem",
-    "multi-step (search, answer)",
+    "read-only, search",
     "Search {project} for YAML files and give me their names.",
     "a search/listing tool ok; deploy.yaml named and README.md not (the YAML file, not a whole listing)",
+    read_only=True,
 )
 def _(run: Run) -> Iterable[str]:
     yield from needs(run, *FS_FIND)
@@ -710,7 +711,7 @@ def _(run: Run) -> Iterable[str]:
     "greeting-copy.txt exists with greeting.txt's text; greeting.txt unchanged",
 )
 def _(run: Run) -> Iterable[str]:
-    original, copy = run.ws.project / "greeting.txt", run.ws.project / "greeting-copy.txt"
+    _original, copy = run.ws.project / "greeting.txt", run.ws.project / "greeting-copy.txt"
     yield from only_changed(run, "project/greeting-copy.txt")
     if not copy.exists():
         yield "no greeting-copy.txt"

@@ -297,7 +297,7 @@ def test_a_write_tool_fails_a_read_only_task(name: str, made_up: Any) -> None:
     answer, tools, effect = GOOD[name]
     server = TASKS[name].servers[0]
     write = sorted(w for w in WRITE_TOOLS if w.startswith(server + "."))[0]
-    calls = ok(*tools) + [{"name": write, "ok": False, "ms": 1.0, "error": "bad arguments"}]
+    calls = [*ok(*tools), {"name": write, "ok": False, "ms": 1.0, "error": "bad arguments"}]
     run = made_up(name, answer, calls, effect)
     assert run.write_calls == [f"{write} (failed)"] and not run.passed
 
@@ -335,6 +335,7 @@ def test_clock_times() -> None:
     assert clock_times("It is 2:30 PM.") == {(14, 30)}
     assert clock_times("2026-11-29T14:21:07+09:00") >= {(14, 21)}
     assert clock_times("at 9:05") == {(9, 5), (21, 5)}
+    assert clock_times("14:30 am") == {(14, 30)} and clock_times("12:10 am") == {(0, 10)}
     assert clock_times("at 25:61 or 3.30") == set()
 
 
