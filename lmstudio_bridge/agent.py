@@ -307,11 +307,11 @@ def _final(reply: Reply, run: _Run, stop: StopReason) -> Finish:
 
 
 def _history_call(call: ToolCallRequest) -> dict[str, Any]:
-    """A call as the conversation keeps it. Arguments that are not JSON are kept as ``{}``: servers
-    such as llama.cpp refuse a history holding them (HTTP 500); the tool's error shows them to the model."""
+    """A call as the conversation keeps it. Arguments that are not a JSON object (empty ones too) are kept
+    as ``{}``: servers such as llama.cpp refuse a history holding them (HTTP 500); the tool's error shows
+    them to the model."""
     try:
-        json.loads(call.arguments or "{}")
-        arguments = call.arguments
+        arguments = call.arguments if isinstance(json.loads(call.arguments), dict) else "{}"
     except json.JSONDecodeError:
         arguments = "{}"
     return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}

@@ -352,7 +352,7 @@ class Run:
 
 
 Check = Callable[[Run], Iterable[str]]
-ANNOUNCED_CALL = re.compile(r"round \d+/\d+ · (?!waiting for )(\S+)$")
+ANNOUNCED_CALL = re.compile(r"round \d+/\d+ · (?!waiting for |writing)(\S+)$")
 """A progress line announcing a tool call, e.g. ``round 2/25 · git.git_log``."""
 
 

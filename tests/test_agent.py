@@ -561,3 +561,11 @@ async def test_without_read_only_every_tool_is_offered(llm: LLMClient) -> None:
         respx.post(f"{BASE}/v1/chat/completions").mock(side_effect=script)
         result = await run_agent(llm=llm, toolbox=Toolbox([git_child()]), task="t", servers=["git"], limits=LIMITS)
     assert result.tools_offered == ["git.git_log", "git.git_commit", "git.git_add"] and not result.read_only
+
+
+@pytest.mark.parametrize("raw", ["", "[1]", "null", "{broken"])
+async def test_the_history_keeps_only_json_objects_as_arguments(llm: LLMClient, raw: str) -> None:
+    """llama.cpp answers HTTP 500 to a history whose call arguments are not a JSON object, even empty ones."""
+    script = Script(answer(calls=[("echo", raw)]), answer("ok"))
+    await run(llm, script, [echo_child()])
+    assert script.bodies[1]["messages"][-2]["tool_calls"][0]["function"]["arguments"] == "{}"
