@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -62,6 +63,9 @@ facts as if they were the answer."""
 
 CONTINUE_PROMPT = """Only if the task needs another tool call that was not made yet (the same tool for another item the task names, or a change the task asks for), reply with nothing but that call, as JSON: {{"name": "TOOL", "arguments": {{...}}}}, where TOOL is one of: {tools}."""
 """Added to the answer step after calls written as text: a task may need several, one per reply."""
+
+TOOL_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
+"""What a tool name looks like; a model that calls its last error message has not named a tool."""
 
 NO_ANSWER = "The model gave no answer: it asked for another tool call instead. The results of its tool calls:"
 
@@ -124,6 +128,8 @@ class _Run:
     usage: Counter[str] = field(default_factory=Counter)
     reasoning: list[str] = field(default_factory=list)
     seen_calls: set[str] = field(default_factory=set)
+    strays: int = 0
+    """Replies that were only a call of a tool that does not exist."""
     rounds: int = 0
     first_token_seconds: float | None = None
     generation_seconds: float = 0.0
@@ -246,9 +252,13 @@ def decide(reply: Reply, run: _Run, limits: LoopLimits, asked: AskForAnswer | No
     if new_calls:
         return Call(new_calls)
     stray = bare_call(reply.text)
-    if stray is not None and rounds_left:
+    if stray is not None and rounds_left and TOOL_NAME.fullmatch(stray.name) and not run.strays:
         # A call of a tool that is not offered: a failed call the model hears about, not an answer.
+        # Once per task: a small model may go on calling names it makes up (or its last error) for ever.
+        run.strays += 1
         return Call([ToolCallRequest(id=f"call_stray_{run.rounds}", name=stray.name, arguments=stray.raw_arguments)])
+    if stray is not None:
+        return AskForAnswer("answered", "the model called a tool that does not exist")
     return _final(reply, run, "answered")
 
 

@@ -569,3 +569,17 @@ async def test_the_history_keeps_only_json_objects_as_arguments(llm: LLMClient, 
     script = Script(answer(calls=[("echo", raw)]), answer("ok"))
     await run(llm, script, [echo_child()])
     assert script.bodies[1]["messages"][-2]["tool_calls"][0]["function"]["arguments"] == "{}"
+
+
+async def test_made_up_calls_do_not_go_on_for_ever(llm: LLMClient) -> None:
+    """Seen with the 0.5B: after "there is no tool named 'copy_file'", it called a tool named after that
+    error, then after the next error, and so on until the round limit."""
+    first = answer('{"name": "copy_file", "arguments": {"path": "a"}}')
+    echoed = answer(
+        '{"name": "Error: there is no tool named copy_file. Did you mean echo?", "arguments": {"path": "a"}}'
+    )
+    script = Script(first, echoed, answer("I could not copy it."))
+    result = await run(llm, script, [echo_child()], LoopLimits(max_rounds=25, tool_timeout=2.0, result_chars=1000))
+    assert len(script.bodies) == 3 and "tools" not in script.bodies[-1]
+    assert [c.name for c in result.tool_calls] == ["copy_file"]
+    assert result.answer == "I could not copy it."
