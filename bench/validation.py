@@ -19,7 +19,7 @@ LIST_PATH = "/api/v0/models"
 
 async def cached_resolve(fake: FakeLMStudio, calls: int) -> Stats:
     """Per-call time of ``resolve`` once the list is cached (each call timed on its own)."""
-    api = LMStudioAPI(Settings(base_url=fake.base_url))
+    api = LMStudioAPI.from_settings(Settings(base_url=fake.base_url))
     validator = ModelValidator(api, ttl=3600)
     try:
         await validator.resolve(MODELS[0])
@@ -37,11 +37,11 @@ async def cached_resolve(fake: FakeLMStudio, calls: int) -> Stats:
 async def cold_resolve(fake: FakeLMStudio, runs: int, *, new_connection: bool) -> tuple[Stats, float]:
     """Time of the first ``resolve`` with nothing cached; and list requests made per cold call."""
     settings = Settings(base_url=fake.base_url)
-    shared = None if new_connection else LMStudioAPI(settings)
+    shared = None if new_connection else LMStudioAPI.from_settings(settings)
     samples = []
     fake.reset()
     for _ in range(runs):
-        api = shared or LMStudioAPI(settings)
+        api = shared or LMStudioAPI.from_settings(settings)
         validator = ModelValidator(api, ttl=3600)
         if shared is not None:
             await validator.resolve(MODELS[0])  # open the connection, then forget the list
@@ -60,7 +60,7 @@ async def cold_resolve(fake: FakeLMStudio, runs: int, *, new_connection: bool) -
 
 async def concurrent_cold(fake: FakeLMStudio, callers: int) -> tuple[float, int]:
     """``callers`` cold resolves at once on one fresh validator: wall time and list requests made."""
-    api = LMStudioAPI(Settings(base_url=fake.base_url))
+    api = LMStudioAPI.from_settings(Settings(base_url=fake.base_url))
     validator = ModelValidator(api, ttl=3600)
     fake.reset()
     try:

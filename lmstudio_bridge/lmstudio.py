@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
+from pydantic import SecretStr
 
 from .config import ENV_NAMES, SETTINGS, Settings
 from .errors import (
@@ -120,29 +121,58 @@ class Progress:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class ServerOptions:
+    """What ``LMStudioAPI`` needs to know: where the server is, its key, and how long to wait for it."""
+
+    base_url: str
+    api_key: SecretStr | None
+    list_timeout: float
+    request_timeout: float
+    first_token_timeout: float
+    stream_idle_timeout: float
+    max_retries: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServerOptions:
+        return cls(
+            base_url=settings.base_url,
+            api_key=settings.api_key,
+            list_timeout=settings.list_timeout,
+            request_timeout=settings.request_timeout,
+            first_token_timeout=settings.first_token_timeout,
+            stream_idle_timeout=settings.stream_idle_timeout,
+            max_retries=settings.max_retries,
+        )
+
+
 class LMStudioAPI:
     """HTTP access to one LM Studio server, shared by every model and every task."""
 
-    def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.base_url = settings.base_url
-        self.settings = settings
+    def __init__(self, options: ServerOptions, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base_url = options.base_url
+        self.options = options
         headers = {"User-Agent": "lmstudio-bridge"}
-        if settings.api_key is not None:
-            headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+        if options.api_key is not None:
+            headers["Authorization"] = f"Bearer {options.api_key.get_secret_value()}"
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
-            timeout=httpx.Timeout(settings.request_timeout, connect=CONNECT_TIMEOUT),
+            timeout=httpx.Timeout(options.request_timeout, connect=CONNECT_TIMEOUT),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
             transport=transport,
         )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> LMStudioAPI:
+        return cls(ServerOptions.from_settings(settings), transport=transport)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
     async def list_models(self) -> list[ModelInfo]:
         """LM Studio's model list: its native listing when it has one, else ``/v1/models``."""
-        timeout = self.settings.list_timeout
+        timeout = self.options.list_timeout
         try:
             body = await self._request("GET", "/api/v0/models", timeout=timeout, retries=0)
             return _parse_native_models(body)
@@ -172,7 +202,7 @@ class LMStudioAPI:
             try:
                 return await _StreamReader(self, body, watch, progress).read()
             except _Retry as retry:
-                if attempt >= self.settings.max_retries:
+                if attempt >= self.options.max_retries:
                     if retry.response is not None:
                         raise self._map_status_error(retry.response, attempts=attempt + 1) from None
                     raise retry.error from None
@@ -188,7 +218,7 @@ class LMStudioAPI:
         timeout: float | None = None,
         retries: int | None = None,
     ) -> Any:
-        retries = self.settings.max_retries if retries is None else retries
+        retries = self.options.max_retries if retries is None else retries
         request_timeout = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)) if timeout else None
         attempt = 0
         while True:
@@ -223,7 +253,7 @@ class LMStudioAPI:
         if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
             return LMStudioUnreachable(self.base_url)
         if isinstance(exc, httpx.TimeoutException):
-            waited = timeout or self.settings.request_timeout
+            waited = timeout or self.options.request_timeout
             bound = ENV_NAMES["list_timeout" if timeout else "request_timeout"]
             return LMStudioTimeout(
                 f"LM Studio at {self.base_url} did not answer within {waited:g} s ({bound}).",
@@ -284,7 +314,7 @@ class _StreamReader:
         self._reported = 0.0
 
     async def read(self) -> ChatResult:
-        settings = self.api.settings
+        settings = self.api.options
         loop = asyncio.get_running_loop()
         end_by = loop.time() + settings.request_timeout
         phase = "first_token"
@@ -448,7 +478,7 @@ class _StreamReader:
         )
 
     def _timeout(self, phase: str) -> LMStudioTimeout:
-        settings = self.api.settings
+        settings = self.api.options
         base = self.api.base_url
         if self.first_token_at is None:
             waited, setting = min(

@@ -43,7 +43,7 @@ class Bridge:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
-        self.api = LMStudioAPI(settings, transport=transport)
+        self.api = LMStudioAPI.from_settings(settings, transport=transport)
         self.validator = ModelValidator(self.api, ttl=settings.model_cache_ttl, default_model=settings.default_model)
         self.clients = LLMClientPool(self.api)
         self.catalog = catalog or McpCatalog(explicit_paths=settings.mcp_config, cwd=Path.cwd())

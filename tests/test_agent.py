@@ -77,7 +77,7 @@ class Script:
 
 @pytest.fixture
 async def llm():
-    api = LMStudioAPI(Settings(base_url=BASE, max_retries=0))
+    api = LMStudioAPI.from_settings(Settings(base_url=BASE, max_retries=0))
     yield LLMClient(api, "test-model")
     await api.aclose()
 

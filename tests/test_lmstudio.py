@@ -40,7 +40,7 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 async def api():
-    client = LMStudioAPI(Settings(base_url=BASE, max_retries=2))
+    client = LMStudioAPI.from_settings(Settings(base_url=BASE, max_retries=2))
     yield client
     await client.aclose()
 
@@ -189,7 +189,7 @@ async def test_list_models_falls_back_to_openai_endpoint_on_404(api: LMStudioAPI
 @respx.mock
 async def test_api_key_sent_as_bearer() -> None:
     route = respx.get(f"{BASE}/api/v0/models").respond(json={"data": []})
-    api = LMStudioAPI(Settings(base_url=BASE, api_key="s3cret"))
+    api = LMStudioAPI.from_settings(Settings(base_url=BASE, api_key="s3cret"))
     try:
         await api.list_models()
     finally:

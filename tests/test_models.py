@@ -31,7 +31,7 @@ def listing(ids: list[str], loaded: bool = True) -> dict:
 
 @pytest.fixture
 async def api():
-    client = LMStudioAPI(Settings(base_url=BASE))
+    client = LMStudioAPI.from_settings(Settings(base_url=BASE))
     yield client
     await client.aclose()
 

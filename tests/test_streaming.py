@@ -68,7 +68,9 @@ async def complete(
     tools: list[dict[str, Any]] | None = None,
     **settings: Any,
 ) -> ChatResult:
-    api = LMStudioAPI(Settings(base_url=BASE, max_retries=0, **settings), transport=httpx.MockTransport(stream))
+    api = LMStudioAPI.from_settings(
+        Settings(base_url=BASE, max_retries=0, **settings), transport=httpx.MockTransport(stream)
+    )
     try:
         return await LLMClient(api, "m").complete(
             [{"role": "user", "content": "x"}], tools=tools, watch=watch, progress=progress
@@ -254,7 +256,7 @@ async def test_a_server_that_ignores_stream_answers_with_one_body() -> None:
         message = {"role": "assistant", "content": "whole"}
         return httpx.Response(200, json={"choices": [{"message": message, "finish_reason": "stop"}]})
 
-    api = LMStudioAPI(Settings(base_url=BASE), transport=httpx.MockTransport(plain))
+    api = LMStudioAPI.from_settings(Settings(base_url=BASE), transport=httpx.MockTransport(plain))
     result = await LLMClient(api, "m").complete([{"role": "user", "content": "x"}])
     await api.aclose()
     assert result.content == "whole"
@@ -278,7 +280,7 @@ async def test_the_scripted_server_s_endless_reply_is_cut_and_its_stream_closed(
     from tests.support.fake_lmstudio import FakeLMStudio
 
     async with FakeLMStudio(models=["m"]) as fake:
-        api = LMStudioAPI(Settings(base_url=fake.base_url))
+        api = LMStudioAPI.from_settings(Settings(base_url=fake.base_url))
         try:
             result = await run_agent(
                 llm=LLMClient(api, "m"),
