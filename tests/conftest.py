@@ -43,6 +43,13 @@ def fake() -> Iterator[FakeLMStudio]:
 
 
 @pytest.fixture
+def second_fake() -> Iterator[FakeLMStudio]:
+    """Another scripted server (another machine), for tests of a bridge over several servers."""
+    with FakeLMStudio(models=["second/model"]) as server:
+        yield server
+
+
+@pytest.fixture
 def mcp_config(tmp_path: Path) -> Path:
     """A config with our echo server (twice, for name collisions) and the published time server."""
     files = tmp_path / "files"

@@ -470,3 +470,74 @@ async def test_echo_server_grandchild_outlives_it() -> None:
     finally:
         if pid and psutil.pid_exists(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+# ----------------------------------------------------------------------------- native API (LM Studio 0.4 and 0.3)
+
+
+async def test_v1_listing_says_state_context_and_capabilities(fake: FakeLMStudio, http: httpx.AsyncClient) -> None:
+    fake.set_model("vision/model", vision=True, context_length=8192, max_context_length=65536)
+    fake.set_model("cold/model", loaded=False)
+    models = {m["key"]: m for m in (await http.get("/api/v1/models")).json()["models"]}
+    assert models[MODEL]["type"] == "llm" and models[MODEL]["loaded_instances"] == [
+        {"id": MODEL, "config": {"context_length": 32768}}
+    ]
+    assert models[MODEL]["capabilities"] == {"vision": False, "trained_for_tool_use": True}
+    assert models["vision/model"]["capabilities"]["vision"] is True
+    assert models["vision/model"]["loaded_instances"][0]["config"]["context_length"] == 8192
+    assert models["vision/model"]["max_context_length"] == 65536
+    assert models["cold/model"]["loaded_instances"] == []
+    assert models["nomic-embed"]["type"] == "embedding" and "capabilities" not in models["nomic-embed"]
+    v0 = {m["id"]: m for m in (await http.get("/api/v0/models")).json()["data"]}
+    assert v0["vision/model"]["type"] == "vlm" and v0["cold/model"]["state"] == "not-loaded"
+
+
+async def test_older_versions_answer_404_with_a_string_error(fake: FakeLMStudio, http: httpx.AsyncClient) -> None:
+    fake.api_version = "v0"
+    missing = await http.get("/api/v1/models")
+    assert missing.status_code == 404 and isinstance(missing.json()["error"], str)
+    assert (await http.get("/api/v0/models")).status_code == 200
+    fake.api_version = "openai"
+    assert (await http.get("/api/v0/models")).status_code == 404
+    assert (await http.post("/api/v1/models/load", json={"model": MODEL})).status_code == 404
+    assert (await http.get("/v1/models")).status_code == 200
+
+
+async def test_load_and_unload(fake: FakeLMStudio, http: httpx.AsyncClient) -> None:
+    fake.set_model("cold/model", loaded=False, max_context_length=16384)
+    loaded = await http.post("/api/v1/models/load", json={"model": "cold/model", "context_length": 8192})
+    assert loaded.status_code == 200
+    assert loaded.json() == {"type": "llm", "instance_id": "cold/model", "load_time_seconds": 0.1, "status": "loaded"}
+    assert fake.loaded_context("cold/model") == 8192
+    too_big = await http.post("/api/v1/models/load", json={"model": "cold/model", "context_length": 100000})
+    assert too_big.status_code == 400 and isinstance(too_big.json()["error"], str)
+    unloaded = await http.post("/api/v1/models/unload", json={"instance_id": "cold/model"})
+    assert unloaded.status_code == 200 and fake.loaded_context("cold/model") is None
+    again = await http.post("/api/v1/models/unload", json={"instance_id": "cold/model"})
+    assert again.status_code == 404 and isinstance(again.json()["error"], str)
+    assert (await http.post("/api/v1/models/load", json={"model": "nope"})).status_code == 404
+    fake.load_failures["cold/model"] = (500, {"error": "Failed to load model: insufficient system resources"})
+    failed = await http.post("/api/v1/models/load", json={"model": "cold/model"})
+    assert failed.status_code == 500 and "insufficient" in failed.json()["error"]
+
+
+async def test_chat_loads_just_in_time_or_refuses(fake: FakeLMStudio, http: httpx.AsyncClient) -> None:
+    fake.set_model("cold/model", loaded=False)
+    fake.jit = False
+    refused = await http.post("/v1/chat/completions", json={**chat_body("hi"), "model": "cold/model"})
+    assert refused.status_code == 400 and refused.json()["error"].startswith("No models loaded")
+    fake.jit = True
+    await chat(http, {**chat_body("hi"), "model": "cold/model"})
+    assert fake.loaded_context("cold/model") == 4096
+
+
+async def test_a_prompt_past_the_loaded_context_is_refused(fake: FakeLMStudio, http: httpx.AsyncClient) -> None:
+    fake.set_model(MODEL, context_length=1024)
+    big = chat_body("x" * 5000)
+    refused = await http.post("/v1/chat/completions", json=big)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "context_length_exceeded"
+    fake.overflow_style = "llamacpp"
+    refused = await http.post("/v1/chat/completions", json=big)
+    error = refused.json()["error"]
+    assert error["type"] == "exceed_context_size_error" and error["n_ctx"] == 1024
+    assert (await http.post("/v1/chat/completions", json=chat_body("small"))).status_code == 200

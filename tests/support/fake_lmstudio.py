@@ -8,12 +8,38 @@ Use it in-process::
 or as a process (prints ``READY http://127.0.0.1:PORT`` on stdout, serves until killed)::
 
     python -m tests.support.fake_lmstudio --port 0 --models a,b [--embedding-models e] [--latency S] [--api-key K]
+        [--api-version v1|v0|openai]
 
 Endpoints: ``GET /v1/models``, ``GET /api/v0/models``, ``GET /api/v0/models/{id}``,
-``POST /v1/chat/completions`` (and ``/api/v0/chat/completions``), with or without ``"stream": true``.
+``POST /v1/chat/completions`` (and ``/api/v0/chat/completions``), with or without ``"stream": true``,
+and LM Studio 0.4's native ``GET /api/v1/models``, ``POST /api/v1/models/load`` and
+``POST /api/v1/models/unload``. ``fake.api_version`` says which LM Studio it plays: ``"v1"`` (0.4, the
+default: every endpoint), ``"v0"`` (0.3: the v1 endpoints answer 404) or ``"openai"`` (another
+OpenAI-compatible server: only ``/v1/...``). A 404 body is LM Studio's string ``error``.
 Control endpoints (not recorded, never need a key): ``GET /_fake/requests``, ``POST /_fake/reset``,
 ``POST /_fake/config`` (``{"models", "embedding_models", "not_loaded", "latency", "models_latency",
-"require_api_key", "missing_paths"}``) and ``POST /_fake/fail`` (the arguments of :meth:`FakeLMStudio.fail_next`).
+"require_api_key", "missing_paths", "api_version"}``) and ``POST /_fake/fail`` (the arguments of
+:meth:`FakeLMStudio.fail_next`).
+
+Model state
+-----------
+Each model has a ``FakeModel`` (``fake.model(id)``, or ``fake.set_model(id, ...)``): its maximum
+context length, the context length it is loaded with, and its capabilities (vision, trained for
+tool use, reasoning). ``fake.not_loaded`` holds the models that are downloaded but not loaded. The v1
+listing gives a loaded model one entry in ``loaded_instances`` with ``config.context_length``.
+``load`` marks a model loaded (``context_length`` from the request, else the smaller of 4096 and its
+maximum) and answers ``{"type", "instance_id", "load_time_seconds", "status": "loaded"}``;
+``fake.load_failures[id] = (status, body)`` makes it fail with that answer instead, and
+``fake.hold_loads()`` holds load answers until ``fake.release_loads()``. ``unload`` takes an
+``instance_id``. A chat request naming a model that is not loaded loads it first, as LM Studio's
+just-in-time loading does (``fake.jit = False``: LM Studio's "No models loaded" error instead).
+
+A chat request whose prompt (``len(json.dumps(messages + tools)) // 4`` tokens, the count ``usage``
+reports) plus ``max_tokens`` (when sent) does not fit the model's loaded context is refused with
+HTTP 400. LM Studio's own text for this is a plain string with no code; the fake answers in the
+OpenAI shape (``code: "context_length_exceeded"``) by default, or llama.cpp's
+(``type: "exceed_context_size_error"`` with ``n_prompt_tokens`` and ``n_ctx``) when
+``fake.overflow_style = "llamacpp"``: the shapes a client can recognise without reading the text.
 
 Cue language
 ------------
@@ -350,6 +376,22 @@ class _Reply:
         return cls(status=status, body=json.dumps(data).encode(), headers=headers or {})
 
 
+@dataclass
+class FakeModel:
+    """What the fake knows about one model besides its id (see "Model state" above)."""
+
+    max_context_length: int = 32768
+    context_length: int | None = None
+    """The context it is loaded with; None: its maximum."""
+    vision: bool = False
+    tool_use: bool = True
+    reasoning: bool = False
+
+
+DEFAULT_LOAD_CONTEXT = 4096
+"""The context length a load without ``context_length`` gets (LM Studio's default)."""
+
+
 # ----------------------------------------------------------------------------- the server
 
 
@@ -373,6 +415,13 @@ class FakeLMStudio:
         self.require_api_key = require_api_key
         self.missing_paths: set[str] = set()
         self.hang_limit = 120.0
+        self.api_version: Literal["v1", "v0", "openai"] = "v1"
+        self.details: dict[str, FakeModel] = {}
+        self.load_failures: dict[str, tuple[int, Any]] = {}
+        self.jit = True
+        self.overflow_style: Literal["openai", "llamacpp"] = "openai"
+        self._loads_held: asyncio.Event | None = None
+        self._hold_loads = False
         self.responder: Callable[[Json], Json | None] | None = None
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
@@ -519,6 +568,40 @@ class FakeLMStudio:
         removes it.
         """
         self._hold = _Hold(until, timeout)
+
+    def model(self, model_id: str) -> FakeModel:
+        """The model's details (made with the defaults on first use)."""
+        return self.details.setdefault(model_id, FakeModel())
+
+    def set_model(self, model_id: str, *, loaded: bool = True, **details: Any) -> FakeModel:
+        """Adds ``model_id`` (if new) with ``details`` (``FakeModel`` fields); ``loaded=False``: downloaded only."""
+        if model_id not in self.models and model_id not in self.embedding_models:
+            self.models.append(model_id)
+        info = self.model(model_id)
+        for key, value in details.items():
+            setattr(info, key, value)
+        if loaded:
+            self.not_loaded.discard(model_id)
+        else:
+            self.not_loaded.add(model_id)
+        return info
+
+    def loaded_context(self, model_id: str) -> int | None:
+        """The context length the model is loaded with, or None when it is not loaded."""
+        if model_id in self.not_loaded:
+            return None
+        info = self.model(model_id)
+        return info.context_length or info.max_context_length
+
+    def hold_loads(self) -> None:
+        """Hold every load answer until ``release_loads()`` (a load that takes a while, without timing)."""
+        self._hold_loads = True
+
+    def release_loads(self) -> None:
+        self._hold_loads = False
+        loop, event = self._loop, self._loads_held
+        if loop is not None and event is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -669,16 +752,28 @@ class FakeLMStudio:
         if fault is not None:
             return await self._fault_reply(fault)
         key = (request.method, request.path)
-        if request.path in self.missing_paths:
+        if request.path in self.missing_paths or not self._serves(request.path):
             return self._not_found(request)
-        if key in (("GET", "/v1/models"), ("GET", "/api/v0/models")) or (
+        if key in (("GET", "/v1/models"), ("GET", "/api/v0/models"), ("GET", "/api/v1/models")) or (
             request.method == "GET" and request.path.startswith("/api/v0/models/")
         ):
             await asyncio.sleep(self.models_latency)
             return self._models_reply(request.path)
+        if key == ("POST", "/api/v1/models/load"):
+            return await self._load(request.json)
+        if key == ("POST", "/api/v1/models/unload"):
+            return self._unload(request.json)
         if request.method == "POST" and request.path in CHAT_PATHS:
             return await self._chat(request.body)
         return self._not_found(request)
+
+    def _serves(self, path: str) -> bool:
+        """False for the native endpoints the LM Studio played here does not have."""
+        if path.startswith("/api/v1/"):
+            return self.api_version == "v1"
+        if path.startswith("/api/v0/"):
+            return self.api_version in ("v1", "v0")
+        return True
 
     def _not_found(self, request: RecordedRequest) -> _Reply:
         return _Reply.json(404, {"error": f"Unexpected endpoint or method. ({request.method} {request.path})"})
@@ -717,14 +812,70 @@ class FakeLMStudio:
         return {
             "id": model_id,
             "object": "model",
-            "type": "embeddings" if embedding else "llm",
+            "type": "embeddings" if embedding else "vlm" if self.model(model_id).vision else "llm",
             "publisher": model_id.split("/")[0] if "/" in model_id else "local",
             "arch": "bert" if embedding else "qwen2",
             "compatibility_type": "gguf",
             "quantization": "Q4_K_M",
             "state": "not-loaded" if model_id in self.not_loaded else "loaded",
-            "max_context_length": 32768,
+            "max_context_length": self.model(model_id).max_context_length,
         }
+
+    def _v1_model(self, model_id: str) -> Json:
+        """One entry of ``GET /api/v1/models``."""
+        info = self.model(model_id)
+        embedding = model_id in self.embedding_models
+        context = self.loaded_context(model_id)
+        instances = [] if context is None else [{"id": model_id, "config": {"context_length": context}}]
+        entry: Json = {
+            "type": "embedding" if embedding else "llm",
+            "key": model_id,
+            "display_name": model_id.split("/")[-1],
+            "publisher": model_id.split("/")[0] if "/" in model_id else "local",
+            "architecture": "bert" if embedding else "qwen2",
+            "quantization": {"name": "Q4_K_M", "bits_per_weight": 4.8},
+            "size_bytes": 4_683_073_536,
+            "params_string": "7B",
+            "max_context_length": info.max_context_length,
+            "format": "gguf",
+            "loaded_instances": instances,
+        }
+        if not embedding:
+            reasoning = {"allowed_options": ["off", "on"], "default": "on"} if info.reasoning else None
+            capabilities: Json = {"vision": info.vision, "trained_for_tool_use": info.tool_use}
+            if reasoning is not None:
+                capabilities["reasoning"] = reasoning
+            entry["capabilities"] = capabilities
+        return entry
+
+    async def _load(self, body: Json) -> _Reply:
+        model_id = body.get("model")
+        if not isinstance(model_id, str) or model_id not in self._all_models():
+            return _Reply.json(404, {"error": f'Model "{model_id}" not found'})
+        if self._hold_loads:
+            self._loads_held = self._loads_held or asyncio.Event()
+            await self._loads_held.wait()
+        if model_id in self.load_failures:
+            status, failure = self.load_failures[model_id]
+            return _Reply.json(status, failure)
+        info = self.model(model_id)
+        requested = body.get("context_length")
+        if isinstance(requested, int) and not 0 < requested <= info.max_context_length:
+            error = f"context_length must be between 1 and {info.max_context_length}, got {requested}"
+            return _Reply.json(400, {"error": error})
+        info.context_length = (
+            requested if isinstance(requested, int) else min(DEFAULT_LOAD_CONTEXT, info.max_context_length)
+        )
+        self.not_loaded.discard(model_id)
+        kind = "embedding" if model_id in self.embedding_models else "llm"
+        return _Reply.json(200, {"type": kind, "instance_id": model_id, "load_time_seconds": 0.1, "status": "loaded"})
+
+    def _unload(self, body: Json) -> _Reply:
+        instance = body.get("instance_id")
+        if not isinstance(instance, str) or instance not in self._all_models() or instance in self.not_loaded:
+            return _Reply.json(404, {"error": f'No loaded model instance "{instance}"'})
+        self.not_loaded.add(instance)
+        return _Reply.json(200, {"instance_id": instance})
 
     def _all_models(self) -> list[str]:
         return list(self.models) + sorted(self.embedding_models - set(self.models))
@@ -733,6 +884,8 @@ class FakeLMStudio:
         if path == "/v1/models":
             data = [{"id": m, "object": "model", "owned_by": "organization_owner"} for m in self._all_models()]
             return _Reply.json(200, {"object": "list", "data": data})
+        if path == "/api/v1/models":
+            return _Reply.json(200, {"models": [self._v1_model(m) for m in self._all_models()]})
         if path == "/api/v0/models":
             return _Reply.json(200, {"object": "list", "data": [self._model_info(m) for m in self._all_models()]})
         model_id = path.removeprefix("/api/v0/models/")
@@ -757,6 +910,14 @@ class FakeLMStudio:
             return _Reply.json(400, {"error": error})
         if model in self.embedding_models:
             return _Reply.json(400, {"error": f'Model "{model}" is an embedding model and cannot be used for chat.'})
+        if model in self.not_loaded:
+            if not self.jit:
+                return _Reply.json(400, NO_MODELS_LOADED)
+            self.not_loaded.discard(model)  # just-in-time loading
+            self.model(model).context_length = min(DEFAULT_LOAD_CONTEXT, self.model(model).max_context_length)
+        overflow = self._overflow(body, model)
+        if overflow is not None:
+            return overflow
         if (hold := self._hold) is not None:
             await hold.wait()
         if self.responder is not None and (custom := self.responder(body)) is not None:
@@ -768,7 +929,7 @@ class FakeLMStudio:
             return _Reply.json(400, {"error": f"fake LM Studio cue error: {exc}"})
         await asyncio.sleep(self.latency + delay)
         completion_id = f"chatcmpl-{next(self._ids)}"
-        usage = _usage(body["messages"], message)
+        usage = _usage(body["messages"], message, body.get("tools"))
         if body.get("stream"):
             if step.endless is not None:
                 return _Reply(
@@ -793,6 +954,29 @@ class FakeLMStudio:
                 "system_fingerprint": model,
             },
         )
+
+    def _overflow(self, body: Json, model: str) -> _Reply | None:
+        """The 400 answer for a prompt that does not fit the model's loaded context, or None."""
+        context = self.loaded_context(model)
+        if context is None or model not in self._all_models():
+            return None
+        prompt = _prompt_tokens(body["messages"], body.get("tools"))
+        wanted = prompt + (body["max_tokens"] if isinstance(body.get("max_tokens"), int) else 0)
+        if wanted <= context:
+            return None
+        text = f"request ({prompt} tokens) exceeds the available context size ({context} tokens)"
+        if self.overflow_style == "llamacpp":
+            error: Json = {
+                "code": 400, "message": text, "type": "exceed_context_size_error",
+                "n_prompt_tokens": prompt, "n_ctx": context,
+            }  # fmt: skip
+        else:
+            error = {
+                "message": f"This model's maximum context length is {context} tokens. However, your messages "
+                f"resulted in {prompt} tokens. Please reduce the length of the messages.",
+                "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded",
+            }  # fmt: skip
+        return _Reply.json(400, {"error": error})
 
     def _decide(self, body: Json, model: str) -> tuple[Json, str, float, Round]:
         """The assistant message, finish reason and extra delay for this request."""
@@ -848,7 +1032,7 @@ class FakeLMStudio:
             self.reset()
             return _Reply.json(200, {"ok": True})
         if request.path == "/_fake/config":
-            for name in ("models", "latency", "models_latency", "require_api_key"):
+            for name in ("models", "latency", "models_latency", "require_api_key", "api_version"):
                 if name in data:
                     setattr(self, name, data[name])
             for name in ("embedding_models", "not_loaded", "missing_paths"):
@@ -862,8 +1046,13 @@ class FakeLMStudio:
         return self._not_found(request)
 
 
-def _usage(messages: list[Any], message: Json) -> Json:
-    prompt = max(1, len(json.dumps(messages)) // 4)
+def _prompt_tokens(messages: list[Any], tools: Any = None) -> int:
+    """The fake's token count of a prompt: a token per four characters of its JSON."""
+    return max(1, (len(json.dumps(messages)) + (len(json.dumps(tools)) if tools else 0)) // 4)
+
+
+def _usage(messages: list[Any], message: Json, tools: Any = None) -> Json:
+    prompt = _prompt_tokens(messages, tools)
     completion = max(1, len(json.dumps(message)) // 4)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
@@ -952,6 +1141,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--embedding-models", default="", help="comma-separated embedding model ids")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per chat answer")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    parser.add_argument("--api-version", default="v1", choices=["v1", "v0", "openai"], help="which server to play")
     args = parser.parse_args(argv)
     fake = FakeLMStudio(
         [m for m in args.models.split(",") if m],
@@ -960,6 +1150,7 @@ def main(argv: list[str] | None = None) -> None:
         latency=args.latency,
         require_api_key=args.api_key,
     )
+    fake.api_version = args.api_version
 
     def ready(url: str) -> None:
         sys.stdout.write(f"READY {url}\n")
