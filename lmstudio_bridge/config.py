@@ -41,6 +41,8 @@ DEFAULT_CHILD_START_TIMEOUT = 30.0
 DEFAULT_CHILD_IDLE_TIMEOUT = 300.0
 DEFAULT_MAX_CONCURRENT_TASKS = 8
 DEFAULT_MAX_CHILDREN = 16
+DEFAULT_LOAD_CONTEXT_LENGTH = 16384
+DEFAULT_LOAD_TIMEOUT = 600.0
 MAX_TASK_CHARS = 100_000
 """A task longer than this is refused: no local context window holds it."""
 
@@ -62,13 +64,15 @@ class Settings(BaseModel):
         flag="--base-url",
         metavar="URL",
         default=f"http://{DEFAULT_HOST}:{DEFAULT_PORT}",
-        help="Full server address; overrides host and port. Any OpenAI-compatible server works.",
+        help="Full server address; overrides host and port. Any OpenAI-compatible server works. "
+        "Several, comma-separated, make one bridge over all of them (see docs/other-servers.md).",
     )
     api_key: SecretStr | None = setting(
         ("LMSTUDIO_API_KEY", "LM_API_TOKEN"),
         metavar="TOKEN",
         default=None,
-        help="Sent as `Authorization: Bearer ...` when LM Studio requires authentication.",
+        help="Sent as `Authorization: Bearer ...` when LM Studio requires authentication. With several servers, "
+        "a comma-separated list in the same order (an empty entry: no key), or one key for all.",
     )
     default_model: str | None = setting(
         ("LMSTUDIO_DEFAULT_MODEL",),
@@ -240,21 +244,34 @@ class Settings(BaseModel):
         default="INFO",
         help="DEBUG, INFO, WARNING or ERROR.",
     )
+    load_context_length: int = setting(
+        ("LMSTUDIO_BRIDGE_LOAD_CONTEXT_LENGTH",),
+        metavar="TOKENS",
+        default=DEFAULT_LOAD_CONTEXT_LENGTH,
+        ge=512,
+        help=f"Context length a model is loaded with when a task needs a model that is not loaded (default "
+        f"{DEFAULT_LOAD_CONTEXT_LENGTH}; more when the task needs it, never more than the model's maximum).",
+    )
+    load_timeout: float = setting(
+        ("LMSTUDIO_BRIDGE_LOAD_TIMEOUT",),
+        metavar="SECONDS",
+        default=DEFAULT_LOAD_TIMEOUT,
+        gt=0,
+        help=f"Seconds LM Studio may take to load a model (default {DEFAULT_LOAD_TIMEOUT:g}).",
+    )
 
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        urls = [_base_url(u.strip()) for u in value.split(",") if u.strip()]
+        if not urls:
             raise ValueError("must look like http://HOST:PORT")
-        try:
-            _ = parts.port  # raises for a port that is not a number in range
-        except ValueError:
-            raise ValueError("has an invalid port") from None
-        path = parts.path.rstrip("/")
-        if path.endswith("/v1"):
-            path = path[: -len("/v1")]
-        return f"{parts.scheme}://{parts.netloc}{path}"
+        return ",".join(dict.fromkeys(urls))
+
+    @property
+    def base_urls(self) -> list[str]:
+        """Every server's address, in the order given (one, unless ``base_url`` lists several)."""
+        return self.base_url.split(",")
 
     @field_validator("exclusive_mcps", mode="before")
     @classmethod
@@ -282,6 +299,21 @@ class Settings(BaseModel):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+
+def _base_url(value: str) -> str:
+    """One server's address, checked, without a trailing ``/`` or ``/v1``."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must look like http://HOST:PORT")
+    try:
+        _ = parts.port  # raises for a port that is not a number in range
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    path = parts.path.rstrip("/")
+    if path.endswith("/v1"):
+        path = path[: -len("/v1")]
+    return f"{parts.scheme}://{parts.netloc}{path}"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@
     │   ├── LMStudioAuthError        401/403: the API token is missing or wrong
     │   ├── LMStudioHTTPError        any other error status
     │   ├── BadResponse              it answered, but not in the OpenAI shape
-    │   └── NoModelsLoaded           the model list is empty
+    │   ├── NoModelsLoaded           the model list is empty
+    │   ├── ContextExceeded          the conversation does not fit the model's loaded context
+    │   └── ModelLoadFailed          LM Studio could not load (or unload) a model
     ├── ModelNotFound                the requested model is not in LM Studio's list
     ├── McpError                     a child MCP server problem
     │   ├── McpNotFound              no configured server has that name
@@ -89,6 +91,18 @@ class NoModelsLoaded(LMStudioError):
             "(My Models -> Load) or run `lms load <model>`, then retry.",
             base_url=base_url,
         )
+
+
+class ContextExceeded(LMStudioError):
+    """The request does not fit the context the model is loaded with. ``context_length`` when known."""
+
+    def __init__(self, message: str, *, base_url: str = "", context_length: int | None = None) -> None:
+        super().__init__(message, base_url=base_url)
+        self.context_length = context_length
+
+
+class ModelLoadFailed(LMStudioError):
+    """LM Studio refused to load or unload a model; the message carries LM Studio's own words."""
 
 
 class ModelNotFound(BridgeError):

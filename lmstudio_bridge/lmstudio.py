@@ -12,24 +12,46 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
 from .config import ENV_NAMES, SETTINGS, Settings
+from .context_window import ContextWindow
 from .errors import (
     BadResponse,
+    ContextExceeded,
     LMStudioAuthError,
     LMStudioError,
     LMStudioHTTPError,
     LMStudioTimeout,
     LMStudioUnreachable,
+    ModelLoadFailed,
     NoModelsLoaded,
 )
+from .lmstudio_native import (
+    LISTINGS,
+    LOAD_PATH,
+    UNLOAD_PATH,
+    Dialect,
+    LoadResult,
+    ModelInfo,
+    ModelType,
+    UnexpectedListing,
+    parse_listing,
+    parse_load,
+)
 from .reply_watch import Cut, Draft
+
+__all__ = [
+    "Dialect",
+    "LoadResult",
+    "ModelInfo",
+    "ModelType",
+]  # re-exported: the model list's types live in lmstudio_native
 
 logger = logging.getLogger(__name__)
 
@@ -39,21 +61,6 @@ PROGRESS_INTERVAL = 2.0
 RETRY_BASE_DELAY = 0.5
 RETRY_MAX_DELAY = 8.0
 CONNECT_TIMEOUT = 5.0
-ModelType = Literal["llm", "vlm", "embeddings", "unknown"]
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """One entry of LM Studio's model list."""
-
-    id: str
-    type: ModelType = "unknown"
-    loaded: bool | None = None
-    """``None`` when the server does not say (the OpenAI endpoint never does)."""
-
-    @property
-    def is_embedding(self) -> bool:
-        return self.type == "embeddings" or (self.type == "unknown" and "embed" in self.id.lower())
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,8 @@ class LMStudioAPI:
     def __init__(self, options: ServerOptions, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.base_url = options.base_url
         self.options = options
+        self.dialect: Dialect | None = None
+        """Which model list the server answered (see ``list_models``); None until it has answered."""
         headers = {"User-Agent": "lmstudio-bridge"}
         if options.api_key is not None:
             headers["Authorization"] = f"Bearer {options.api_key.get_secret_value()}"
@@ -171,16 +180,60 @@ class LMStudioAPI:
         await self._http.aclose()
 
     async def list_models(self) -> list[ModelInfo]:
-        """LM Studio's model list: its native listing when it has one, else ``/v1/models``."""
+        """The server's model list: LM Studio's v1 listing, else its v0 one, else ``/v1/models``.
+
+        Each is asked for once; the first that answers is remembered (``dialect``), and an older
+        server's 404 (or 405) is the answer "not here", not a failure.
+        """
         timeout = self.options.list_timeout
-        try:
-            body = await self._request("GET", "/api/v0/models", timeout=timeout, retries=0)
-            return _parse_native_models(body)
-        except LMStudioHTTPError as exc:
-            if exc.status_code not in (404, 405):
+        candidates = [(d, p) for d, p in LISTINGS if self.dialect is None or d == self.dialect]
+        for dialect, path in candidates:
+            try:
+                body = await self._request("GET", path, timeout=timeout, retries=0)
+            except LMStudioHTTPError as exc:
+                if exc.status_code in (404, 405) and dialect != "openai":
+                    continue
                 raise
-        body = await self._request("GET", "/v1/models", timeout=timeout, retries=0)
-        return _parse_openai_models(body)
+            try:
+                models = parse_listing(dialect, body)
+            except UnexpectedListing as exc:
+                raise BadResponse(
+                    f"Unexpected model list from the server at {self.base_url} ({path}): {exc}", base_url=self.base_url
+                ) from None
+            if self.dialect is None:
+                logger.info("The server at %s lists its models at %s", self.base_url, path)
+            self.dialect = dialect
+            return models
+        raise BadResponse(f"The server at {self.base_url} has no model list.", base_url=self.base_url)
+
+    @property
+    def can_load(self) -> bool:
+        """The server loads and unloads models through its API (LM Studio 0.4 or later)."""
+        return self.dialect == "v1"
+
+    async def load_model(self, model: str, *, context_length: int | None, timeout: float) -> LoadResult:
+        """``POST /api/v1/models/load``; raises ``ModelLoadFailed`` with LM Studio's own message."""
+        body: dict[str, Any] = {"model": model}
+        if context_length is not None:
+            body["context_length"] = context_length
+        try:
+            answer = await self._request("POST", LOAD_PATH, json=body, timeout=timeout, retries=0)
+            return parse_load(model, answer, context_length)
+        except (LMStudioHTTPError, UnexpectedListing) as exc:
+            raise ModelLoadFailed(
+                f"LM Studio at {self.base_url} could not load {model}: {_reason(exc)}", base_url=self.base_url
+            ) from None
+
+    async def unload_model(self, instance_id: str) -> None:
+        """``POST /api/v1/models/unload``; raises ``ModelLoadFailed`` with LM Studio's own message."""
+        try:
+            await self._request(
+                "POST", UNLOAD_PATH, json={"instance_id": instance_id}, timeout=self.options.list_timeout, retries=0
+            )
+        except LMStudioHTTPError as exc:
+            raise ModelLoadFailed(
+                f"LM Studio at {self.base_url} could not unload {instance_id}: {_reason(exc)}", base_url=self.base_url
+            ) from None
 
     async def chat(self, payload: Mapping[str, Any]) -> ChatResult:
         """One ``POST /v1/chat/completions`` without streaming, retried on connection errors, 429 and 5xx."""
@@ -274,6 +327,9 @@ class LMStudioAPI:
             )
         if "no models loaded" in detail.lower():
             return NoModelsLoaded(self.base_url)
+        exceeded = _context_exceeded(_error_value(response), self.base_url, f"HTTP {status}: {detail}")
+        if exceeded is not None:
+            return exceeded
         tried = f" after {attempts} attempts" if attempts > 1 else ""
         return LMStudioHTTPError(
             f"LM Studio at {self.base_url} answered HTTP {status}{tried}: {detail}",
@@ -373,8 +429,12 @@ class _StreamReader:
         if not isinstance(chunk, dict):
             raise self._bad(f"an event that is not a JSON object: {data[:200]!r}")
         if "error" in chunk:
+            detail = _error_detail(chunk["error"])
+            exceeded = _context_exceeded(chunk["error"], self.api.base_url, detail)
+            if exceeded is not None:
+                raise exceeded
             raise LMStudioHTTPError(
-                f"LM Studio at {self.api.base_url} reported an error mid-reply: {_error_detail(chunk['error'])}",
+                f"LM Studio at {self.api.base_url} reported an error mid-reply: {detail}",
                 base_url=self.api.base_url,
             )
         self.model = self.model or str(chunk.get("model") or "")
@@ -548,27 +608,57 @@ def _usage(raw: Any) -> Usage | None:
 
 
 class LLMClient:
-    """Chat completions with one model. Cheap: all clients share one ``LMStudioAPI``."""
+    """Chat completions with one model. Cheap: all clients share one ``LMStudioAPI``.
 
-    def __init__(self, api: LMStudioAPI, model: str) -> None:
+    ``window`` keeps each request within the model's context (see ``context_window``): the
+    conversation is shortened before it is sent, and once more, then retried once, when the
+    server answers that it does not fit. ``sees_images``: the model takes image parts.
+    """
+
+    def __init__(
+        self, api: LMStudioAPI, model: str, *, window: ContextWindow | None = None, sees_images: bool = False
+    ) -> None:
         self.api = api
         self.model = model
+        self.window = window
+        self.sees_images = sees_images
 
     async def complete(
         self,
-        messages: Sequence[Mapping[str, Any]],
+        messages: Sequence[MutableMapping[str, Any]],
         *,
         tools: Sequence[Mapping[str, Any]] | None = None,
         watch: Watch | None = None,
         progress: OnProgress | None = None,
         **params: Any,
     ) -> ChatResult:
-        """One reply, streamed; ``watch`` may stop it early, ``progress`` hears about it while it is written."""
+        """One reply, streamed; ``watch`` may stop it early, ``progress`` hears about it while it is written.
+
+        With a ``window``, ``messages`` may be shortened in place to fit the model's context.
+        """
+        window = self.window
+        if window is not None:
+            window.fit(messages, tools)
         payload: dict[str, Any] = {"model": self.model, "messages": list(messages), **params}
         if tools:
             payload["tools"] = list(tools)
             payload.setdefault("tool_choice", "auto")
-        result = await self.api.stream_chat(payload, watch=watch, progress=progress)
+        try:
+            result = await self.api.stream_chat(payload, watch=watch, progress=progress)
+        except ContextExceeded as exc:
+            if window is None:
+                raise
+            logger.info("%s refused the request as too long for its context; shortening and retrying once", self.model)
+            window.learn(exc.context_length)
+            window.fit(messages, tools, tighter=True)
+            payload["messages"] = list(messages)
+            try:
+                result = await self.api.stream_chat(payload, watch=watch, progress=progress)
+            except ContextExceeded as again:
+                window.learn(again.context_length)
+                raise window.overflow() from None
+        if window is not None:
+            window.observe(messages, tools, result.usage.prompt_tokens)
         stats = result.stats
         logger.debug(
             "chat %s: first token %.2f s, %d tokens at %s tok/s, finish=%s",
@@ -613,26 +703,39 @@ def parse_chat_completion(body: Any, *, base_url: str = "") -> ChatResult:
     )
 
 
-def _parse_native_models(body: Any) -> list[ModelInfo]:
-    try:
-        entries = body["data"]
-        return [
-            ModelInfo(
-                id=str(e["id"]),
-                type=e.get("type") if e.get("type") in ("llm", "vlm", "embeddings") else "unknown",
-                loaded=e.get("state") == "loaded" if "state" in e else None,
-            )
-            for e in entries
-        ]
-    except (KeyError, TypeError):
-        raise BadResponse(f"Unexpected model list from LM Studio: {str(body)[:200]!r}") from None
+CONTEXT_ERROR_CODES = frozenset({"context_length_exceeded"})
+"""``error.code`` of a prompt that does not fit: OpenAI's, which vLLM and others also send."""
+CONTEXT_ERROR_TYPES = frozenset({"exceed_context_size_error"})
+"""``error.type`` of the same: llama.cpp's server (with ``n_ctx``, the context it has)."""
 
 
-def _parse_openai_models(body: Any) -> list[ModelInfo]:
+def _context_exceeded(error: Any, base_url: str, detail: str) -> ContextExceeded | None:
+    """``ContextExceeded`` when the server's ``error`` object says the prompt does not fit, by its code or type."""
+    if not isinstance(error, dict):
+        return None
+    if error.get("code") not in CONTEXT_ERROR_CODES and error.get("type") not in CONTEXT_ERROR_TYPES:
+        return None
+    n_ctx = error.get("n_ctx")
+    return ContextExceeded(
+        f"The model server at {base_url} refused the request: it does not fit the model's context ({detail}).",
+        base_url=base_url,
+        context_length=n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None,
+    )
+
+
+def _error_value(response: httpx.Response) -> Any:
+    """The ``error`` member of an error body (a string or an object), or None."""
     try:
-        return [ModelInfo(id=str(e["id"])) for e in body["data"]]
-    except (KeyError, TypeError):
-        raise BadResponse(f"Unexpected model list from the server: {str(body)[:200]!r}") from None
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None
+
+
+def _reason(exc: Exception) -> str:
+    """The server's own words from an error this module raised."""
+    text = str(exc)
+    return text.split(": ", 1)[1] if isinstance(exc, LMStudioHTTPError) and ": " in text else text
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -1,4 +1,4 @@
-"""Which model a task runs on: the cached ``ModelValidator`` and the ``LLMClientPool``."""
+"""Which model a task runs on: the cached ``ModelValidator`` over one server's model list."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from cachetools import LRUCache, TTLCache
+from cachetools import TTLCache
 
 from .errors import ModelNotFound, NoModelsLoaded
-from .lmstudio import LLMClient, LMStudioAPI, ModelInfo
+from .lmstudio import LMStudioAPI, ModelInfo
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,23 @@ class ModelList:
             return name
         instances = sorted(i for i in self.ids if (m := _INSTANCE_SUFFIX.match(i)) and m["base"] == name)
         return instances[0] if instances else None
+
+    def info(self, name: str) -> ModelInfo | None:
+        """What the server says of the model ``name`` (or of the model a ``name:2`` instance belongs to)."""
+        found = self.match(name)
+        if found is None:
+            return None
+        suffix = _INSTANCE_SUFFIX.match(found)
+        for candidate in (found, suffix["base"] if suffix else None):
+            for model in self.models:
+                if model.id == candidate:
+                    return model
+        return None
+
+    def replaced(self, info: ModelInfo) -> ModelList:
+        """This list with ``info`` in place of the entry with its id."""
+        models = tuple(info if m.id == info.id else m for m in self.models)
+        return ModelList(models, self.ids, self.default)
 
 
 def _pick_default(models: tuple[ModelInfo, ...]) -> str | None:
@@ -117,19 +134,17 @@ class ModelValidator:
     def invalidate(self) -> None:
         self._cache.clear()
 
+    def cached_info(self, model: str) -> ModelInfo | None:
+        """What the cached list (if any) says of ``model``; never asks the server."""
+        cached = self._cache.get("models")
+        return cached.info(model) if cached is not None else None
 
-class LLMClientPool:
-    """One ``LLMClient`` per model used, all sharing the API's connection pool."""
-
-    def __init__(self, api: LMStudioAPI, *, max_clients: int = 64) -> None:
-        self._api = api
-        self._clients: LRUCache[str, LLMClient] = LRUCache(maxsize=max_clients)
-
-    def get(self, model: str) -> LLMClient:
-        client = self._clients.get(model)
-        if client is None:
-            client = self._clients[model] = LLMClient(self._api, model)
-        return client
-
-    def __len__(self) -> int:
-        return len(self._clients)
+    def mark_loaded(self, model: str, context_length: int | None) -> ModelInfo:
+        """Records that ``model`` is now loaded (a model is "downloaded but not loaded" until then),
+        so the next task does not wait out the cache's TTL to see it."""
+        cached = self._cache.get("models")
+        old = cached.info(model) if cached is not None else None
+        info = replace(old or ModelInfo(id=model), loaded=True, context_length=context_length)
+        if cached is not None:
+            self._cache["models"] = cached.replaced(info)
+        return info

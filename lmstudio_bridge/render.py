@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .results import HealthResult, McpListResult, ModelsResult, TaskResult
+from .results import (
+    HealthResult,
+    McpListResult,
+    ModelEntry,
+    ModelLoadResult,
+    ModelsResult,
+    ModelUnloadResult,
+    TaskResult,
+)
 
 
 def render_models(result: ModelsResult) -> str:
@@ -12,13 +20,47 @@ def render_models(result: ModelsResult) -> str:
             "Load one in LM Studio (My Models -> Load) or run `lms load <model>`, then call list_models again."
         )
     lines = [f"Available models ({len(result.models)}):"]
-    lines += [f"{n}. {m.id}" for n, m in enumerate(result.models, start=1)]
+    lines += [f"{n}. {m.id}{_facts(m)}" for n, m in enumerate(result.models, start=1)]
     if result.default_model:
         lines += ["", f"Default model: {result.default_model}"]
+    if result.notes:
+        lines += ["", *result.notes]
     return "\n".join(lines)
 
 
+def _facts(model: ModelEntry) -> str:
+    """`` (loaded, llm, context 4096 of 32768, tool use, on URL)``: what the server says, after the id."""
+    facts = []
+    if model.loaded is not None:
+        facts.append("loaded" if model.loaded else "not loaded")
+    if model.type != "unknown":
+        facts.append(model.type)
+    if model.context_length and model.max_context_length:
+        facts.append(f"context {model.context_length} of {model.max_context_length}")
+    elif model.context_length:
+        facts.append(f"context {model.context_length}")
+    elif model.max_context_length:
+        facts.append(f"max context {model.max_context_length}")
+    facts += [c.replace("_", " ") for c in model.capabilities]
+    if model.server:
+        facts.append(f"on {model.server}")
+    return f" ({', '.join(facts)})" if facts else ""
+
+
 def render_health(result: HealthResult) -> str:
+    if len(result.servers) > 1:
+        lines = [f"{len([s for s in result.servers if s.reachable])} of {len(result.servers)} model servers reachable:"]
+        for server in result.servers:
+            if server.reachable:
+                lines.append(
+                    f"- {server.base_url}: reachable ({server.api}), {server.model_count} model(s), "
+                    f"round trip {server.round_trip_ms:g} ms"
+                )
+            else:
+                lines.append(f"- {server.base_url}: not reachable. {server.error}")
+        if result.default_model:
+            lines.append(f"Default model: {result.default_model}")
+        return "\n".join(lines)
     if not result.reachable:
         return f"LM Studio at {result.base_url}: not reachable.\n{result.error}"
     default = f", default {result.default_model}" if result.default_model else ""
@@ -64,3 +106,15 @@ def render_task(result: TaskResult, *, include_reasoning: bool = False) -> str:
     if include_reasoning and result.reasoning:
         text += f"\n\n--- reasoning ---\n{result.reasoning}"
     return text
+
+
+def render_load(result: ModelLoadResult) -> str:
+    context = f" with a context of {result.context_length:,} tokens" if result.context_length else ""
+    if not result.loaded_now:
+        return f"{result.model} is loaded already on {result.server}{context}."
+    took = f" in {result.load_time_seconds:g} s" if result.load_time_seconds is not None else ""
+    return f"Loaded {result.model} on {result.server}{context}{took}."
+
+
+def render_unload(result: ModelUnloadResult) -> str:
+    return f"Unloaded {', '.join(result.unloaded)} on {', '.join(result.servers)}."

@@ -12,12 +12,29 @@ class ModelEntry(BaseModel):
     type: str = Field(description="llm, vlm, or unknown when the server does not say")
     loaded: bool | None = Field(description="None when the server does not say")
     is_default: bool
+    context_length: int | None = Field(default=None, description="tokens of context the model is loaded with")
+    max_context_length: int | None = Field(default=None, description="the most context the model can be loaded with")
+    capabilities: list[str] = Field(
+        default_factory=list, description="what the server says the model can do: tool_use, vision, reasoning"
+    )
+    server: str | None = Field(default=None, description="the server that has it, when the bridge has several")
 
 
 class ModelsResult(BaseModel):
     models: list[ModelEntry]
     default_model: str | None
     base_url: str
+    servers: list[str] = Field(default_factory=list, description="every server the bridge runs tasks on")
+    notes: list[str] = Field(default_factory=list, description="servers left out because they did not answer")
+
+
+class ServerHealth(BaseModel):
+    base_url: str
+    reachable: bool
+    api: str | None = Field(default=None, description="the model list it answers: v1, v0 (LM Studio) or openai")
+    model_count: int | None = None
+    round_trip_ms: float | None = None
+    error: str | None = None
 
 
 class HealthResult(BaseModel):
@@ -27,6 +44,7 @@ class HealthResult(BaseModel):
     default_model: str | None = None
     round_trip_ms: float | None = None
     error: str | None = None
+    servers: list[ServerHealth] = Field(default_factory=list, description="each server, when the bridge has several")
 
 
 class McpEntry(BaseModel):
@@ -89,3 +107,18 @@ class TaskResult(BaseModel):
     generation: Generation = Field(default_factory=Generation)
     read_only: bool = Field(default=False, description="only tools that declare readOnlyHint were offered")
     tools_offered: list[str] = Field(default_factory=list, description="server.tool of every tool offered to the model")
+
+
+class ModelLoadResult(BaseModel):
+    model: str
+    server: str
+    loaded_now: bool = Field(description="false when the model was loaded already")
+    instance_id: str | None = None
+    context_length: int | None = None
+    load_time_seconds: float | None = None
+
+
+class ModelUnloadResult(BaseModel):
+    model: str
+    unloaded: list[str] = Field(description="the instances unloaded")
+    servers: list[str]

@@ -26,8 +26,8 @@ from . import __version__
 from .agent import ProgressFn
 from .config import MAX_TASK_CHARS, Settings
 from .errors import BridgeError, quoted
-from .render import render_health, render_mcps, render_models, render_task
-from .results import HealthResult, McpListResult, ModelsResult, TaskResult
+from .render import render_health, render_load, render_mcps, render_models, render_task, render_unload
+from .results import HealthResult, McpListResult, ModelLoadResult, ModelsResult, ModelUnloadResult, TaskResult
 from .service import MAX_MODEL_CHARS, MAX_NAME_CHARS, Bridge
 from .wire import ScreenedLines, claimed_stdin
 
@@ -77,6 +77,12 @@ ReadOnly = Annotated[
         description="True for questions, analysis and reviews: the local model is offered only the tools that "
         "declare they change nothing (readOnlyHint), and any other call is refused before it reaches the server.",
     ),
+]
+NameModel = Annotated[str, Field(json_schema_extra={"maxLength": MAX_MODEL_CHARS})]
+ContextLength = Annotated[
+    int | None,
+    Field(strict=True, description="Tokens of context to load the model with (default: the bridge's load setting)."),
+    BeforeValidator(_integral),
 ]
 IncludeReasoning = Annotated[
     bool,
@@ -216,6 +222,26 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
     ) -> Annotated[CallToolResult, TaskResult]:
         """Have the local model do a task with the tools of several MCP servers at once, and return its answer."""
         return await _run_task(ctx, mcp_names, task, model, max_rounds, read_only, include_reasoning)
+
+    managing = ToolAnnotations(
+        read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+    )
+
+    @server.tool(annotations=managing)
+    async def load_model(
+        model: Annotated[NameModel, Field(description="Exact model id from list_models.")],
+        ctx: Ctx,
+        context_length: ContextLength = None,
+    ) -> Annotated[CallToolResult, ModelLoadResult]:
+        """Load a downloaded model in LM Studio, optionally with a context length; tasks also load models on demand."""
+        return await _respond(_bridge(ctx).load_model(model, context_length, _progress(ctx)), render_load)
+
+    @server.tool(annotations=managing)
+    async def unload_model(
+        model: Annotated[NameModel, Field(description="Exact model id from list_models.")], ctx: Ctx
+    ) -> Annotated[CallToolResult, ModelUnloadResult]:
+        """Unload a model from LM Studio to free memory; refused while a task is using it."""
+        return await _respond(_bridge(ctx).unload_model(model), render_unload)
 
     return server
 

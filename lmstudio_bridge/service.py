@@ -8,6 +8,7 @@ task through the one agent loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -19,10 +20,20 @@ from .agent import LoopLimits, ProgressFn, no_progress, run_agent
 from .children import ChildPool
 from .config import ENV_NAMES, MAX_TASK_CHARS, Settings
 from .errors import InvalidRequest, LMStudioError, TaskTimeout
-from .lmstudio import LMStudioAPI
+from .fleet import Fleet, Server
+from .lmstudio import ModelInfo
 from .mcp_config import McpCatalog, McpServerSpec
-from .models import LLMClientPool, ModelValidator
-from .results import HealthResult, McpEntry, McpListResult, ModelEntry, ModelsResult, TaskResult
+from .results import (
+    HealthResult,
+    McpEntry,
+    McpListResult,
+    ModelEntry,
+    ModelLoadResult,
+    ModelsResult,
+    ModelUnloadResult,
+    ServerHealth,
+    TaskResult,
+)
 from .toolbox import Toolbox
 
 logger = logging.getLogger(__name__)
@@ -43,9 +54,9 @@ class Bridge:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
-        self.api = LMStudioAPI.from_settings(settings, transport=transport)
-        self.validator = ModelValidator(self.api, ttl=settings.model_cache_ttl, default_model=settings.default_model)
-        self.clients = LLMClientPool(self.api)
+        self.fleet = Fleet(settings, transport=transport)
+        self.api = self.fleet.primary.api
+        self.validator = self.fleet.primary.validator
         self.catalog = catalog or McpCatalog(explicit_paths=settings.mcp_config, cwd=Path.cwd())
         self.children = ChildPool(
             start_timeout=settings.child_start_timeout,
@@ -64,31 +75,66 @@ class Bridge:
 
     async def aclose(self) -> None:
         await self.children.aclose()
-        await self.api.aclose()
+        await self.fleet.aclose()
 
     async def list_models(self) -> ModelsResult:
-        listing = await self.validator.models(refresh=True)
+        listing = await self.fleet.listing(refresh=True)
         return ModelsResult(
-            models=[
-                ModelEntry(id=m.id, type=m.type, loaded=m.loaded, is_default=m.id == listing.default)
-                for m in listing.models
-            ],
+            models=[_model_entry(m, listing.default) for m in listing.models],
             default_model=listing.default,
             base_url=self.api.base_url,
+            servers=self.settings.base_urls,
+            notes=listing.notes,
         )
 
     async def health(self) -> HealthResult:
-        started = time.perf_counter()
-        try:
-            listing = await self.validator.models(refresh=True)
-        except LMStudioError as exc:
-            return HealthResult(reachable=False, base_url=self.api.base_url, error=str(exc))
+        checks = await asyncio.gather(*(_server_health(s) for s in self.fleet.servers))
+        up = [c for c in checks if c.reachable]
+        default = None
+        if up:
+            with contextlib.suppress(LMStudioError):
+                default = (await self.fleet.listing()).default
         return HealthResult(
-            reachable=True,
+            reachable=bool(up),
             base_url=self.api.base_url,
-            model_count=len(listing.models),
-            default_model=listing.default,
-            round_trip_ms=round((time.perf_counter() - started) * 1000, 1),
+            model_count=sum(c.model_count or 0 for c in up) if up else None,
+            default_model=default,
+            round_trip_ms=up[0].round_trip_ms if up else None,
+            error=None if up else checks[0].error,
+            servers=checks,
+        )
+
+    async def load_model(
+        self, model: str, context_length: int | None = None, progress: ProgressFn | None = None
+    ) -> ModelLoadResult:
+        """Loads ``model`` on the server that lists it (``context_length``: tokens, else the load setting)."""
+        _check_model_name(model)
+        server, loaded = await self.fleet.load(model.strip(), context_length, progress or no_progress)
+        if loaded is None:
+            info = server.validator.cached_info(model.strip())
+            return ModelLoadResult(
+                model=model.strip(),
+                server=server.base_url,
+                loaded_now=False,
+                context_length=info.context_length if info else None,
+            )
+        return ModelLoadResult(
+            model=loaded.model,
+            server=server.base_url,
+            loaded_now=True,
+            instance_id=loaded.instance_id,
+            context_length=loaded.context_length,
+            load_time_seconds=loaded.load_time_seconds,
+        )
+
+    async def unload_model(self, model: str) -> ModelUnloadResult:
+        """Unloads ``model`` wherever it is loaded, unless a task is using it."""
+        _check_model_name(model)
+        done = await self.fleet.unload(model.strip())
+        return ModelUnloadResult(
+            model=model.strip(),
+            unloaded=[i for _, instances in done for i in instances],
+            servers=[server.base_url for server, _ in done],
         )
 
     def list_mcps(self) -> McpListResult:
@@ -135,8 +181,8 @@ class Bridge:
         """
         names = _check_request(mcp_names, task, max_rounds, model)
         specs = await asyncio.to_thread(self._specs, names)  # stats (and may re-read) the config files
-        model_id = await self.validator.resolve(model)
-        logger.info("Using model: %s", model_id)
+        route = await self.fleet.route(model)
+        logger.info("Using model: %s on %s", route.model, route.server.base_url)
         limits = LoopLimits(
             max_rounds=max_rounds or self.settings.max_rounds,
             tool_timeout=self.settings.tool_timeout,
@@ -151,7 +197,10 @@ class Bridge:
             try:
                 async with asyncio.timeout(self.settings.task_timeout):
                     await say(f"starting {', '.join(names)}")
-                    async with self.children.lease_all(specs) as children:
+                    async with (
+                        self.children.lease_all(specs) as children,
+                        self.fleet.use(route, say, needed_tokens=len(task) // 3) as llm,
+                    ):
                         toolbox = Toolbox(children, read_only=read_only)
                         if read_only and not toolbox.tools:
                             raise InvalidRequest(
@@ -160,7 +209,7 @@ class Bridge:
                                 "server whose tools say which of them only read."
                             )
                         return await run_agent(
-                            llm=self.clients.get(model_id),
+                            llm=llm,
                             toolbox=toolbox,
                             task=task,
                             servers=names,
@@ -176,6 +225,44 @@ class Bridge:
 
     def _specs(self, names: Sequence[str]) -> list[McpServerSpec]:
         return [self.catalog.get(name) for name in names]
+
+
+def _model_entry(info: ModelInfo, default: str | None) -> ModelEntry:
+    return ModelEntry(
+        id=info.id,
+        type=info.type,
+        loaded=info.loaded,
+        is_default=info.id == default,
+        context_length=info.context_length,
+        max_context_length=info.max_context_length,
+        capabilities=info.capabilities,
+        server=info.server or None,
+    )
+
+
+async def _server_health(server: Server) -> ServerHealth:
+    started = time.perf_counter()
+    try:
+        listing = await server.validator.models(refresh=True)
+    except LMStudioError as exc:
+        return ServerHealth(base_url=server.base_url, reachable=False, error=str(exc))
+    return ServerHealth(
+        base_url=server.base_url,
+        reachable=True,
+        api=server.api.dialect,
+        model_count=len(listing.models),
+        round_trip_ms=round((time.perf_counter() - started) * 1000, 1),
+    )
+
+
+def _check_model_name(model: str) -> None:
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("Name a model: an id from list_models.")
+    if len(model) > MAX_MODEL_CHARS:
+        raise InvalidRequest(
+            f"The model name is {len(model):,} characters long; model ids are at most {MAX_MODEL_CHARS}. "
+            "Copy an id from list_models."
+        )
 
 
 def _check_request(mcp_names: Sequence[str], task: str, max_rounds: int | None, model: str | None = None) -> list[str]:

@@ -51,7 +51,7 @@ def test_models_lists_the_loaded_models(env: dict[str, str]) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "Available models (3):",
-        *(f"{n}. {m}" for n, m in enumerate(GUIDE_MODELS, start=1)),
+        *(f"{n}. {m} (loaded, llm, context 32768 of 32768, tool use)" for n, m in enumerate(GUIDE_MODELS, start=1)),
         "",
         f"Default model: {CODING}",
     ]

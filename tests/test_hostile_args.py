@@ -79,6 +79,8 @@ VALID_ARGS = {
     "list_mcps": {},
     "autonomous_with_mcp": {"mcp_name": "echo", "task": "x"},
     "autonomous_with_multiple_mcps": {"mcp_names": ["echo"], "task": "x"},
+    "load_model": {"model": "qwen/qwen3-coder-30b"},
+    "unload_model": {"model": "qwen/qwen3-coder-30b"},
 }
 
 

@@ -85,6 +85,8 @@ def test_tools_list(inspector: None, bridge_env: list[str]) -> None:
         "list_mcps",
         "autonomous_with_mcp",
         "autonomous_with_multiple_mcps",
+        "load_model",
+        "unload_model",
     }
     assert tools["autonomous_with_mcp"]["inputSchema"]["required"] == ["mcp_name", "task"]
     assert tools["autonomous_with_multiple_mcps"]["inputSchema"]["required"] == ["mcp_names", "task"]

@@ -161,6 +161,7 @@ async def test_garbage_is_a_bad_response(api: LMStudioAPI, body: bytes) -> None:
 
 @respx.mock
 async def test_list_models_prefers_native_listing(api: LMStudioAPI) -> None:
+    respx.get(f"{BASE}/api/v1/models").respond(404)  # LM Studio 0.3
     respx.get(f"{BASE}/api/v0/models").respond(
         json={
             "data": [
@@ -180,6 +181,7 @@ async def test_list_models_prefers_native_listing(api: LMStudioAPI) -> None:
 
 @respx.mock
 async def test_list_models_falls_back_to_openai_endpoint_on_404(api: LMStudioAPI) -> None:
+    respx.get(f"{BASE}/api/v1/models").respond(404)  # LM Studio 0.3
     respx.get(f"{BASE}/api/v0/models").respond(404)
     respx.get(f"{BASE}/v1/models").respond(json={"object": "list", "data": [{"id": "a", "object": "model"}]})
     models = await api.list_models()
@@ -188,6 +190,7 @@ async def test_list_models_falls_back_to_openai_endpoint_on_404(api: LMStudioAPI
 
 @respx.mock
 async def test_api_key_sent_as_bearer() -> None:
+    respx.get(f"{BASE}/api/v1/models").respond(404)  # LM Studio 0.3
     route = respx.get(f"{BASE}/api/v0/models").respond(json={"data": []})
     api = LMStudioAPI.from_settings(Settings(base_url=BASE, api_key="s3cret"))
     try:

@@ -1,4 +1,4 @@
-"""ModelValidator (TTL, single flight, refresh on miss, exact errors) and LLMClientPool."""
+"""ModelValidator: TTL, single flight, refresh on miss, exact errors, models downloaded but not loaded."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import respx
 from lmstudio_bridge.config import Settings
 from lmstudio_bridge.errors import ModelNotFound, NoModelsLoaded
 from lmstudio_bridge.lmstudio import LMStudioAPI
-from lmstudio_bridge.models import LLMClientPool, ModelValidator
+from lmstudio_bridge.models import ModelValidator
 
 BASE = "http://lms.test:1234"
 MODELS = ["qwen/qwen3-coder-30b", "mistralai/magistral-small-2509"]
@@ -43,6 +43,7 @@ def clock() -> Clock:
 
 @respx.mock
 async def test_cached_within_ttl_and_refetched_after(api: LMStudioAPI, clock: Clock) -> None:
+    respx.get(f"{BASE}/api/v1/models").respond(404)  # LM Studio 0.3
     route = respx.get(f"{BASE}/api/v0/models").respond(json=listing(MODELS))
     validator = ModelValidator(api, ttl=60, clock=clock)
     assert await validator.resolve("qwen/qwen3-coder-30b") == "qwen/qwen3-coder-30b"
@@ -60,6 +61,7 @@ async def test_twenty_cold_calls_make_one_request(api: LMStudioAPI, clock: Clock
         await asyncio.sleep(0.05)
         return httpx.Response(200, json=listing(MODELS))
 
+    respx.get(f"{BASE}/api/v1/models").respond(404)  # LM Studio 0.3
     route = respx.get(f"{BASE}/api/v0/models").mock(side_effect=slow_listing)
     validator = ModelValidator(api, ttl=60, clock=clock)
     results = await asyncio.gather(*(validator.resolve("qwen/qwen3-coder-30b") for _ in range(20)))
@@ -69,6 +71,7 @@ async def test_twenty_cold_calls_make_one_request(api: LMStudioAPI, clock: Clock
 
 @respx.mock
 async def test_single_flight_failure_reaches_every_waiter_then_recovers(api: LMStudioAPI, clock: Clock) -> None:
+    respx.get(f"{BASE}/api/v1/models").respond(404)  # LM Studio 0.3
     route = respx.get(f"{BASE}/api/v0/models").mock(
         side_effect=[httpx.ConnectError("down"), httpx.Response(200, json=listing(MODELS))]
     )
@@ -81,6 +84,7 @@ async def test_single_flight_failure_reaches_every_waiter_then_recovers(api: LMS
 
 @respx.mock
 async def test_miss_refreshes_once_so_a_just_loaded_model_is_found(api: LMStudioAPI, clock: Clock) -> None:
+    respx.get(f"{BASE}/api/v1/models").respond(404)  # LM Studio 0.3
     route = respx.get(f"{BASE}/api/v0/models").mock(
         side_effect=[
             httpx.Response(200, json=listing(MODELS[:1])),
@@ -95,6 +99,7 @@ async def test_miss_refreshes_once_so_a_just_loaded_model_is_found(api: LMStudio
 
 @respx.mock
 async def test_unknown_model_error_text_is_exact(api: LMStudioAPI, clock: Clock) -> None:
+    respx.get(f"{BASE}/api/v1/models").respond(404)  # LM Studio 0.3
     route = respx.get(f"{BASE}/api/v0/models").respond(json=listing(MODELS))
     validator = ModelValidator(api, ttl=60, clock=clock)
     with pytest.raises(ModelNotFound) as info:
@@ -108,6 +113,7 @@ async def test_unknown_model_error_text_is_exact(api: LMStudioAPI, clock: Clock)
 @respx.mock
 @pytest.mark.parametrize("wrong", ["qwen3-coder", "Qwen/Qwen3-Coder-30B", "qwen-coder", "qwen/qwen3-coder"])
 async def test_names_match_exactly(api: LMStudioAPI, clock: Clock, wrong: str) -> None:
+    respx.get(f"{BASE}/api/v1/models").respond(404)  # LM Studio 0.3
     respx.get(f"{BASE}/api/v0/models").respond(json=listing(MODELS))
     with pytest.raises(ModelNotFound):
         await ModelValidator(api, ttl=60, clock=clock).resolve(wrong)
@@ -115,6 +121,7 @@ async def test_names_match_exactly(api: LMStudioAPI, clock: Clock, wrong: str) -
 
 @respx.mock
 async def test_loaded_instance_suffix(api: LMStudioAPI, clock: Clock) -> None:
+    respx.get(f"{BASE}/api/v1/models").respond(404)  # LM Studio 0.3
     respx.get(f"{BASE}/api/v0/models").respond(json=listing(["qwen/qwen3-coder-30b", "gemma:2"]))
     validator = ModelValidator(api, ttl=60, clock=clock)
     assert await validator.resolve("qwen/qwen3-coder-30b:2") == "qwen/qwen3-coder-30b:2"
@@ -126,6 +133,7 @@ async def test_loaded_instance_suffix(api: LMStudioAPI, clock: Clock) -> None:
 @respx.mock
 @pytest.mark.parametrize("requested", [None, "", "default", "DEFAULT"])
 async def test_default_is_first_loaded_chat_model(api: LMStudioAPI, clock: Clock, requested: str | None) -> None:
+    respx.get(f"{BASE}/api/v1/models").respond(404)  # LM Studio 0.3
     respx.get(f"{BASE}/api/v0/models").respond(
         json={
             "data": [
@@ -140,6 +148,7 @@ async def test_default_is_first_loaded_chat_model(api: LMStudioAPI, clock: Clock
 
 @respx.mock
 async def test_configured_default_wins_and_is_validated(api: LMStudioAPI, clock: Clock) -> None:
+    respx.get(f"{BASE}/api/v1/models").respond(404)  # LM Studio 0.3
     respx.get(f"{BASE}/api/v0/models").respond(json=listing(MODELS))
     assert await ModelValidator(api, ttl=60, default_model=MODELS[1], clock=clock).resolve(None) == MODELS[1]
     with pytest.raises(ModelNotFound, match="Model 'gone' not found"):
@@ -148,6 +157,7 @@ async def test_configured_default_wins_and_is_validated(api: LMStudioAPI, clock:
 
 @respx.mock
 async def test_embedding_models_are_not_offered(api: LMStudioAPI, clock: Clock) -> None:
+    respx.get(f"{BASE}/api/v1/models").respond(404)  # LM Studio 0.3
     respx.get(f"{BASE}/api/v0/models").respond(
         json={"data": [{"id": "nomic-embed", "type": "embeddings"}, {"id": "chat", "type": "llm"}]}
     )
@@ -157,15 +167,7 @@ async def test_embedding_models_are_not_offered(api: LMStudioAPI, clock: Clock) 
 
 @respx.mock
 async def test_no_models_loaded(api: LMStudioAPI, clock: Clock) -> None:
+    respx.get(f"{BASE}/api/v1/models").respond(404)  # LM Studio 0.3
     respx.get(f"{BASE}/api/v0/models").respond(json={"data": []})
     with pytest.raises(NoModelsLoaded, match="lms load"):
         await ModelValidator(api, ttl=60, clock=clock).resolve(None)
-
-
-async def test_pool_hands_out_one_client_per_model(api: LMStudioAPI) -> None:
-    pool = LLMClientPool(api)
-    a1, a2, b = pool.get("a"), pool.get("a"), pool.get("b")
-    assert a1 is a2 and a1 is not b
-    assert a1.model == "a" and b.model == "b"
-    assert a1.api is b.api is api  # one connection pool for all
-    assert len(pool) == 2

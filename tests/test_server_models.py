@@ -27,9 +27,9 @@ async def test_list_models_text_and_structure(fake: FakeLMStudio) -> None:
     assert not result.is_error
     assert text_of(result).splitlines()[:4] == [
         "Available models (3):",
-        "1. qwen/qwen3-coder-30b",
-        "2. mistralai/magistral-small-2509",
-        "3. deepseek/deepseek-coder-33b",
+        "1. qwen/qwen3-coder-30b (loaded, llm, context 32768 of 32768, tool use)",
+        "2. mistralai/magistral-small-2509 (loaded, llm, context 32768 of 32768, tool use)",
+        "3. deepseek/deepseek-coder-33b (loaded, llm, context 32768 of 32768, tool use)",
     ]
     data = result.structured_content
     assert data["default_model"] == "qwen/qwen3-coder-30b"

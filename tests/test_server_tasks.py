@@ -80,7 +80,7 @@ async def test_each_request_carries_the_model_asked_for(fake: FakeLMStudio, mcp_
             )
     models = [b["model"] for b in fake.chat_bodies()]
     assert models == ["mistralai/magistral-small-2509"] * 2 + ["qwen/qwen3-coder-30b"] * 6
-    assert fake.count("/api/v0/models") == 1  # validated from the cache after the first call
+    assert fake.count("/api/v1/models") == 1  # validated from the cache after the first call
 
 
 async def test_small_model_mistakes_go_back_to_the_model(fake: FakeLMStudio, mcp_config: Path) -> None:
