@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .images import image_message
 from .lmstudio import ChatResult, LLMClient, Progress, ToolCallRequest
 from .reasoning import split_reasoning
 from .reply_watch import ReplyWatch
@@ -216,8 +217,10 @@ async def run_agent(
         run.messages.append({**reply.message, "tool_calls": [_history_call(c) for c in calls]})
         outcomes = await asyncio.gather(*(_execute(c, toolbox, run, limits, say) for c in calls))
         run.messages.extend(
-            {"role": "tool", "tool_call_id": c.id, "content": o} for c, o in zip(calls, outcomes, strict=True)
+            {"role": "tool", "tool_call_id": c.id, "content": o.text} for c, o in zip(calls, outcomes, strict=True)
         )
+        if llm.sees_images and (images := image_message([(o.label, o.images) for o in outcomes])) is not None:
+            run.messages.append(images)
         asked = after_calls(reply, run, len(calls))
     usage = TokenUsage(**{k: run.usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
     return TaskResult(
@@ -327,7 +330,9 @@ def _history_call(call: ToolCallRequest) -> dict[str, Any]:
     return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
 
 
-async def _execute(call: ToolCallRequest, toolbox: Toolbox, run: _Run, limits: LoopLimits, say: ProgressFn) -> str:
+async def _execute(
+    call: ToolCallRequest, toolbox: Toolbox, run: _Run, limits: LoopLimits, say: ProgressFn
+) -> ToolOutcome:
     """Runs one tool call; every failure becomes the text the model gets back."""
     offered = toolbox.lookup(call.name)
     await say(f"round {run.rounds}/{limits.max_rounds} · {offered.label if offered else call.name[:100]}")
@@ -339,7 +344,7 @@ async def _execute(call: ToolCallRequest, toolbox: Toolbox, run: _Run, limits: L
     else:
         outcome = await toolbox.run(call.name, arguments, timeout=limits.tool_timeout, max_chars=limits.result_chars)
     run.records.append(ToolCallRecord(name=outcome.label, ok=outcome.ok, ms=outcome.ms, error=outcome.error))
-    return outcome.text
+    return outcome
 
 
 def _parse_arguments(raw: str) -> tuple[dict[str, Any], str | None]:

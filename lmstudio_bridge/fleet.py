@@ -52,6 +52,8 @@ class Route:
     server: Server
     model: str
     info: ModelInfo
+    alternatives: tuple[Route, ...] = ()
+    """Every server that has the model, this one included: the choice is made again when the task starts."""
 
 
 @dataclass
@@ -145,7 +147,7 @@ class Fleet:
             listing = await self.listing(refresh=True)
             candidates = self._candidates(listing, name)
         if candidates:
-            return min(candidates, key=self._rank)
+            return replace(min(candidates, key=self._rank), alternatives=tuple(candidates))
         if not listing.models:
             raise NoModelsLoaded(self.primary.base_url)
         raise ModelNotFound(name, list(dict.fromkeys(m.id for m in listing.models)))
@@ -174,6 +176,8 @@ class Fleet:
     @contextlib.asynccontextmanager
     async def use(self, route: Route, say: Say, *, needed_tokens: int = 0) -> AsyncIterator[LLMClient]:
         """The model of ``route``, loaded, as an ``LLMClient`` whose requests fit its context; busy while in use."""
+        if len(route.alternatives) > 1:
+            route = min(route.alternatives, key=self._rank)  # tasks routed meanwhile made some servers busier
         server = route.server
         server.busy += 1
         try:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from mcp.types import CallToolResult, EmbeddedResource, ImageContent, TextContent, Tool
 
 from .errors import ToolCallFailed
+from .images import ToolImage, images_of
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class ToolOutcome:
     error: str | None
     """A one-line reason when the call failed."""
     ms: float
+    images: tuple[ToolImage, ...] = ()
+    """The result's images, for a model that sees them (``text`` has a placeholder for each)."""
 
     @property
     def ok(self) -> bool:
@@ -236,6 +239,7 @@ class Toolbox:
             unknown = self.unknown_tool(name)
             return ToolOutcome(name[:100], _cut(f"Error: {unknown}", max_chars), unknown, 0.0)
         error: str | None = None
+        images: tuple[ToolImage, ...] = ()
         try:
             result = await offered.provider.call_tool(
                 offered.tool.name, offered.prepare_arguments(arguments), timeout=timeout
@@ -245,11 +249,12 @@ class Toolbox:
             text = _cut(f"Error: {error}", max_chars)
         else:
             text = render_tool_result(result, max_chars)
+            images = images_of(result)
             if result.is_error:
                 error = (text.splitlines() or ["(no message)"])[0][:200]
                 text = text if text.startswith("Error: ") else f"Error: {text}"
         ms = round((time.perf_counter() - started) * 1000, 1)
-        return ToolOutcome(label=offered.label, text=text, error=error, ms=ms)
+        return ToolOutcome(label=offered.label, text=text, error=error, ms=ms, images=images)
 
 
 def render_tool_result(result: CallToolResult, limit: int | None = None) -> str:

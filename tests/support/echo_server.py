@@ -32,11 +32,13 @@ from typing import Annotated
 import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp_types import CallToolResult, TextContent
+from mcp_types import CallToolResult, ImageContent, TextContent
 from pydantic import Field
 
 FLOOD_START_BYTES = 2 * 1024 * 1024
 FLOOD_CALL_BYTES = 1024 * 1024
+TINY_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+"""A 1x1 red PNG, base64."""
 LONG_NAME = "echo with a very long name that no OpenAI function name could ever carry as it is"
 
 
@@ -70,7 +72,9 @@ def flood_stderr(size: int) -> None:
     sys.stderr.buffer.flush()
 
 
-def build_server(name: str, root: Path, hooks: CallHooks, weird_names: bool = False) -> MCPServer:
+def build_server(
+    name: str, root: Path, hooks: CallHooks, weird_names: bool = False, screenshot: bool = False
+) -> MCPServer:
     server = MCPServer(name, version="1.0.0", instructions="A test server with echo, arithmetic and failure tools.")
     root = root.resolve()
     tally = {"count": 0}
@@ -140,6 +144,18 @@ def build_server(name: str, root: Path, hooks: CallHooks, weird_names: bool = Fa
         tally["count"] += 1
         return {"count": tally["count"], "pid": os.getpid()}
 
+    if screenshot:
+
+        @server.tool(description="Take a screenshot: an image, and a line about it.")
+        def screenshot() -> CallToolResult:
+            hooks.on_call()
+            return CallToolResult(
+                content=[
+                    TextContent(type="text", text="a screenshot of the login page"),
+                    ImageContent(type="image", data=TINY_PNG, mime_type="image/png"),
+                ]
+            )
+
     if weird_names:
         server.add_tool(echo, name="dotted.echo", description="echo, under a name with a dot")
         server.add_tool(echo, name=LONG_NAME, description="echo, under a long name with spaces")
@@ -172,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stderr-flood", action="store_true")
     parser.add_argument("--exit-after", type=int, default=None)
     parser.add_argument("--weird-names", action="store_true")
+    parser.add_argument("--screenshot", action="store_true", help="add a tool whose result holds an image")
     parser.add_argument("--http-port", type=int, default=None, help="serve streamable HTTP on 127.0.0.1 instead")
     args = parser.parse_args(argv)
 
@@ -185,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.stderr_flood:
         flood_stderr(FLOOD_START_BYTES)
     hooks = CallHooks(flood=args.stderr_flood, exit_after=args.exit_after)
-    server = build_server(args.name, args.root, hooks, weird_names=args.weird_names)
+    server = build_server(args.name, args.root, hooks, weird_names=args.weird_names, screenshot=args.screenshot)
     if args.http_port is not None:
         server.run("streamable-http", host="127.0.0.1", port=args.http_port)
     else:

@@ -603,6 +603,12 @@ class FakeLMStudio:
         if loop is not None and event is not None and not loop.is_closed():
             loop.call_soon_threadsafe(event.set)
 
+    def release_answers(self) -> None:
+        """Opens the gate of ``hold_answers`` now: every held answer goes."""
+        hold, loop = self._hold, self._loop
+        if hold is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: hold.opened.set() if hold.opened else None)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
