@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from .errors import ConfigError
 
@@ -267,6 +276,18 @@ class Settings(BaseModel):
         if not urls:
             raise ValueError("must look like http://HOST:PORT")
         return ",".join(dict.fromkeys(urls))
+
+    @field_validator("api_key")
+    @classmethod
+    def _check_keys(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        servers = len(str(info.data.get("base_url", "")).split(","))
+        keys = len(value.get_secret_value().split(",")) if value is not None else 1
+        if servers > 1 and keys not in (1, servers):
+            raise ValueError(
+                f"holds {keys} keys for {servers} servers: give one key for all, or one per server in the order "
+                "of LMSTUDIO_BASE_URL (an empty entry for a server without one)"
+            )
+        return value
 
     @property
     def base_urls(self) -> list[str]:

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 import httpx
 from pydantic import SecretStr
 
-from .config import ENV_NAMES, Settings
+from .config import Settings
 from .context_window import ContextWindow
-from .errors import ConfigError, InvalidRequest, LMStudioError, ModelNotFound, NoModelsLoaded
+from .errors import InvalidRequest, LMStudioError, ModelNotFound, NoModelsLoaded
 from .lmstudio import LLMClient, LMStudioAPI, LoadResult, ModelInfo, ServerOptions
 from .model_loading import ModelLoader
 from .models import DEFAULT_ALIASES, ModelList, ModelValidator
@@ -75,13 +75,8 @@ def server_options(settings: Settings) -> list[ServerOptions]:
     keys: list[SecretStr | None] = [settings.api_key] * len(urls)
     if settings.api_key is not None:
         parts = [k.strip() for k in settings.api_key.get_secret_value().split(",")]
-        if len(parts) == len(urls):
+        if len(parts) == len(urls):  # else one key for all (``Settings`` allows no other count)
             keys = [SecretStr(k) if k else None for k in parts]
-        elif len(parts) != 1:
-            raise ConfigError(
-                f"{ENV_NAMES['api_key']} holds {len(parts)} keys for {len(urls)} servers: give one key for all, "
-                "or one per server in the order of LMSTUDIO_BASE_URL (an empty entry for a server without one)."
-            )
     return [replace(base, base_url=url, api_key=key) for url, key in zip(urls, keys, strict=True)]
 
 
