@@ -14,7 +14,7 @@ from .common import Report, Stats, say
 
 SECTION = "1"
 MODELS = ["qwen/qwen3-coder-30b", "mistralai/magistral-small-2509", "deepseek/deepseek-coder-33b"]
-LIST_PATH = "/api/v0/models"
+LIST_PATH = "/api/v1/models"  # LM Studio 0.4, as the fake plays it by default
 
 
 async def cached_resolve(fake: FakeLMStudio, calls: int) -> Stats:
