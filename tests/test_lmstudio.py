@@ -10,10 +10,12 @@ from lmstudio_bridge import lmstudio
 from lmstudio_bridge.config import Settings
 from lmstudio_bridge.errors import (
     BadResponse,
+    ContextExceeded,
     LMStudioAuthError,
     LMStudioHTTPError,
     LMStudioTimeout,
     LMStudioUnreachable,
+    ModelLoadFailed,
     NoModelsLoaded,
 )
 from lmstudio_bridge.lmstudio import LLMClient, LMStudioAPI
@@ -198,3 +200,74 @@ async def test_api_key_sent_as_bearer() -> None:
     finally:
         await api.aclose()
     assert route.calls.last.request.headers["authorization"] == "Bearer s3cret"
+
+
+# --- LM Studio's native API and the context error -------------------------------
+
+
+@respx.mock
+async def test_the_v1_listing_is_read_and_the_answering_listing_remembered(api: LMStudioAPI) -> None:
+    v1 = respx.get(f"{BASE}/api/v1/models").respond(
+        json={
+            "models": [
+                {
+                    "type": "llm",
+                    "key": "qwen/qwen3-vl-8b",
+                    "max_context_length": 262144,
+                    "loaded_instances": [
+                        {"id": "qwen/qwen3-vl-8b", "config": {"context_length": 8192}},
+                        {"id": "qwen/qwen3-vl-8b:2", "config": {"context_length": 4096}},
+                    ],
+                    "capabilities": {
+                        "vision": True,
+                        "trained_for_tool_use": True,
+                        "reasoning": {"allowed_options": ["on", "off"], "default": "on"},
+                    },
+                },
+                {"type": "embedding", "key": "nomic-embed", "max_context_length": 2048, "loaded_instances": []},
+            ]
+        }
+    )
+    v0 = respx.get(f"{BASE}/api/v0/models")
+    models = await api.list_models()
+    await api.list_models()
+    vl, embed = models
+    assert (vl.type, vl.loaded, vl.context_length, vl.max_context_length) == ("vlm", True, 8192, 262144)
+    assert vl.capabilities == ["tool_use", "vision", "reasoning"] and vl.instances == (
+        "qwen/qwen3-vl-8b",
+        "qwen/qwen3-vl-8b:2",
+    )
+    assert (embed.type, embed.loaded, embed.is_embedding) == ("embeddings", False, True)
+    assert v1.call_count == 2 and not v0.called and api.dialect == "v1" and api.can_load
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    "error",
+    [
+        {"message": "too long", "type": "invalid_request_error", "code": "context_length_exceeded"},
+        {"code": 400, "message": "too long", "type": "exceed_context_size_error", "n_ctx": 4096},
+    ],
+)
+async def test_a_prompt_too_long_is_known_by_its_code_or_type(api: LMStudioAPI, error: dict) -> None:
+    respx.post(f"{BASE}/v1/chat/completions").respond(400, json={"error": error})
+    with pytest.raises(ContextExceeded) as caught:
+        await api.stream_chat({"model": "m", "messages": []})
+    assert caught.value.context_length == error.get("n_ctx")
+
+
+@respx.mock
+async def test_words_alone_do_not_make_a_context_error(api: LMStudioAPI) -> None:
+    text = "Trying to keep the first 5000 tokens when context the overflows. ... context length of only 4096 tokens"
+    respx.post(f"{BASE}/v1/chat/completions").respond(400, json={"error": text})
+    with pytest.raises(LMStudioHTTPError) as caught:
+        await api.stream_chat({"model": "m", "messages": []})
+    assert not isinstance(caught.value, ContextExceeded)
+
+
+@respx.mock
+async def test_a_failed_load_carries_lm_studios_message(api: LMStudioAPI) -> None:
+    respx.post(f"{BASE}/api/v1/models/load").respond(500, json={"error": "Not enough memory to load the model."})
+    with pytest.raises(ModelLoadFailed) as caught:
+        await api.load_model("big/model", context_length=8192, timeout=5)
+    assert str(caught.value) == f"LM Studio at {BASE} could not load big/model: Not enough memory to load the model."
