@@ -9,6 +9,7 @@ messages and the configuration reference in the docs all come from it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,48 @@ def setting(env: tuple[str, ...], *, help: str, flag: str | None = None, metavar
     serves the model, the environment reader, the argument parser and the docs' table."""
     where: dict[str, JsonValue] = {"env": list(env), "flag": flag, "metavar": metavar}
     return Field(description=help, json_schema_extra=where, **field)
+
+
+class ServerEntry(BaseModel):
+    """One model server of a servers file (``LMSTUDIO_BRIDGE_SERVERS``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    api_key: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return _base_url(value.strip())
+
+
+def read_servers_file(path: Path) -> list[dict[str, Any]]:
+    """The entries of a servers file, checked; raises ``ValueError`` naming what is wrong and where."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read it ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise ValueError(f"is not JSON ({exc})") from None
+    entries = data.get("servers") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError('needs {"servers": [{"url": "http://HOST:PORT", "api_key": "..."}, ...]}')
+    checked = []
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+            raise ValueError(f'server {number} needs a "url" (text)')
+        unknown = set(entry) - {"url", "api_key"}
+        if unknown:
+            raise ValueError(f"server {number} has keys this file does not use: {', '.join(sorted(unknown))}")
+        try:
+            _base_url(entry["url"].strip())
+        except ValueError as exc:
+            raise ValueError(f"server {number}: url {exc}") from None
+        if entry.get("api_key") is not None and not isinstance(entry["api_key"], str):
+            raise ValueError(f"server {number}: api_key must be text")
+        checked.append(entry)
+    return checked
 
 
 class Settings(BaseModel):
@@ -268,6 +311,18 @@ class Settings(BaseModel):
         gt=0,
         help=f"Seconds LM Studio may take to load a model (default {DEFAULT_LOAD_TIMEOUT:g}).",
     )
+    servers: tuple[ServerEntry, ...] = setting(
+        ("LMSTUDIO_BRIDGE_SERVERS",),
+        metavar="PATH",
+        default=(),
+        help='A JSON file listing the model servers, each with its own key: `{"servers": [{"url": "http://HOST:PORT", '
+        '"api_key": "..."}]}`; used instead of LMSTUDIO_BASE_URL and LMSTUDIO_API_KEY.',
+    )
+
+    @field_validator("servers", mode="before")
+    @classmethod
+    def _read_servers(cls, value: Any) -> Any:
+        return read_servers_file(Path(value).expanduser()) if isinstance(value, str | Path) else value
 
     @field_validator("base_url")
     @classmethod
@@ -291,8 +346,8 @@ class Settings(BaseModel):
 
     @property
     def base_urls(self) -> list[str]:
-        """Every server's address, in the order given (one, unless ``base_url`` lists several)."""
-        return self.base_url.split(",")
+        """Every server's address, in the order given (one, unless ``base_url`` or ``servers`` lists several)."""
+        return [s.url for s in self.servers] or self.base_url.split(",")
 
     @field_validator("exclusive_mcps", mode="before")
     @classmethod

@@ -69,6 +69,8 @@ class Listing:
 def server_options(settings: Settings) -> list[ServerOptions]:
     """One ``ServerOptions`` per address in ``base_url``, each with its key (``api_key`` may list one per server)."""
     base = ServerOptions.from_settings(settings)
+    if settings.servers:
+        return [replace(base, base_url=s.url, api_key=s.api_key) for s in settings.servers]
     urls = settings.base_urls
     if len(urls) == 1:
         return [base]

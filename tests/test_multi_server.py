@@ -6,6 +6,7 @@ The bridge runs in this process (``bridge_client``); the child MCP servers are r
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from pathlib import Path
 from typing import Any
@@ -147,3 +148,42 @@ def test_a_key_list_that_does_not_match_the_servers_is_refused() -> None:
     paired = server_options(load_settings({"LMSTUDIO_BASE_URL": "http://a:1/v1,http://b:2", "LMSTUDIO_API_KEY": ",k"}))
     assert [o.base_url for o in paired] == ["http://a:1", "http://b:2"]
     assert paired[0].api_key is None and paired[1].api_key is not None
+
+
+async def test_a_servers_file_gives_each_server_its_address_and_key(tmp_path: Path) -> None:
+    with (
+        FakeLMStudio(models=[FIRST], require_api_key="key-one") as one,
+        FakeLMStudio(models=[SECOND]) as two,
+    ):
+        servers = tmp_path / "servers.json"
+        servers.write_text(
+            json.dumps({"servers": [{"url": f"{one.base_url}/v1", "api_key": "key-one"}, {"url": two.base_url}]})
+        )
+        async with bridge_client("http://127.0.0.1:9", LMSTUDIO_BRIDGE_SERVERS=str(servers)) as client:
+            result = await client.call_tool("list_models", {})
+        urls = [one.base_url, two.base_url]
+    assert not result.is_error, text_of(result)
+    assert result.structured_content["servers"] == urls
+    assert [m["server"] for m in result.structured_content["models"]] == urls
+    assert "authorization" not in two.requests[0].headers
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read it"),
+        ("{", "is not JSON"),
+        ('{"servers": []}', 'needs {"servers": ['),
+        ('{"servers": [{"api_key": "k"}]}', 'server 1 needs a "url"'),
+        ('{"servers": [{"url": "http://a:1"}, {"url": "ftp://b"}]}', "server 2: url must look like http://HOST:PORT"),
+        ('{"servers": [{"url": "http://a:1", "key": "k"}]}', "server 1 has keys this file does not use: key"),
+    ],
+)
+def test_a_bad_servers_file_is_a_configuration_error(tmp_path: Path, content: str | None, message: str) -> None:
+    path = tmp_path / "servers.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"LMSTUDIO_BRIDGE_SERVERS": str(path)})
+    assert str(caught.value).startswith(f"LMSTUDIO_BRIDGE_SERVERS='{path}': ")
+    assert message in str(caught.value)
