@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -33,6 +34,10 @@ KEEP_CHARS = 400
 """The start of a tool result kept when it is shortened (before results are cut to nothing)."""
 TIGHTER = 0.8
 """After the server refused a request as too long, the next one aims at this share of the budget."""
+SLACK_TOKENS = 16
+"""Cut this much more than the estimate says, so rounding never leaves a few tokens over."""
+MARKER_CHARS = 100
+"""Room for the line that says how much was cut."""
 IMAGE_TOKENS = 768
 """What an image part is counted as (its base64 text says nothing of its cost in tokens)."""
 
@@ -55,8 +60,6 @@ class ContextWindow:
         self.reply_tokens = reply_tokens
         self.max_tokens = max_tokens
         self.chars_per_token = FIRST_CHARS_PER_TOKEN
-        self.cut_chars = 0
-        """Characters cut from tool results so far."""
         self._scale = 1.0
         self._original: dict[int, int] = {}
 
@@ -110,15 +113,15 @@ class ContextWindow:
         budget = self.budget
         if budget is None:
             return
-        over = self.estimate(messages, tools) - budget
-        if over <= 0:
-            return
         for keep in (KEEP_CHARS, 0):
             for message in self._cuttable(messages):
-                over -= self._shorten(message, over, keep)
+                over = self.estimate(messages, tools) - budget
                 if over <= 0:
                     return
-        raise self.overflow(self.estimate(messages, tools))
+                self._shorten(message, over + SLACK_TOKENS, keep)
+        needed = self.estimate(messages, tools)
+        if needed > budget:
+            raise self.overflow(needed)
 
     def overflow(self, needed: int | None = None) -> ContextExceeded:
         """The error for a conversation that cannot be made to fit."""
@@ -149,14 +152,14 @@ class ContextWindow:
         users = [m for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)]
         return sorted(users, key=lambda m: -len(m["content"]))[:1]
 
-    def _shorten(self, message: MutableMapping[str, Any], over: int, keep: int) -> int:
-        """Cuts ``message`` by up to ``over`` tokens, keeping ``keep`` characters; returns the tokens saved."""
+    def _shorten(self, message: MutableMapping[str, Any], over: int, keep: int) -> None:
+        """Cuts ``message`` by up to ``over`` tokens, keeping its first ``keep`` characters."""
         text: str = message["content"]
         original = self._original.get(id(message), len(text))
         head = text.split("\n[… ", 1)[0] if id(message) in self._original else text
-        target = max(keep, len(head) - int(over * self.chars_per_token) - 80)
+        target = max(keep, len(head) - math.ceil(over * self.chars_per_token) - MARKER_CHARS)
         if target >= len(head):
-            return 0
+            return
         removed = original - target
         marker = (
             f"\n[… {removed:,} of {original:,} characters cut to fit {self.model}'s context"
@@ -164,10 +167,7 @@ class ContextWindow:
         )
         message["content"] = head[:target] + marker
         self._original[id(message)] = original
-        saved_chars = len(text) - len(message["content"])
-        self.cut_chars += max(0, saved_chars)
         logger.info("Shortened a tool result from %d to %d characters to fit the context", len(text), target)
-        return max(0, round(saved_chars / self.chars_per_token))
 
 
 def _chars(message: Mapping[str, Any]) -> int:
