@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .context_window import ContextWindow
 from .images import image_message
 from .lmstudio import ChatResult, LLMClient, Progress, ToolCallRequest
 from .reasoning import split_reasoning
@@ -184,13 +185,14 @@ async def run_agent(
     )
     say = progress or no_progress
     params = dict(sampling or {})
+    window = llm.window(reply_tokens=limits.reply_tokens, max_tokens=params.get("max_tokens"))  # this task's own
     asked: AskForAnswer | None = None
     while True:
         if asked is None and run.rounds >= limits.max_rounds:
             asked = AskForAnswer("round_limit", f"round limit {limits.max_rounds} reached")
         if asked is not None:
             await say(f"{asked.why} · asking for the answer")
-            result = await _answer_step(llm, run, limits, params, say, toolbox if asked.may_call else None)
+            result = await _answer_step(llm, window, run, limits, params, say, toolbox if asked.may_call else None)
         else:
             run.rounds += 1
             await say(f"round {run.rounds}/{limits.max_rounds} · waiting for {llm.model}")
@@ -198,6 +200,7 @@ async def run_agent(
             result = await llm.complete(
                 run.messages,
                 tools=toolbox.openai_tools,
+                window=window,
                 watch=watch,
                 progress=_writing(f"round {run.rounds}/{limits.max_rounds}", say),
                 **params,
@@ -375,6 +378,7 @@ def _writing(where: str, say: ProgressFn) -> Callable[[Progress], Awaitable[None
 
 async def _answer_step(
     llm: LLMClient,
+    window: ContextWindow,
     run: _Run,
     limits: LoopLimits,
     params: dict[str, Any],
@@ -401,7 +405,7 @@ async def _answer_step(
     ]
     logger.debug("Answer step: %s", messages[1]["content"])
     watch = ReplyWatch((), limits.reply_tokens, limits.reasoning_tokens)
-    result = await llm.complete(messages, watch=watch, progress=_writing("answer", say), **params)
+    result = await llm.complete(messages, window=window, watch=watch, progress=_writing("answer", say), **params)
     logger.debug("Answer step reply: %r", result.content[:500])
     return result
 

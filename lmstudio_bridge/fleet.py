@@ -18,7 +18,6 @@ import httpx
 from pydantic import SecretStr
 
 from .config import Settings
-from .context_window import ContextWindow
 from .errors import InvalidRequest, LMStudioError, ModelNotFound, NoModelsLoaded
 from .lmstudio import LLMClient, LMStudioAPI, LoadResult, ModelInfo, ServerOptions
 from .model_loading import ModelLoader
@@ -39,10 +38,22 @@ class Server:
     loader: ModelLoader
     busy: int = 0
     """Tasks running on it now."""
+    clients: dict[str, LLMClient] = field(default_factory=dict)
+    """One per model used here, by model id, shared by every task on that model."""
 
     @property
     def base_url(self) -> str:
         return self.api.base_url
+
+    def client(self, model: str, info: ModelInfo) -> LLMClient:
+        """The client of ``model`` (made on first use), up to date with ``info``: what the server says
+        of the model now, so a model loaded again with another context gets the new length."""
+        client = self.clients.get(model)
+        if client is None:
+            client = self.clients[model] = LLMClient(self.api, model)
+        client.context_length = info.context_length or info.max_context_length
+        client.sees_images = info.sees_images
+        return client
 
 
 @dataclass(frozen=True)
@@ -172,7 +183,7 @@ class Fleet:
 
     @contextlib.asynccontextmanager
     async def use(self, route: Route, say: Say, *, needed_tokens: int = 0) -> AsyncIterator[LLMClient]:
-        """The model of ``route``, loaded, as an ``LLMClient`` whose requests fit its context; busy while in use."""
+        """The model of ``route``, loaded, as the server's ``LLMClient`` for it; busy while in use."""
         if len(route.alternatives) > 1:
             route = min(route.alternatives, key=self._rank)  # tasks routed meanwhile made some servers busier
         server = route.server
@@ -180,14 +191,7 @@ class Fleet:
         try:
             async with server.loader.using(route.info.id):
                 info = await server.loader.ensure_loaded(route.info, say, needed_tokens=needed_tokens)
-                window = ContextWindow(
-                    model=route.model,
-                    base_url=server.base_url,
-                    context_length=info.context_length or info.max_context_length,
-                    reply_tokens=self.settings.reply_tokens,
-                    max_tokens=self.settings.max_tokens,
-                )
-                yield LLMClient(server.api, route.model, window=window, sees_images=info.sees_images)
+                yield server.client(route.model, info)
         finally:
             server.busy -= 1
 

@@ -20,7 +20,7 @@ import httpx
 from pydantic import SecretStr
 
 from .config import ENV_NAMES, SETTINGS, Settings
-from .context_window import ContextWindow
+from .context_window import FIRST_CHARS_PER_TOKEN, ContextWindow
 from .errors import (
     BadResponse,
     ContextExceeded,
@@ -608,26 +608,44 @@ def _usage(raw: Any) -> Usage | None:
 
 
 class LLMClient:
-    """Chat completions with one model. Cheap: all clients share one ``LMStudioAPI``.
+    """Chat completions with one model on one server: one per model, shared by every task on it
+    (all clients of a server share its ``LMStudioAPI``).
 
-    ``window`` keeps each request within the model's context (see ``context_window``): the
-    conversation is shortened before it is sent, and once more, then retried once, when the
-    server answers that it does not fit. ``sees_images``: the model takes image parts.
+    It keeps what is true of the model: whether it takes image parts (``sees_images``), the
+    context it is loaded with (``context_length``) and the characters per token the server's
+    counts showed (``chars_per_token``). What belongs to one conversation (which messages were
+    shortened, a tighter fit after a refusal) is that task's own ``ContextWindow`` from
+    ``window()``, passed to ``complete``: the conversation is shortened before it is sent, and
+    once more, then retried once, when the server answers that it does not fit.
     """
 
     def __init__(
-        self, api: LMStudioAPI, model: str, *, window: ContextWindow | None = None, sees_images: bool = False
+        self, api: LMStudioAPI, model: str, *, context_length: int | None = None, sees_images: bool = False
     ) -> None:
         self.api = api
         self.model = model
-        self.window = window
+        self.context_length = context_length
         self.sees_images = sees_images
+        self.chars_per_token = FIRST_CHARS_PER_TOKEN
+
+    def window(self, *, reply_tokens: int, max_tokens: int | None = None) -> ContextWindow:
+        """A context window for one conversation, starting from what is known of the model."""
+        window = ContextWindow(
+            model=self.model,
+            base_url=self.api.base_url,
+            context_length=self.context_length,
+            reply_tokens=reply_tokens,
+            max_tokens=max_tokens,
+        )
+        window.chars_per_token = self.chars_per_token
+        return window
 
     async def complete(
         self,
         messages: Sequence[MutableMapping[str, Any]],
         *,
         tools: Sequence[Mapping[str, Any]] | None = None,
+        window: ContextWindow | None = None,
         watch: Watch | None = None,
         progress: OnProgress | None = None,
         **params: Any,
@@ -636,7 +654,6 @@ class LLMClient:
 
         With a ``window``, ``messages`` may be shortened in place to fit the model's context.
         """
-        window = self.window
         if window is not None:
             window.fit(messages, tools)
         payload: dict[str, Any] = {"model": self.model, "messages": list(messages), **params}
@@ -659,6 +676,7 @@ class LLMClient:
                 raise window.overflow() from None
         if window is not None:
             window.observe(messages, tools, result.usage.prompt_tokens)
+            self.chars_per_token = window.chars_per_token  # the next task starts from the server's count
         stats = result.stats
         logger.debug(
             "chat %s: first token %.2f s, %d tokens at %s tok/s, finish=%s",

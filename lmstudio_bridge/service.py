@@ -1,7 +1,7 @@
 """The bridge's operations, shared by the MCP tools and the command line.
 
-``Bridge`` owns the long-lived parts (the LM Studio API client, the model
-validator, the client pool, the MCP catalog and the child pool) and runs each
+``Bridge`` owns the long-lived parts (the model servers, each with its API client,
+model validator and one ``LLMClient`` per model; the MCP catalog and the child pool) and runs each
 task through the one agent loop.
 """
 

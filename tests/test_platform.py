@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from lmstudio_bridge.config import Settings
+from lmstudio_bridge.context_window import FIRST_CHARS_PER_TOKEN
 from lmstudio_bridge.errors import InvalidRequest
 from lmstudio_bridge.service import Bridge
 from tests.support.bridge import bridge_client, text_of
@@ -32,6 +33,10 @@ def progress_log() -> tuple[list[str], Any]:
         seen.append(message or "")
 
     return seen, on_progress
+
+
+async def quiet(_: str) -> None:
+    pass
 
 
 # ----------------------------------------------------------------------------- model state
@@ -181,10 +186,6 @@ async def test_load_and_unload_tools(fake: FakeLMStudio) -> None:
 async def test_a_model_in_use_is_never_unloaded(fake: FakeLMStudio) -> None:
     async with Bridge(Settings(base_url=fake.base_url)) as bridge:
         route = await bridge.fleet.route(CODING)
-
-        async def quiet(_: str) -> None:
-            pass
-
         async with bridge.fleet.use(route, quiet):
             with pytest.raises(InvalidRequest, match="in use by 1 running task"):
                 await bridge.unload_model(CODING)
@@ -257,6 +258,50 @@ async def test_a_conversation_that_cannot_fit_fails_naming_the_context_and_the_f
     assert text.startswith(f"Error: The conversation with {CODING} at {fake.base_url} does not fit its context of 300")
     assert f"`lms load {CODING} --context-length 8192`" in text and "LM Studio's settings" in text
     assert len(fake.chat_bodies()) == 1  # refused once; the second, known to overflow, was never sent
+
+
+async def test_tasks_on_one_model_share_its_client_and_a_reload_gives_it_the_new_context(fake: FakeLMStudio) -> None:
+    fake.set_model(CODING, context_length=8192, max_context_length=32768)
+    fake.set_model(REASONING, vision=True)
+    async with Bridge(Settings(base_url=fake.base_url)) as bridge:
+        fleet = bridge.fleet
+        async with (
+            fleet.use(await fleet.route(CODING), quiet) as first,
+            fleet.use(await fleet.route(CODING), quiet) as second,
+        ):
+            assert second is first and first.context_length == 8192 and not first.sees_images
+        async with fleet.use(await fleet.route(REASONING), quiet) as other:
+            assert other is not first and other.sees_images and other.model == REASONING
+        await bridge.unload_model(CODING)
+        await bridge.load_model(CODING, context_length=4096)
+        async with fleet.use(await fleet.route(CODING), quiet) as again:
+            assert again is first and again.context_length == 4096
+        assert set(fleet.primary.clients) == {CODING, REASONING}
+
+
+async def test_each_task_shortens_only_its_own_conversation_on_the_shared_client(fake: FakeLMStudio) -> None:
+    fake.set_model(CODING, context_length=4096)
+
+    def conversation(result_chars: int) -> list[dict[str, Any]]:
+        return [
+            {"role": "user", "content": "the task"},
+            {"role": "tool", "tool_call_id": "0", "content": "x" * result_chars},
+        ]
+
+    async with (
+        Bridge(Settings(base_url=fake.base_url)) as bridge,
+        bridge.fleet.use(await bridge.fleet.route(CODING), quiet) as llm,
+    ):
+        long, short = conversation(20_000), conversation(2_000)
+        long_window, short_window = llm.window(reply_tokens=1024), llm.window(reply_tokens=1024)
+        await llm.complete(long, window=long_window)
+        long_window.fit(long, None, tighter=True)  # as after the server refused it
+        await llm.complete(short, window=short_window)
+    assert "characters cut to fit" in long[1]["content"] and short[1]["content"] == "x" * 2_000
+    assert short_window.budget == llm.window(reply_tokens=1024).budget == 4096 - 1024
+    assert long_window.budget is not None and long_window.budget < 4096 - 1024
+    # the server's count of characters per token is the model's, and the next task starts from it
+    assert llm.chars_per_token == short_window.chars_per_token != FIRST_CHARS_PER_TOKEN
 
 
 # ----------------------------------------------------------------------------- images
