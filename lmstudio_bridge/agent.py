@@ -49,6 +49,7 @@ SYSTEM_PROMPT = """\
 You complete the user's task by calling the tools you are given; they come from these MCP servers: {servers}.
 - Call a tool whenever the task needs information or an action. Use the tools' exact names and pass arguments as JSON that matches their parameters.
 - Pass only the arguments the task gives you a value for, and the required ones; leave every other optional parameter out.
+- When the task needs a tool for several items, or several calls that do not depend on each other's results, make all of those calls in one reply.
 - Read each tool result, then call the next tool you need, or give your final answer.
 - A tool result that starts with "Error:" means the call failed: fix the arguments or try another tool.
 - When the task is done, answer in plain text without calling any tool, and include the concrete results the user asked for (values, names, text)."""
@@ -202,7 +203,7 @@ async def run_agent(
                 **params,
             )
         run.add(result)
-        reply = read_reply(result, toolbox)
+        reply = read_reply(result, toolbox, task)
         if reply.reasoning:
             run.reasoning.append(reply.reasoning)
         step = decide(reply, run, limits, asked)
@@ -281,13 +282,14 @@ def _new_calls(calls: list[ToolCallRequest], seen: set[str]) -> list[ToolCallReq
     return list(fresh.values())
 
 
-def read_reply(result: ChatResult, toolbox: Toolbox) -> Reply:
-    """The assistant message to keep, its tool calls, and its text, with calls written as text recovered."""
+def read_reply(result: ChatResult, toolbox: Toolbox, task: str | None = None) -> Reply:
+    """The assistant message to keep, its tool calls, and its text, with calls written as text recovered.
+    Arguments are prepared as they will be sent (``Toolbox.prepared``), against the ``task``'s text."""
     message: dict[str, Any] = {"role": "assistant", "content": result.content or None}
     reasoning, text = split_reasoning(result.message)
     cut = result.stats.cut
     if result.tool_calls:
-        calls = [replace(c, arguments=toolbox.prepared(c.name, c.arguments)) for c in result.tool_calls]
+        calls = [replace(c, arguments=toolbox.prepared(c.name, c.arguments, task)) for c in result.tool_calls]
         return Reply(message, calls, text, reasoning, written_as_text=False, cut=cut)
     for key in ("reasoning_content", "reasoning"):
         if result.message.get(key):
@@ -297,7 +299,9 @@ def read_reply(result: ChatResult, toolbox: Toolbox) -> Reply:
         return Reply(message, [], text, reasoning, written_as_text=False, cut=cut)
     tag = abs(hash(result.content)) % 10**8
     calls = [
-        ToolCallRequest(id=f"call_text_{index}_{tag}", name=c.name, arguments=toolbox.prepared(c.name, c.raw_arguments))
+        ToolCallRequest(
+            id=f"call_text_{index}_{tag}", name=c.name, arguments=toolbox.prepared(c.name, c.raw_arguments, task)
+        )
         for index, c in enumerate(found)
     ]
     logger.debug("Recovered %d tool call(s) written as text", len(calls))

@@ -100,23 +100,30 @@ class OfferedTool:
             },
         }
 
-    def prepare_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        """The arguments to send: unwrapped from the schema's shape, and without names the tool does not have.
+    def prepare_arguments(self, arguments: dict[str, Any], task: str | None = None) -> dict[str, Any]:
+        """The arguments to send: unwrapped from the schema's shape, without names the tool does not have,
+        and without optional values copied from the parameter's own description.
 
         A small model invents parameters (``"time": "14:30"`` for a tool that takes only ``timezone``);
         a server may refuse them, and kept in the conversation they mislead the model's answer. A tool
-        whose schema allows other names (``additionalProperties``) gets them all.
+        whose schema allows other names (``additionalProperties``) gets them all. It also fills optional
+        parameters with the examples their descriptions give (``git_log`` with ``start_timestamp``
+        ``2024-01-15T14:30:25``, which empties the log): given the ``task``, such a value is dropped unless
+        the task itself holds it.
         """
         arguments = self._unwrapped(arguments)
         schema = self.tool.input_schema or {}
         params = schema.get("properties") or {}
-        if not params or schema.get("additionalProperties", False) is not False:
+        if not params:
             return arguments
-        kept = {k: v for k, v in arguments.items() if k in params}
+        kept = {
+            k: v
+            for k, v in arguments.items()
+            if (task is None or not _copied_example(k, v, schema, task))
+            and (k in params or schema.get("additionalProperties", False) is not False)
+        }
         if len(kept) < len(arguments):
-            logger.debug(
-                "Dropped arguments %s has no parameter for: %s", self.label, sorted(set(arguments) - set(kept))
-            )
+            logger.debug("Dropped arguments of %s: %s", self.label, sorted(set(arguments) - set(kept)))
         return kept
 
     def _unwrapped(self, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -135,6 +142,18 @@ class OfferedTool:
         unwrapped = {**{k: v for k, v in arguments.items() if k in params}, **inner}
         logger.debug("Unwrapped schema-shaped arguments for %s: %s", self.label, arguments)
         return unwrapped
+
+
+def _copied_example(name: str, value: Any, schema: dict[str, Any], task: str) -> bool:
+    """Whether an optional argument's value is an example quoted in its parameter's description,
+    which the task does not mention."""
+    param = (schema.get("properties") or {}).get(name)
+    if not isinstance(param, dict) or not isinstance(value, str) or name in (schema.get("required") or ()):
+        return False
+    description = param.get("description")
+    if not isinstance(description, str) or not value.strip() or value.lower() in task.lower():
+        return False
+    return any(f"{quote}{value}{quote}" in description for quote in ("'", '"', "`"))
 
 
 def declares_read_only(tool: Tool) -> bool:
@@ -197,9 +216,9 @@ class Toolbox:
         folded = [t for t in self.tools if t.api_name.lower() == name.lower()]
         return folded[0] if len(folded) == 1 else None
 
-    def prepared(self, call_name: str, arguments: str) -> str:
+    def prepared(self, call_name: str, arguments: str, task: str | None = None) -> str:
         """A call's arguments (JSON text) as they will be sent, for the conversation; as written when
-        they are not a JSON object or the tool is unknown."""
+        they are not a JSON object or the tool is unknown. ``task``: see ``OfferedTool.prepare_arguments``."""
         offered = self.lookup(call_name)
         try:
             value = json.loads(arguments or "{}")
@@ -207,7 +226,7 @@ class Toolbox:
             return arguments
         if offered is None or not isinstance(value, dict):
             return arguments
-        prepared = offered.prepare_arguments(value)
+        prepared = offered.prepare_arguments(value, task)
         return arguments if prepared == value else json.dumps(prepared, ensure_ascii=False)
 
     def closest(self, name: str, n: int = 3) -> list[str]:

@@ -86,11 +86,18 @@ def echo_child(name: str = "echo") -> StubChild:
     return StubChild(name, [tool("echo"), tool("add")], lambda n, a: f"{n}:{json.dumps(a, sort_keys=True)}")
 
 
-async def run(llm: LLMClient, script: Script, children: list[StubChild], limits: LoopLimits = LIMITS, **kw: Any):
+async def run(
+    llm: LLMClient,
+    script: Script,
+    children: list[StubChild],
+    limits: LoopLimits = LIMITS,
+    task: str = "do it",
+    **kw: Any,
+):
     with respx.mock:
         respx.post(f"{BASE}/v1/chat/completions").mock(side_effect=script)
         return await run_agent(
-            llm=llm, toolbox=Toolbox(children), task="do it", servers=[c.name for c in children], limits=limits, **kw
+            llm=llm, toolbox=Toolbox(children), task=task, servers=[c.name for c in children], limits=limits, **kw
         )
 
 
@@ -454,6 +461,59 @@ async def test_arguments_the_tool_has_no_parameter_for_are_dropped(llm: LLMClien
     child = StubChild("time", [tool("get_current_time", open_schema)], lambda n, a: json.dumps(a))
     await run(llm, Script(answer(calls=[("get_current_time", made_up)]), answer("ok")), [child])
     assert child.calls == [("get_current_time", made_up)]
+
+
+GIT_LOG_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "repo_path": {"type": "string"},
+        "start_timestamp": {
+            "anyOf": [{"type": "string"}, {"type": "null"}],
+            "default": None,
+            "description": "Start timestamp for filtering commits. Accepts: ISO 8601 format (e.g., '2024-01-15T14:30:25'), "
+            "relative dates (e.g., '2 weeks ago', 'yesterday')",
+        },
+    },
+    "required": ["repo_path"],
+}
+
+
+@pytest.mark.parametrize(
+    ("task", "sent"),
+    [
+        pytest.param("Show the log of /r.", {"repo_path": "/r"}, id="example-not-in-the-task-dropped"),
+        pytest.param(
+            "Show the log of /r since yesterday.",
+            {"repo_path": "/r", "start_timestamp": "yesterday"},
+            id="example-the-task-names-kept",
+        ),
+    ],
+)
+async def test_an_optional_value_copied_from_its_description_is_dropped(
+    llm: LLMClient, task: str, sent: dict[str, str]
+) -> None:
+    """The 0.5B calls git_log with start_timestamp '2024-01-15T14:30:25', the description's example: the log
+    comes back empty and it invents a commit."""
+    child = StubChild("git", [tool("git_log", GIT_LOG_SCHEMA)], lambda n, a: json.dumps(a))
+    copied = {"repo_path": "/r", "start_timestamp": "2024-01-15T14:30:25"}
+    asked = {"repo_path": "/r", "start_timestamp": "yesterday"}
+    script = Script(answer(calls=[("git_log", copied if "yesterday" not in task else asked)]), answer("ok"))
+    await run(llm, script, [child], task=task)
+    assert child.calls == [("git_log", sent)]
+    kept = script.bodies[1]["messages"][-2]["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(kept) == sent
+
+
+async def test_a_required_value_that_matches_an_example_is_kept(llm: LLMClient) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"timezone": {"type": "string", "description": "IANA name (e.g., 'Europe/London')."}},
+        "required": ["timezone"],
+    }
+    child = StubChild("time", [tool("get_current_time", schema)], lambda n, a: json.dumps(a))
+    script = Script(answer(calls=[("get_current_time", {"timezone": "Europe/London"})]), answer("ok"))
+    await run(llm, script, [child], task="What time is it in London?")
+    assert child.calls == [("get_current_time", {"timezone": "Europe/London"})]
 
 
 async def test_a_parameter_named_properties_is_left_alone(llm: LLMClient) -> None:
