@@ -65,6 +65,14 @@ facts as if they were the answer."""
 CONTINUE_PROMPT = """Only if the task needs another tool call that was not made yet (the same tool for another item the task names, or a change the task asks for), reply with nothing but that call, as JSON: {{"name": "TOOL", "arguments": {{...}}}}, where TOOL is one of: {tools}."""
 """Added to the answer step after calls written as text: a task may need several, one per reply."""
 
+ANSWER_NOW = "Answer the task now, with the values from the results that answer it."
+CALL_OR_ANSWER = (
+    "If the task asks for something no call above has done yet (another item it names, or a change such as "
+    "writing, saving or adding), reply with only that call, as JSON."
+)
+"""Closes the answer step that may still ask for a call: a model told only to answer names the values it
+read (the person to save, the time to write) and stops short of the change the task asks for."""
+
 TOOL_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
 """What a tool name looks like; a model that calls its last error message has not named a tool."""
 
@@ -390,12 +398,14 @@ async def _answer_step(
     system = ANSWER_PROMPT
     if callable_tools is not None:
         system += " " + CONTINUE_PROMPT.format(tools=", ".join(callable_tools.names))
+    closing = (
+        ANSWER_NOW if callable_tools is None else f"{CALL_OR_ANSWER} Otherwise: {ANSWER_NOW[0].lower()}{ANSWER_NOW[1:]}"
+    )
     messages = [
         {"role": "system", "content": system},
         {
             "role": "user",
-            "content": f"Task: {run.task}\n\nTool calls and their results:\n\n{_results_digest(run.messages)}\n\n"
-            "Answer the task now, with the values from the results that answer it.",
+            "content": f"Task: {run.task}\n\nTool calls and their results:\n\n{_results_digest(run.messages)}\n\n{closing}",
         },
     ]
     logger.debug("Answer step: %s", messages[1]["content"])
