@@ -350,8 +350,24 @@ async def _execute(call: ToolCallRequest, toolbox: Toolbox, run: _Run, limits: L
         outcome = ToolOutcome(label=label, text=f"Error: {error}", error=error, ms=0.0)
     else:
         outcome = await toolbox.run(call.name, arguments, timeout=limits.tool_timeout, max_chars=limits.result_chars)
+        retry = toolbox.without_guesses(call.name, arguments, run.task) if outcome.answered and not outcome.ok else None
+        if retry is not None:
+            logger.info(
+                "%s failed with %s; running it again without them", outcome.label, sorted(set(arguments) - set(retry))
+            )
+            outcome = await toolbox.run(call.name, retry, timeout=limits.tool_timeout, max_chars=limits.result_chars)
+            _rewrite_history_call(run.messages, call.id, retry)
+            run.seen_calls.add(_signature(replace(call, arguments=json.dumps(retry))))
     run.records.append(ToolCallRecord(name=outcome.label, ok=outcome.ok, ms=outcome.ms, error=outcome.error))
     return outcome.text
+
+
+def _rewrite_history_call(messages: list[dict[str, Any]], call_id: str, arguments: dict[str, Any]) -> None:
+    """The call as it finally ran, in the reply the conversation keeps (not sent yet, so the prompt cache
+    is unaffected): the model reads the arguments that worked next to their result."""
+    for entry in messages[-1].get("tool_calls") or ():
+        if entry["id"] == call_id:
+            entry["function"]["arguments"] = json.dumps(arguments, ensure_ascii=False)
 
 
 def _parse_arguments(raw: str) -> tuple[dict[str, Any], str | None]:

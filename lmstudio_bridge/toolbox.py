@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from mcp.types import CallToolResult, EmbeddedResource, ImageContent, TextContent, Tool
 
-from .errors import ToolCallFailed
+from .errors import ChildGone, ToolCallFailed, ToolTimeout
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,9 @@ class ToolOutcome:
     error: str | None
     """A one-line reason when the call failed."""
     ms: float
+    answered: bool = False
+    """The tool's server answered: a result, or its own refusal (not a timeout, a dead child or a call that
+    never left the bridge)."""
 
     @property
     def ok(self) -> bool:
@@ -151,9 +154,15 @@ def _copied_example(name: str, value: Any, schema: dict[str, Any], task: str) ->
     if not isinstance(param, dict) or not isinstance(value, str) or name in (schema.get("required") or ()):
         return False
     description = param.get("description")
-    if not isinstance(description, str) or not value.strip() or value.lower() in task.lower():
+    if not isinstance(description, str) or not value.strip() or _mentioned(value, task):
         return False
     return any(f"{quote}{value}{quote}" in description for quote in ("'", '"', "`"))
+
+
+def _mentioned(value: Any, task: str) -> bool:
+    """Whether the task holds ``value`` (a string as written, anything else as JSON)."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return bool(text.strip()) and text.lower() in task.lower()
 
 
 def declares_read_only(tool: Tool) -> bool:
@@ -233,6 +242,20 @@ class Toolbox:
         """Offered names that look like ``name`` (for a model that made one up)."""
         return difflib.get_close_matches(name, self.names, n=n, cutoff=0.4)
 
+    def without_guesses(self, name: str, arguments: dict[str, Any], task: str) -> dict[str, Any] | None:
+        """The arguments of a failed read-only call without the optional values the task never mentions,
+        for one more try; None when there are none or the tool may change something.
+
+        A small model fills optional parameters it was not asked for (``read_text_file`` with both ``head``
+        and ``tail``, which the server refuses); a tool that only reads can safely run once more without them.
+        """
+        offered = self.lookup(name)
+        if offered is None or not declares_read_only(offered.tool):
+            return None
+        required = set((offered.tool.input_schema or {}).get("required") or ())
+        kept = {k: v for k, v in arguments.items() if k in required or _mentioned(v, task)}
+        return kept if len(kept) < len(arguments) else None
+
     def unknown_tool(self, name: str) -> str:
         """What a model is told when it calls a tool that is not offered."""
         closest = self.closest(name)
@@ -262,13 +285,15 @@ class Toolbox:
         except ToolCallFailed as exc:
             error = str(exc)
             text = _cut(f"Error: {error}", max_chars)
+            answered = not isinstance(exc, ToolTimeout | ChildGone)
         else:
+            answered = True
             text = render_tool_result(result, max_chars)
             if result.is_error:
                 error = (text.splitlines() or ["(no message)"])[0][:200]
                 text = text if text.startswith("Error: ") else f"Error: {text}"
         ms = round((time.perf_counter() - started) * 1000, 1)
-        return ToolOutcome(label=offered.label, text=text, error=error, ms=ms)
+        return ToolOutcome(label=offered.label, text=text, error=error, ms=ms, answered=answered)
 
 
 def render_tool_result(result: CallToolResult, limit: int | None = None) -> str:

@@ -643,3 +643,52 @@ async def test_made_up_calls_do_not_go_on_for_ever(llm: LLMClient) -> None:
     assert len(script.bodies) == 3 and "tools" not in script.bodies[-1]
     assert [c.name for c in result.tool_calls] == ["copy_file"]
     assert result.answer == "I could not copy it."
+
+
+READ_SCHEMA = {
+    "type": "object",
+    "properties": {"path": {"type": "string"}, "head": {"type": "number"}, "tail": {"type": "number"}},
+    "required": ["path"],
+}
+
+
+def read_text_file(read_only: bool) -> Tool:
+    return Tool(name="read_text_file", input_schema=READ_SCHEMA, annotations=ToolAnnotations(read_only_hint=read_only))
+
+
+def refuse_head_and_tail(name: str, arguments: dict[str, Any]) -> CallToolResult | str:
+    if "head" in arguments and "tail" in arguments:
+        text = "Error: Cannot specify both head and tail parameters simultaneously"
+        return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+    return "Buy oat milk. Call the plumber."
+
+
+@pytest.mark.parametrize(
+    ("task", "retried"),
+    [
+        pytest.param("What's in /n.txt?", {"path": "/n.txt"}, id="neither-asked-for"),
+        pytest.param("Show the first 5 lines of /n.txt.", {"path": "/n.txt", "head": 5}, id="head-asked-for"),
+    ],
+)
+async def test_a_failed_read_only_call_runs_again_without_the_optional_values_the_task_never_gave(
+    llm: LLMClient, task: str, retried: dict[str, Any]
+) -> None:
+    """The 0.5B reads files with both head and tail, which the filesystem server refuses."""
+    child = StubChild("filesystem", [read_text_file(read_only=True)], refuse_head_and_tail)
+    guessed = {"path": "/n.txt", "head": 5, "tail": 10}
+    script = Script(answer(calls=[("read_text_file", guessed)]), answer("Buy oat milk. Call the plumber."))
+    result = await run(llm, script, [child], task=task)
+    assert child.calls == [("read_text_file", guessed), ("read_text_file", retried)]
+    assert [r.ok for r in result.tool_calls] == [True]
+    kept, sent = script.bodies[1]["messages"][-2:]
+    assert json.loads(kept["tool_calls"][0]["function"]["arguments"]) == retried
+    assert sent["content"] == "Buy oat milk. Call the plumber."
+
+
+async def test_a_failed_call_of_a_tool_that_may_change_something_is_not_run_again(llm: LLMClient) -> None:
+    child = StubChild("filesystem", [read_text_file(read_only=False)], refuse_head_and_tail)
+    guessed = {"path": "/n.txt", "head": 5, "tail": 10}
+    script = Script(answer(calls=[("read_text_file", guessed)]), answer("It failed."))
+    result = await run(llm, script, [child], task="What's in /n.txt?")
+    assert child.calls == [("read_text_file", guessed)]
+    assert [r.ok for r in result.tool_calls] == [False]
