@@ -24,11 +24,11 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import children, memory, overhead, parallel, startup, switching, validation
+from bench import children, load, memory, overhead, parallel, startup, switching, validation
 from bench.common import Report, Workspace, say
 from bench.node import node_memory_server
 
-SECTIONS = ("1", "2", "3", "4", "5", "6", "7")
+SECTIONS = ("1", "2", "3", "4", "5", "6", "7", "8")
 
 
 def machine() -> str:
@@ -58,6 +58,7 @@ async def main(quick: bool, only: set[str], profile: bool, *, in_process: bool =
             "5": lambda: children.run(report, ws),
             "6": lambda: memory.run(report, ws),
             "7": lambda: startup.run(report, ws),
+            "8": lambda: load.run(report, ws),
         }
         for key in SECTIONS:
             if key in only:

@@ -51,6 +51,7 @@ SYSTEM_PROMPT = """\
 You complete the user's task by calling the tools you are given; they come from these MCP servers: {servers}.
 - Call a tool whenever the task needs information or an action. Use the tools' exact names and pass arguments as JSON that matches their parameters.
 - Pass only the arguments the task gives you a value for, and the required ones; leave every other optional parameter out.
+- When the task needs a tool for several items, or several calls that do not depend on each other's results, make all of those calls in one reply.
 - Read each tool result, then call the next tool you need, or give your final answer.
 - A tool result that starts with "Error:" means the call failed: fix the arguments or try another tool.
 - When the task is done, answer in plain text without calling any tool, and include the concrete results the user asked for (values, names, text)."""
@@ -65,6 +66,14 @@ facts as if they were the answer."""
 
 CONTINUE_PROMPT = """Only if the task needs another tool call that was not made yet (the same tool for another item the task names, or a change the task asks for), reply with nothing but that call, as JSON: {{"name": "TOOL", "arguments": {{...}}}}, where TOOL is one of: {tools}."""
 """Added to the answer step after calls written as text: a task may need several, one per reply."""
+
+ANSWER_NOW = "Answer the task now, with the values from the results that answer it."
+CALL_OR_ANSWER = (
+    "If the task asks for something no call above has done yet (another item it names, or a change such as "
+    "writing, saving or adding), reply with only that call, as JSON."
+)
+"""Closes the answer step that may still ask for a call: a model told only to answer names the values it
+read (the person to save, the time to write) and stops short of the change the task asks for."""
 
 TOOL_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
 """What a tool name looks like; a model that calls its last error message has not named a tool."""
@@ -206,7 +215,7 @@ async def run_agent(
                 **params,
             )
         run.add(result)
-        reply = read_reply(result, toolbox)
+        reply = read_reply(result, toolbox, task)
         if reply.reasoning:
             run.reasoning.append(reply.reasoning)
         step = decide(reply, run, limits, asked)
@@ -287,13 +296,14 @@ def _new_calls(calls: list[ToolCallRequest], seen: set[str]) -> list[ToolCallReq
     return list(fresh.values())
 
 
-def read_reply(result: ChatResult, toolbox: Toolbox) -> Reply:
-    """The assistant message to keep, its tool calls, and its text, with calls written as text recovered."""
+def read_reply(result: ChatResult, toolbox: Toolbox, task: str | None = None) -> Reply:
+    """The assistant message to keep, its tool calls, and its text, with calls written as text recovered.
+    Arguments are prepared as they will be sent (``Toolbox.prepared``), against the ``task``'s text."""
     message: dict[str, Any] = {"role": "assistant", "content": result.content or None}
     reasoning, text = split_reasoning(result.message)
     cut = result.stats.cut
     if result.tool_calls:
-        calls = [replace(c, arguments=toolbox.prepared(c.name, c.arguments)) for c in result.tool_calls]
+        calls = [replace(c, arguments=toolbox.prepared(c.name, c.arguments, task)) for c in result.tool_calls]
         return Reply(message, calls, text, reasoning, written_as_text=False, cut=cut)
     for key in ("reasoning_content", "reasoning"):
         if result.message.get(key):
@@ -303,7 +313,9 @@ def read_reply(result: ChatResult, toolbox: Toolbox) -> Reply:
         return Reply(message, [], text, reasoning, written_as_text=False, cut=cut)
     tag = abs(hash(result.content)) % 10**8
     calls = [
-        ToolCallRequest(id=f"call_text_{index}_{tag}", name=c.name, arguments=toolbox.prepared(c.name, c.raw_arguments))
+        ToolCallRequest(
+            id=f"call_text_{index}_{tag}", name=c.name, arguments=toolbox.prepared(c.name, c.raw_arguments, task)
+        )
         for index, c in enumerate(found)
     ]
     logger.debug("Recovered %d tool call(s) written as text", len(calls))
@@ -346,8 +358,24 @@ async def _execute(
         outcome = ToolOutcome(label=label, text=f"Error: {error}", error=error, ms=0.0)
     else:
         outcome = await toolbox.run(call.name, arguments, timeout=limits.tool_timeout, max_chars=limits.result_chars)
+        retry = toolbox.without_guesses(call.name, arguments, run.task) if outcome.answered and not outcome.ok else None
+        if retry is not None:
+            logger.info(
+                "%s failed with %s; running it again without them", outcome.label, sorted(set(arguments) - set(retry))
+            )
+            outcome = await toolbox.run(call.name, retry, timeout=limits.tool_timeout, max_chars=limits.result_chars)
+            _rewrite_history_call(run.messages, call.id, retry)
+            run.seen_calls.add(_signature(replace(call, arguments=json.dumps(retry))))
     run.records.append(ToolCallRecord(name=outcome.label, ok=outcome.ok, ms=outcome.ms, error=outcome.error))
     return outcome
+
+
+def _rewrite_history_call(messages: list[dict[str, Any]], call_id: str, arguments: dict[str, Any]) -> None:
+    """The call as it finally ran, in the reply the conversation keeps (not sent yet, so the prompt cache
+    is unaffected): the model reads the arguments that worked next to their result."""
+    for entry in messages[-1].get("tool_calls") or ():
+        if entry["id"] == call_id:
+            entry["function"]["arguments"] = json.dumps(arguments, ensure_ascii=False)
 
 
 def _parse_arguments(raw: str) -> tuple[dict[str, Any], str | None]:
@@ -395,12 +423,14 @@ async def _answer_step(
     system = ANSWER_PROMPT
     if callable_tools is not None:
         system += " " + CONTINUE_PROMPT.format(tools=", ".join(callable_tools.names))
+    closing = (
+        ANSWER_NOW if callable_tools is None else f"{CALL_OR_ANSWER} Otherwise: {ANSWER_NOW[0].lower()}{ANSWER_NOW[1:]}"
+    )
     messages = [
         {"role": "system", "content": system},
         {
             "role": "user",
-            "content": f"Task: {run.task}\n\nTool calls and their results:\n\n{_results_digest(run.messages)}\n\n"
-            "Answer the task now, with the values from the results that answer it.",
+            "content": f"Task: {run.task}\n\nTool calls and their results:\n\n{_results_digest(run.messages)}\n\n{closing}",
         },
     ]
     logger.debug("Answer step: %s", messages[1]["content"])

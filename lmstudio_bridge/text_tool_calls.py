@@ -241,7 +241,11 @@ def _fences(text: str) -> Iterator[tuple[_Span, Any]]:
 
 
 def _fenced_json(text: str, body_start: int) -> tuple[Any, int | None]:
-    """The JSON value filling the fence body at ``body_start`` and the fence's end, if so."""
+    """The JSON filling the fence body at ``body_start`` and the fence's end, if so.
+
+    Several values one after another (a model writing one call per item, all in one block)
+    come back as a list of them.
+    """
     start = _skip_space(text, body_start)
     try:
         value, json_end = _DECODER.raw_decode(text, start)
@@ -252,10 +256,19 @@ def _fenced_json(text: str, body_start: int) -> tuple[Any, int | None]:
         if value is None:
             return None, None
         return value, len(text) if close < 0 else close + 3
+    values = [value]
     after = _skip_space(text, json_end)
+    while after < len(text) and text[after] in "{[":
+        try:
+            more, json_end = _DECODER.raw_decode(text, after)
+        except _NOT_JSON:
+            return None, None
+        values.append(more)
+        after = _skip_space(text, json_end)
+    found = values[0] if len(values) == 1 else values
     if text.startswith("```", after):
-        return value, after + 3
-    return (value, after) if after == len(text) else (None, None)
+        return found, after + 3
+    return (found, after) if after == len(text) else (None, None)
 
 
 def _prose_calls(text: str, fences: list[_Span], offered: Collection[str]) -> Iterator[_Found]:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from mcp.types import CallToolResult, EmbeddedResource, ImageContent, TextContent, Tool
 
-from .errors import ToolCallFailed
+from .errors import ChildGone, ToolCallFailed, ToolTimeout
 from .images import ToolImage, images_of
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,9 @@ class ToolOutcome:
     ms: float
     images: tuple[ToolImage, ...] = ()
     """The result's images, for a model that sees them (``text`` has a placeholder for each)."""
+    answered: bool = False
+    """The tool's server answered: a result, or its own refusal (not a timeout, a dead child or a call that
+    never left the bridge)."""
 
     @property
     def ok(self) -> bool:
@@ -103,23 +106,30 @@ class OfferedTool:
             },
         }
 
-    def prepare_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        """The arguments to send: unwrapped from the schema's shape, and without names the tool does not have.
+    def prepare_arguments(self, arguments: dict[str, Any], task: str | None = None) -> dict[str, Any]:
+        """The arguments to send: unwrapped from the schema's shape, without names the tool does not have,
+        and without optional values copied from the parameter's own description.
 
         A small model invents parameters (``"time": "14:30"`` for a tool that takes only ``timezone``);
         a server may refuse them, and kept in the conversation they mislead the model's answer. A tool
-        whose schema allows other names (``additionalProperties``) gets them all.
+        whose schema allows other names (``additionalProperties``) gets them all. It also fills optional
+        parameters with the examples their descriptions give (``git_log`` with ``start_timestamp``
+        ``2024-01-15T14:30:25``, which empties the log): given the ``task``, such a value is dropped unless
+        the task itself holds it.
         """
         arguments = self._unwrapped(arguments)
         schema = self.tool.input_schema or {}
         params = schema.get("properties") or {}
-        if not params or schema.get("additionalProperties", False) is not False:
+        if not params:
             return arguments
-        kept = {k: v for k, v in arguments.items() if k in params}
+        kept = {
+            k: v
+            for k, v in arguments.items()
+            if (task is None or not _copied_example(k, v, schema, task))
+            and (k in params or schema.get("additionalProperties", False) is not False)
+        }
         if len(kept) < len(arguments):
-            logger.debug(
-                "Dropped arguments %s has no parameter for: %s", self.label, sorted(set(arguments) - set(kept))
-            )
+            logger.debug("Dropped arguments of %s: %s", self.label, sorted(set(arguments) - set(kept)))
         return kept
 
     def _unwrapped(self, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -138,6 +148,24 @@ class OfferedTool:
         unwrapped = {**{k: v for k, v in arguments.items() if k in params}, **inner}
         logger.debug("Unwrapped schema-shaped arguments for %s: %s", self.label, arguments)
         return unwrapped
+
+
+def _copied_example(name: str, value: Any, schema: dict[str, Any], task: str) -> bool:
+    """Whether an optional argument's value is an example quoted in its parameter's description,
+    which the task does not mention."""
+    param = (schema.get("properties") or {}).get(name)
+    if not isinstance(param, dict) or not isinstance(value, str) or name in (schema.get("required") or ()):
+        return False
+    description = param.get("description")
+    if not isinstance(description, str) or not value.strip() or _mentioned(value, task):
+        return False
+    return any(f"{quote}{value}{quote}" in description for quote in ("'", '"', "`"))
+
+
+def _mentioned(value: Any, task: str) -> bool:
+    """Whether the task holds ``value`` (a string as written, anything else as JSON)."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return bool(text.strip()) and text.lower() in task.lower()
 
 
 def declares_read_only(tool: Tool) -> bool:
@@ -200,9 +228,9 @@ class Toolbox:
         folded = [t for t in self.tools if t.api_name.lower() == name.lower()]
         return folded[0] if len(folded) == 1 else None
 
-    def prepared(self, call_name: str, arguments: str) -> str:
+    def prepared(self, call_name: str, arguments: str, task: str | None = None) -> str:
         """A call's arguments (JSON text) as they will be sent, for the conversation; as written when
-        they are not a JSON object or the tool is unknown."""
+        they are not a JSON object or the tool is unknown. ``task``: see ``OfferedTool.prepare_arguments``."""
         offered = self.lookup(call_name)
         try:
             value = json.loads(arguments or "{}")
@@ -210,12 +238,26 @@ class Toolbox:
             return arguments
         if offered is None or not isinstance(value, dict):
             return arguments
-        prepared = offered.prepare_arguments(value)
+        prepared = offered.prepare_arguments(value, task)
         return arguments if prepared == value else json.dumps(prepared, ensure_ascii=False)
 
     def closest(self, name: str, n: int = 3) -> list[str]:
         """Offered names that look like ``name`` (for a model that made one up)."""
         return difflib.get_close_matches(name, self.names, n=n, cutoff=0.4)
+
+    def without_guesses(self, name: str, arguments: dict[str, Any], task: str) -> dict[str, Any] | None:
+        """The arguments of a failed read-only call without the optional values the task never mentions,
+        for one more try; None when there are none or the tool may change something.
+
+        A small model fills optional parameters it was not asked for (``read_text_file`` with both ``head``
+        and ``tail``, which the server refuses); a tool that only reads can safely run once more without them.
+        """
+        offered = self.lookup(name)
+        if offered is None or not declares_read_only(offered.tool):
+            return None
+        required = set((offered.tool.input_schema or {}).get("required") or ())
+        kept = {k: v for k, v in arguments.items() if k in required or _mentioned(v, task)}
+        return kept if len(kept) < len(arguments) else None
 
     def unknown_tool(self, name: str) -> str:
         """What a model is told when it calls a tool that is not offered."""
@@ -247,14 +289,16 @@ class Toolbox:
         except ToolCallFailed as exc:
             error = str(exc)
             text = _cut(f"Error: {error}", max_chars)
+            answered = not isinstance(exc, ToolTimeout | ChildGone)
         else:
+            answered = True
             text = render_tool_result(result, max_chars)
             images = images_of(result)
             if result.is_error:
                 error = (text.splitlines() or ["(no message)"])[0][:200]
                 text = text if text.startswith("Error: ") else f"Error: {text}"
         ms = round((time.perf_counter() - started) * 1000, 1)
-        return ToolOutcome(label=offered.label, text=text, error=error, ms=ms, images=images)
+        return ToolOutcome(label=offered.label, text=text, error=error, ms=ms, images=images, answered=answered)
 
 
 def render_tool_result(result: CallToolResult, limit: int | None = None) -> str:

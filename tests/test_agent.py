@@ -86,11 +86,18 @@ def echo_child(name: str = "echo") -> StubChild:
     return StubChild(name, [tool("echo"), tool("add")], lambda n, a: f"{n}:{json.dumps(a, sort_keys=True)}")
 
 
-async def run(llm: LLMClient, script: Script, children: list[StubChild], limits: LoopLimits = LIMITS, **kw: Any):
+async def run(
+    llm: LLMClient,
+    script: Script,
+    children: list[StubChild],
+    limits: LoopLimits = LIMITS,
+    task: str = "do it",
+    **kw: Any,
+):
     with respx.mock:
         respx.post(f"{BASE}/v1/chat/completions").mock(side_effect=script)
         return await run_agent(
-            llm=llm, toolbox=Toolbox(children), task="do it", servers=[c.name for c in children], limits=limits, **kw
+            llm=llm, toolbox=Toolbox(children), task=task, servers=[c.name for c in children], limits=limits, **kw
         )
 
 
@@ -456,6 +463,59 @@ async def test_arguments_the_tool_has_no_parameter_for_are_dropped(llm: LLMClien
     assert child.calls == [("get_current_time", made_up)]
 
 
+GIT_LOG_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "repo_path": {"type": "string"},
+        "start_timestamp": {
+            "anyOf": [{"type": "string"}, {"type": "null"}],
+            "default": None,
+            "description": "Start timestamp for filtering commits. Accepts: ISO 8601 format (e.g., '2024-01-15T14:30:25'), "
+            "relative dates (e.g., '2 weeks ago', 'yesterday')",
+        },
+    },
+    "required": ["repo_path"],
+}
+
+
+@pytest.mark.parametrize(
+    ("task", "sent"),
+    [
+        pytest.param("Show the log of /r.", {"repo_path": "/r"}, id="example-not-in-the-task-dropped"),
+        pytest.param(
+            "Show the log of /r since yesterday.",
+            {"repo_path": "/r", "start_timestamp": "yesterday"},
+            id="example-the-task-names-kept",
+        ),
+    ],
+)
+async def test_an_optional_value_copied_from_its_description_is_dropped(
+    llm: LLMClient, task: str, sent: dict[str, str]
+) -> None:
+    """The 0.5B calls git_log with start_timestamp '2024-01-15T14:30:25', the description's example: the log
+    comes back empty and it invents a commit."""
+    child = StubChild("git", [tool("git_log", GIT_LOG_SCHEMA)], lambda n, a: json.dumps(a))
+    copied = {"repo_path": "/r", "start_timestamp": "2024-01-15T14:30:25"}
+    asked = {"repo_path": "/r", "start_timestamp": "yesterday"}
+    script = Script(answer(calls=[("git_log", copied if "yesterday" not in task else asked)]), answer("ok"))
+    await run(llm, script, [child], task=task)
+    assert child.calls == [("git_log", sent)]
+    kept = script.bodies[1]["messages"][-2]["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(kept) == sent
+
+
+async def test_a_required_value_that_matches_an_example_is_kept(llm: LLMClient) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"timezone": {"type": "string", "description": "IANA name (e.g., 'Europe/London')."}},
+        "required": ["timezone"],
+    }
+    child = StubChild("time", [tool("get_current_time", schema)], lambda n, a: json.dumps(a))
+    script = Script(answer(calls=[("get_current_time", {"timezone": "Europe/London"})]), answer("ok"))
+    await run(llm, script, [child], task="What time is it in London?")
+    assert child.calls == [("get_current_time", {"timezone": "Europe/London"})]
+
+
 async def test_a_parameter_named_properties_is_left_alone(llm: LLMClient) -> None:
     schema = {"type": "object", "properties": {"properties": {"type": "object"}}}
     child = StubChild("db", [tool("set", schema)], lambda n, a: "ok")
@@ -583,3 +643,52 @@ async def test_made_up_calls_do_not_go_on_for_ever(llm: LLMClient) -> None:
     assert len(script.bodies) == 3 and "tools" not in script.bodies[-1]
     assert [c.name for c in result.tool_calls] == ["copy_file"]
     assert result.answer == "I could not copy it."
+
+
+READ_SCHEMA = {
+    "type": "object",
+    "properties": {"path": {"type": "string"}, "head": {"type": "number"}, "tail": {"type": "number"}},
+    "required": ["path"],
+}
+
+
+def read_text_file(read_only: bool) -> Tool:
+    return Tool(name="read_text_file", input_schema=READ_SCHEMA, annotations=ToolAnnotations(read_only_hint=read_only))
+
+
+def refuse_head_and_tail(name: str, arguments: dict[str, Any]) -> CallToolResult | str:
+    if "head" in arguments and "tail" in arguments:
+        text = "Error: Cannot specify both head and tail parameters simultaneously"
+        return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+    return "Buy oat milk. Call the plumber."
+
+
+@pytest.mark.parametrize(
+    ("task", "retried"),
+    [
+        pytest.param("What's in /n.txt?", {"path": "/n.txt"}, id="neither-asked-for"),
+        pytest.param("Show the first 5 lines of /n.txt.", {"path": "/n.txt", "head": 5}, id="head-asked-for"),
+    ],
+)
+async def test_a_failed_read_only_call_runs_again_without_the_optional_values_the_task_never_gave(
+    llm: LLMClient, task: str, retried: dict[str, Any]
+) -> None:
+    """The 0.5B reads files with both head and tail, which the filesystem server refuses."""
+    child = StubChild("filesystem", [read_text_file(read_only=True)], refuse_head_and_tail)
+    guessed = {"path": "/n.txt", "head": 5, "tail": 10}
+    script = Script(answer(calls=[("read_text_file", guessed)]), answer("Buy oat milk. Call the plumber."))
+    result = await run(llm, script, [child], task=task)
+    assert child.calls == [("read_text_file", guessed), ("read_text_file", retried)]
+    assert [r.ok for r in result.tool_calls] == [True]
+    kept, sent = script.bodies[1]["messages"][-2:]
+    assert json.loads(kept["tool_calls"][0]["function"]["arguments"]) == retried
+    assert sent["content"] == "Buy oat milk. Call the plumber."
+
+
+async def test_a_failed_call_of_a_tool_that_may_change_something_is_not_run_again(llm: LLMClient) -> None:
+    child = StubChild("filesystem", [read_text_file(read_only=False)], refuse_head_and_tail)
+    guessed = {"path": "/n.txt", "head": 5, "tail": 10}
+    script = Script(answer(calls=[("read_text_file", guessed)]), answer("It failed."))
+    result = await run(llm, script, [child], task="What's in /n.txt?")
+    assert child.calls == [("read_text_file", guessed)]
+    assert [r.ok for r in result.tool_calls] == [False]

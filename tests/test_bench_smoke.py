@@ -29,6 +29,7 @@ SECTIONS = {
     "5": "Child servers",
     "6": "Memory",
     "7": "Start-up",
+    "8": "Load",
 }
 NUMBER = re.compile(r"\d+(\.\d+)?")
 

@@ -115,6 +115,13 @@ FENCE = "```"
             id="fenced-list",
         ),
         pytest.param(
+            f'{FENCE}json\n{{"name": "get_time", "arguments": {{"timezone": "Asia/Tokyo"}}}}\n'
+            f'{{"name": "get_time", "arguments": {{"timezone": "Europe/London"}}}}\n{FENCE}',
+            [("get_time", {"timezone": "Asia/Tokyo"}), ("get_time", {"timezone": "Europe/London"})],
+            "",
+            id="one-fence-two-calls-one-after-the-other",
+        ),
+        pytest.param(
             f'{FENCE}json\n{{"name": "search", "arguments": {{"q": "a"}}}}\n{FENCE}\n'
             f'{FENCE}json\n{{"name": "get_time", "arguments": {{}}}}\n{FENCE}',
             [("search", {"q": "a"}), ("get_time", {})],
