@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -23,6 +24,7 @@ from .lmstudio import LMStudioAPI
 from .mcp_config import McpCatalog, McpServerSpec
 from .models import LLMClientPool, ModelValidator
 from .results import HealthResult, McpEntry, McpListResult, ModelEntry, ModelsResult, TaskResult
+from .tasks import TaskManager
 from .toolbox import Toolbox
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class Bridge:
         )
         self._task_slots = asyncio.Semaphore(settings.max_concurrent_tasks)
         self._running = 0
+        self.tasks = TaskManager(self)
 
     async def __aenter__(self) -> Bridge:
         return self
@@ -63,6 +66,7 @@ class Bridge:
         await self.aclose()
 
     async def aclose(self) -> None:
+        await self.tasks.aclose()
         await self.children.aclose()
         await self.api.aclose()
 
@@ -128,10 +132,12 @@ class Bridge:
         max_rounds: int | None = None,
         read_only: bool = False,
         progress: ProgressFn | None = None,
+        conversation: list[dict[str, Any]] | None = None,
     ) -> TaskResult:
         """Runs one task with the tools of the named MCP servers, on the requested model.
 
         ``read_only`` offers only the tools that declare they change nothing, and refuses any other call.
+        ``conversation`` is the list the agent keeps its messages in (see ``run_agent``).
         """
         names = _check_request(mcp_names, task, max_rounds, model)
         specs = await asyncio.to_thread(self._specs, names)  # stats (and may re-read) the config files
@@ -167,6 +173,7 @@ class Bridge:
                             limits=limits,
                             sampling=self.settings.sampling,
                             progress=progress,
+                            conversation=conversation,
                         )
             except TimeoutError:
                 raise TaskTimeout(
