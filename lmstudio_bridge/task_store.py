@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -129,6 +129,17 @@ class Redactor:
             if secret in value:
                 value = value.replace(secret, REDACTED)
         return value
+
+    def record(self, record: TaskRecord) -> TaskRecord:
+        """A copy of ``record`` as the history would hold it."""
+        return replace(
+            record,
+            task=self.text(record.task),
+            last_progress=self.text(record.last_progress) if record.last_progress else None,
+            error=self.text(record.error) if record.error else None,
+            result=self.value(record.result),
+            messages=self.value(record.messages),
+        )
 
     def value(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -324,11 +335,12 @@ class TaskStore:
         tool_calls: int = 0,
         result: dict[str, Any] | None = None,
         error: str | None = None,
+        last_progress: str | None = None,
     ) -> None:
         now = time.time()
         await self._write(
             "UPDATE tasks SET state = ?, model = coalesce(?, model), rounds = ?, tool_calls = ?, result = ?, "
-            "error = ?, finished_at = ?, updated_at = ? WHERE id = ?",
+            "error = ?, last_progress = coalesce(?, last_progress), finished_at = ?, updated_at = ? WHERE id = ?",
             [
                 (
                     state,
@@ -337,6 +349,7 @@ class TaskStore:
                     tool_calls,
                     json.dumps(self.redactor.value(result), ensure_ascii=False) if result is not None else None,
                     self.redactor.text(error) if error else None,
+                    self.redactor.text(last_progress) if last_progress else None,
                     now,
                     now,
                     task_id,

@@ -143,7 +143,7 @@ def render_transcript(record: TaskRecord) -> str:
         elif role == "assistant":
             round_no += 1
             calls = message.get("tool_calls") or []
-            out.append(f"== round {round_no} · assistant ==")
+            out.append(f"== round {round_no} · {'tool calls' if calls else 'answer'} ==")
             if content:
                 out.append(content)
             for call in calls:

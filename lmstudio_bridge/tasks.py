@@ -285,6 +285,7 @@ class TaskManager:
             tool_calls=record.tool_calls,
             result=record.result,
             error=record.error,
+            last_progress=task.last_progress,
         )
 
     def _forget_old(self) -> None:
@@ -298,7 +299,7 @@ class TaskManager:
         await self.ready()
         task = self._tasks.get(task_id)
         if task is not None:
-            return task.record()
+            return self.store.redactor.record(task.record())
         record = await self.store.get(task_id, messages=messages)
         if record is None:
             raise TaskNotFound(task_id)
@@ -317,7 +318,7 @@ class TaskManager:
         records = {r.id: r for r in await self.store.recent(limit=limit, state=state)}
         for task in self._tasks.values():
             if state is None or task.state == state:
-                records[task.id] = task.record()
+                records[task.id] = self.store.redactor.record(task.record())
         newest = sorted(records.values(), key=lambda r: r.created_at, reverse=True)[:limit]
         return TaskList(
             tasks=[status_of(r, mine=r.id in self._tasks) for r in newest],
@@ -385,7 +386,7 @@ class TaskManager:
         if task.job is not None and not task.job.done():
             task.job.cancel()
             await asyncio.wait({task.job}, timeout=CANCEL_GRACE)
-        return status_of(task.record(), mine=True)
+        return status_of(self.store.redactor.record(task.record()), mine=True)
 
     async def follow_up(self, task_id: str, message: str, model: str | None = None) -> TaskRequest:
         """The request that continues a finished task's conversation with ``message``."""

@@ -96,7 +96,7 @@ async def test_a_five_minute_task_finishes_for_a_client_that_gives_up_after_a_mi
         task_id = started["task_id"]
         assert started["next_call"] == f'task_result(task_id="{task_id}", wait_seconds=50)'
         assert progress[0].startswith(f"task {task_id} · echo")
-        assert f"task_result(task_id=\"{task_id}\"" in text_of(first)
+        assert f'task_result(task_id="{task_id}"' in text_of(first)
         polls = 0
         while True:  # each call returns within the client's timeout; the task goes on between them
             result = await call(run.client, "task_result", CLIENT_TIMEOUT, task_id=task_id, wait_seconds=WAIT)
@@ -159,7 +159,11 @@ async def test_a_finished_task_is_fetched_shown_and_continued_after_a_restart(
         assert again == first
         fake.reset()
         follow = await call(
-            run.client, "continue_task", task_id=task_id, message="Say it backwards.", model="deepseek/deepseek-coder-33b"
+            run.client,
+            "continue_task",
+            task_id=task_id,
+            message="Say it backwards.",
+            model="deepseek/deepseek-coder-33b",
         )
         resources = await run.client.list_resources()
         resource = await run.client.read_resource(f"lmstudio-bridge://tasks/{follow['task_id']}")
@@ -225,7 +229,9 @@ async def test_two_bridges_write_one_history_at_once(
                 )
             )
             for s in started:
-                assert (await call(client, "task_result", task_id=s["task_id"], wait_seconds=50))["state"] == "completed"
+                assert (await call(client, "task_result", task_id=s["task_id"], wait_seconds=50))[
+                    "state"
+                ] == "completed"
             return [s["task_id"] for s in started]
 
         ids_a, ids_b = await asyncio.gather(tasks(a.client, "a"), tasks(b.client, "b"))
