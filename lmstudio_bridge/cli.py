@@ -26,6 +26,7 @@ from .errors import BridgeError, ConfigError, InvalidRequest, McpError, McpStart
 from .render import render_mcps, render_models, render_task
 from .service import Bridge
 from .task_cli import add_tasks_command, tasks_command
+from .tasks import TaskRequest
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130
@@ -167,7 +168,8 @@ async def _run(bridge: Bridge, args: argparse.Namespace) -> int:
     async def progress(message: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
-    result = await bridge.run_task(args.mcp, args.task, read_only=args.read_only, progress=progress)
+    request = TaskRequest(args.mcp, args.task, read_only=args.read_only)
+    result = await bridge.tasks.run(request, progress=progress, detach_after=0)  # recorded, as the tools' tasks
     if args.json:
         print(result.model_dump_json(indent=2))  # stdout-ok
     else:

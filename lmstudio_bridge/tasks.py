@@ -202,16 +202,23 @@ class TaskManager:
         return task
 
     async def run(
-        self, request: TaskRequest, *, progress: ProgressFn | None = None, background: bool = False
+        self,
+        request: TaskRequest,
+        *,
+        progress: ProgressFn | None = None,
+        background: bool = False,
+        detach_after: float | None = None,
     ) -> TaskResult:
         """Starts a task and, unless ``background``, waits for it: its result, a failure raised, or, past
-        ``detach_after`` seconds, a result saying it runs on. A cancelled wait cancels the task."""
+        ``detach_after`` seconds (default: the setting; 0 never), a result saying it runs on. A cancelled
+        wait cancels the task."""
         task = await self.start(request, progress)
         assert task.job is not None
         if background:
             task.listeners.clear()
             return running_result(task, "started in the background")
-        detach_after = self._bridge.settings.detach_after
+        if detach_after is None:
+            detach_after = self._bridge.settings.detach_after
         try:
             await asyncio.wait({task.job}, timeout=detach_after or None)
         except asyncio.CancelledError:
