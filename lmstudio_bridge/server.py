@@ -26,6 +26,7 @@ from . import __version__
 from .agent import ProgressFn
 from .config import MAX_TASK_CHARS, Settings
 from .errors import BridgeError, quoted
+from .protocol_tasks import serve_protocol_tasks, with_task_support
 from .render import render_health, render_mcps, render_models, render_task
 from .results import HealthResult, McpListResult, ModelsResult, TaskResult
 from .service import MAX_MODEL_CHARS, MAX_NAME_CHARS, Bridge
@@ -125,7 +126,7 @@ class BridgeServer(MCPServer[Bridge]):
     """The running bridge, once the lifespan has made it (resource listings have no request context)."""
 
     async def list_tools(self) -> list[Tool]:
-        return [_closed(tool) for tool in await super().list_tools()]
+        return [with_task_support(_closed(tool)) for tool in await super().list_tools()]
 
     async def list_resources(self) -> list[Resource]:
         return [*await super().list_resources(), *await task_resources(self.bridge)]
@@ -238,6 +239,7 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
         return await _run_task(ctx, mcp_names, task, model, max_rounds, read_only, include_reasoning, background)
 
     add_task_tools(server, _bridge, _progress, _respond)
+    serve_protocol_tasks(server)
     return server
 
 

@@ -12,8 +12,10 @@ from mcp.types import CallToolResult, Resource, ToolAnnotations
 from pydantic import BeforeValidator, Field
 
 from .agent import ProgressFn
+from .config import MAX_TASK_CHARS
 from .render import render_task
 from .results import TaskResult
+from .service import MAX_MODEL_CHARS
 from .task_store import TaskState
 from .task_views import TaskList, TaskStatus, render_list, render_status, transcript_data
 from .tasks import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, TaskNotFound
@@ -79,7 +81,9 @@ def add_task_tools(
     @server.tool(annotations=read_only)
     async def list_tasks(
         ctx: Ctx,
-        state: Annotated[TaskState | None, Field(description="Only tasks in this state.")] = None,
+        state: Annotated[
+            TaskState | None, Field(description="Only tasks in this state.", json_schema_extra={"maxLength": 11})
+        ] = None,
         limit: Annotated[int, Field(strict=True, ge=1, le=200, description="Most tasks to list.")] = 20,
     ) -> Annotated[CallToolResult, TaskList]:
         """Recent tasks, newest first, with their ids and states."""
@@ -88,10 +92,20 @@ def add_task_tools(
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True))
     async def continue_task(
         task_id: TaskId,
-        message: Annotated[str, Field(description="The follow-up: what the model should do next, in plain words.")],
+        message: Annotated[
+            str,
+            Field(
+                description="The follow-up: what the model should do next, in plain words.",
+                json_schema_extra={"maxLength": MAX_TASK_CHARS},
+            ),
+        ],
         ctx: Ctx,
         model: Annotated[
-            str | None, Field(description="Another model id from list_models; omit to keep the task's model.")
+            str | None,
+            Field(
+                description="Another model id from list_models; omit to keep the task's model.",
+                json_schema_extra={"maxLength": MAX_MODEL_CHARS},
+            ),
         ] = None,
         background: Annotated[
             bool, Field(strict=True, description="True: return at once with the new task's id.")

@@ -281,3 +281,49 @@ async def test_a_history_that_cannot_be_used_leaves_tasks_working(
     assert logs.count("Task history is off") == 1
     if damage == "corrupt":
         assert (state / "tasks.sqlite3").read_bytes().startswith(b"this is not a database")  # left for the user
+
+
+async def test_protocol_tasks_for_clients_that_have_them(fake: FakeLMStudio, config: Path, state: Path) -> None:
+    """MCP 2025-11-25 task-augmented tools/call, then tasks/get, tasks/result, tasks/list, tasks/cancel."""
+    async with stdio_bridge(fake.base_url, config, LMSTUDIO_BRIDGE_STATE_DIR=str(state)) as run:
+        client = run.client
+        capabilities = client.server_capabilities
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        send = client.session._dispatcher.send_raw_request  # the SDK's client has no task API of its own
+
+        async def request(method: str, params: dict[str, Any]) -> Any:
+            return await send(method, params, None)
+
+        task = {"mcp_name": "echo", "task": '@call echo {"text": "as a task"}'}
+        created = await request(
+            "tools/call", {"name": "autonomous_with_mcp", "arguments": task, "task": {"ttl": 60000}}
+        )
+        task_id = created["task"]["taskId"]
+        got = await request("tasks/get", {"taskId": task_id})
+        payload = await request("tasks/result", {"taskId": task_id})
+        listed = await request("tasks/list", {})
+        slow = await request(
+            "tools/call",
+            {"name": "autonomous_with_mcp", "arguments": {"mcp_name": "echo", "task": "@delay 60"}, "task": {}},
+        )
+        cancelled = await request("tasks/cancel", {"taskId": slow["task"]["taskId"]})
+        with pytest.raises(MCPError) as again:
+            await request("tasks/cancel", {"taskId": task_id})
+        with pytest.raises(MCPError) as not_a_task:
+            await request("tools/call", {"name": "list_models", "arguments": {}, "task": {}})
+        with pytest.raises(MCPError) as unknown:
+            await request("tasks/get", {"taskId": "nope"})
+        plain = await call(client, "task_status", task_id=task_id)
+    assert capabilities is not None and capabilities.tasks is not None
+    assert capabilities.tasks.requests.tools.call is not None
+    assert tools["autonomous_with_mcp"].execution.task_support == "optional"
+    assert tools["list_models"].execution is None
+    assert created["task"]["status"] == "working" and got["taskId"] == task_id
+    assert payload["content"][0]["text"].endswith("last=as a task") and not payload["isError"]
+    assert payload["structuredContent"]["task_id"] == task_id
+    assert payload["_meta"]["io.modelcontextprotocol/related-task"] == {"taskId": task_id}
+    assert task_id in [t["taskId"] for t in listed["tasks"]]
+    assert cancelled["status"] == "cancelled"
+    assert again.value.error.code == -32602 and not_a_task.value.error.code == -32601
+    assert unknown.value.error.code == -32602
+    assert plain["state"] == "completed"  # the same task, seen through the tools
