@@ -99,6 +99,12 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{process.pid}:{process.create_time():.3f}"
 
 
+def owner_pid(owner: str | None) -> str:
+    """The process id part of an owner, for messages."""
+    parts = (owner or "").split(":")
+    return parts[1] if len(parts) == 3 else "?"
+
+
 def owner_alive(owner: str | None) -> bool:
     """Whether the bridge process ``owner`` still runs. A process of another host is taken to run."""
     if not owner:
@@ -244,7 +250,10 @@ class TaskStore:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.path.exists():
             # Created empty with mode 0600 before SQLite opens it: no moment where others may read it.
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+            try:
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass  # another bridge made it a moment ago
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None)
         try:
             db.row_factory = sqlite3.Row

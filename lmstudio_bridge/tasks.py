@@ -31,7 +31,7 @@ from .agent import ProgressFn
 from .continuation import fit_history
 from .errors import BridgeError, InvalidRequest
 from .results import TaskResult, TokenUsage
-from .task_store import FINISHED, Redactor, TaskRecord, TaskState, TaskStore, default_state_dir
+from .task_store import FINISHED, INTERRUPTED, Redactor, TaskRecord, TaskState, TaskStore, default_state_dir, owner_pid
 from .task_views import TaskList, TaskStatus, status_of
 
 if TYPE_CHECKING:
@@ -159,6 +159,7 @@ class TaskManager:
         )
         self._tasks: dict[str, RunningTask] = {}
         self._opening: asyncio.Lock | None = None
+        self._closing = False
 
     async def ready(self) -> None:
         """Opens the history on first use (a failure turns it off and is logged once)."""
@@ -168,7 +169,8 @@ class TaskManager:
             await self.store.open()
 
     async def aclose(self) -> None:
-        """Cancels the tasks still running (they are recorded as cancelled), then closes the history."""
+        """Stops the tasks still running (they are recorded as interrupted), then closes the history."""
+        self._closing = True
         running = [t.job for t in self._tasks.values() if t.job is not None and not t.job.done()]
         for job in running:
             job.cancel()
@@ -244,7 +246,10 @@ class TaskManager:
                 conversation=task.conversation,
             )
         except asyncio.CancelledError:
-            await self._finish(task, "cancelled", failure=TaskFailed(f"Task {task.id} was cancelled."))
+            if self._closing:  # the bridge stops: nobody asked for it
+                await self._finish(task, "interrupted", failure=TaskFailed(INTERRUPTED))
+            else:
+                await self._finish(task, "cancelled", failure=TaskFailed(f"Task {task.id} was cancelled."))
         except BridgeError as exc:
             await self._finish(task, "failed", failure=exc)
         except Exception as exc:
@@ -386,7 +391,7 @@ class TaskManager:
             record = await self._record(task_id)
             if record.state == "running":
                 raise InvalidRequest(
-                    f"Task {task_id} runs in another bridge process ({(record.owner or '?').split(':')[1]}); "
+                    f"Task {task_id} runs in another bridge process (pid {owner_pid(record.owner)}); "
                     "cancel it from the host that started it."
                 )
             return status_of(record, mine=False)

@@ -190,15 +190,19 @@ async def test_a_finished_task_is_fetched_shown_and_continued_after_a_restart(
     assert table.stdout.splitlines()[0].split()[:2] == ["ID", "STATE"] and task_id in table.stdout
 
 
-async def test_a_task_whose_bridge_died_is_interrupted(fake: FakeLMStudio, config: Path, state: Path) -> None:
+@pytest.mark.parametrize("end", ["killed", "host closed"])
+async def test_a_task_whose_bridge_stopped_is_interrupted(
+    fake: FakeLMStudio, config: Path, state: Path, end: str
+) -> None:
     env = {"LMSTUDIO_BRIDGE_STATE_DIR": str(state)}
     with contextlib.suppress(Exception, BaseExceptionGroup):
         async with stdio_bridge(fake.base_url, config, **env) as run:
             started = await call(
                 run.client, "autonomous_with_mcp", mcp_name="echo", task="@delay 60\n@answer never", background=True
             )
-            os.kill(run.pid, signal.SIGKILL)
-            psutil.Process(run.pid).wait(10)
+            if end == "killed":
+                os.kill(run.pid, signal.SIGKILL)
+                psutil.Process(run.pid).wait(10)
     async with stdio_bridge(fake.base_url, config, **env) as run:
         status = await call(run.client, "task_status", task_id=started["task_id"])
         fetched = await run.client.call_tool("task_result", {"task_id": started["task_id"]})
