@@ -9,7 +9,8 @@ common tokenizers (a safe side for code, which takes fewer). Within ``budget`` t
    assistant message goes together with its tool results, so the conversation stays valid);
 3. last, any message still longer than ``KEPT_MESSAGE_CHARS`` is cut.
 
-The system prompt and the original task always stay.
+The system prompt and the original task always stay. A tool call without its result (the task was
+stopped while it ran) is left out first.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def estimated_tokens(messages: list[Message]) -> int:
 
 def fit_history(messages: list[Message], budget: int) -> list[Message]:
     """A copy of ``messages`` that fits ``budget`` estimated tokens (see the module docstring)."""
-    history = [dict(m) for m in messages]
+    history = _answered([dict(m) for m in messages])
     if estimated_tokens(history) <= budget:
         return history
     for index, message in enumerate(history):
@@ -52,6 +53,26 @@ def fit_history(messages: list[Message], budget: int) -> list[Message]:
             for m in history
         ]
     return history
+
+
+def _answered(history: list[Message]) -> list[Message]:
+    """Without tool calls that have no result (a task stopped while they ran): servers refuse a
+    conversation in which a call is not followed by its result."""
+    kept: list[Message] = []
+    index = 0
+    while index < len(history):
+        message = history[index]
+        end = index + 1
+        while end < len(history) and history[end].get("role") == "tool":
+            end += 1
+        calls = {c.get("id") for c in message.get("tool_calls") or ()}
+        answered = {m.get("tool_call_id") for m in history[index + 1 : end]}
+        if message.get("role") == "tool" or (calls and not calls <= answered):
+            index = end if calls else index + 1  # the call goes, with whatever results it got
+            continue
+        kept.extend(history[index:end] if calls else [message])
+        index = end if calls else index + 1
+    return kept
 
 
 def _head_length(history: list[Message]) -> int:

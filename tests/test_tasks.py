@@ -172,3 +172,10 @@ async def test_cancelling_a_foreground_call_cancels_its_task(fake: FakeLMStudio,
     task_id = progress[0].split()[1]
     assert [(t["task_id"], t["state"]) for t in listing.structured_content["tasks"]] == [(task_id, "cancelled")]
     assert json.loads(json.dumps(listing.structured_content))["history"].endswith("tasks.sqlite3")
+
+
+def test_a_call_left_without_its_result_is_left_out() -> None:
+    messages = conversation(2, 10)
+    call = {"id": "late", "type": "function", "function": {"name": "read", "arguments": "{}"}}
+    stopped = [*messages[:-1], {"role": "assistant", "content": None, "tool_calls": [call]}]
+    assert fit_history(stopped, 10_000) == messages[:-1]
