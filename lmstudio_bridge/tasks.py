@@ -187,8 +187,9 @@ class TaskManager:
 
         await self.ready()
         names = _check_request(request.mcp_names, request.task, request.max_rounds, request.model)
-        specs = await anyio.to_thread.run_sync(lambda: [self._bridge.catalog.get(n) for n in names])
-        self.store.redactor.add(v for spec in specs for _, v in (*spec.env, *spec.headers))
+        await anyio.to_thread.run_sync(lambda: [self._bridge.catalog.get(n) for n in names])  # unknown names fail here
+        every = await anyio.to_thread.run_sync(lambda: list(self._bridge.catalog.servers().values()))
+        self.store.redactor.add(v for spec in every for _, v in (*spec.env, *spec.headers))
         model = await self._bridge.validator.resolve(request.model)
         task = RunningTask(
             id=uuid.uuid4().hex[:12], request=request, names=names, model=model, conversation=list(request.history)
@@ -218,7 +219,7 @@ class TaskManager:
         assert task.job is not None
         if background:
             task.listeners.clear()
-            return running_result(task, "started in the background")
+            return running_result(task, "running in the background")
         if detach_after is None:
             detach_after = self._bridge.settings.detach_after
         try:
