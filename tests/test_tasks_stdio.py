@@ -2,7 +2,7 @@
 scripted LM Studio: a task longer than the client's request timeout, background runs, cancel, status,
 the history across a restart, two bridges on one history file, and a history file that cannot be used.
 
-Time is scaled: ``SCALE`` (``LMSTUDIO_BRIDGE_TEST_TIME_SCALE``, default 0.02) multiplies every duration
+Time is scaled: ``SCALE`` (``LMSTUDIO_BRIDGE_TEST_TIME_SCALE``, default 0.04) multiplies every duration
 of the scenario "a 5-minute task from a client that gives up after 60 s": the client's own request
 timeout (``read_timeout_seconds``, which cuts a call as a host does), the scripted model delays, the
 detach delay and the waits. ``LMSTUDIO_BRIDGE_TEST_TIME_SCALE=1`` runs it at full length.
@@ -28,7 +28,7 @@ from tests.support.bridge import run_cli, stdio_bridge, text_of
 from tests.support.common import echo_entry, write_config
 from tests.support.fake_lmstudio import FakeLMStudio
 
-SCALE = float(os.environ.get("LMSTUDIO_BRIDGE_TEST_TIME_SCALE", "0.02"))
+SCALE = float(os.environ.get("LMSTUDIO_BRIDGE_TEST_TIME_SCALE", "0.04"))
 CLIENT_TIMEOUT = 60 * SCALE
 """The client's request timeout: the MCP Inspector CLI's 60 s."""
 DETACH_AFTER = 30 * SCALE
