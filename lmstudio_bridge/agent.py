@@ -182,16 +182,19 @@ async def run_agent(
     limits: LoopLimits,
     sampling: Mapping[str, Any] | None = None,
     progress: ProgressFn | None = None,
+    conversation: list[dict[str, Any]] | None = None,
 ) -> TaskResult:
-    """Runs the task to its answer. ``sampling`` (e.g. ``max_tokens``, ``temperature``) goes with every request."""
+    """Runs the task to its answer. ``sampling`` (e.g. ``max_tokens``, ``temperature``) goes with every request.
+
+    ``conversation``, when given, is the list the run keeps its messages in (the caller sees it grow): empty
+    for a new task, or an earlier task's conversation, which the task then continues.
+    """
     started = time.perf_counter()
-    run = _Run(
-        task=task,
-        messages=[
-            {"role": "system", "content": SYSTEM_PROMPT.format(servers=", ".join(servers))},
-            {"role": "user", "content": task},
-        ],
-    )
+    messages = conversation if conversation is not None else []
+    if not messages:
+        messages.append({"role": "system", "content": SYSTEM_PROMPT.format(servers=", ".join(servers))})
+    messages.append({"role": "user", "content": task})
+    run = _Run(task=task, messages=messages)
     say = progress or no_progress
     params = dict(sampling or {})
     window = llm.window(reply_tokens=limits.reply_tokens, max_tokens=params.get("max_tokens"))  # this task's own

@@ -25,6 +25,8 @@ from .config import Settings, add_setting_flags, flag_values, load_settings
 from .errors import BridgeError, ConfigError, InvalidRequest, McpError, McpStartError, ModelNotFound
 from .render import render_mcps, render_models, render_task
 from .service import Bridge
+from .task_cli import add_tasks_command, tasks_command
+from .tasks import TaskRequest
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("task", help="What the local model should do.")
     config = commands.add_parser("config", parents=[common], help="Print the registration snippet for an MCP host.")
     config.add_argument("host", choices=["claude-desktop", "claude-code"])
+    add_tasks_command(commands, common)
     return parser
 
 
@@ -82,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         "mcps": _mcps,
         "doctor": _doctor,
         "run": lambda bridge: _run(bridge, args),
+        "tasks": lambda bridge: tasks_command(bridge, args),
     }
     try:
         sys.exit(asyncio.run(_with_bridge(settings, handlers[command])))
@@ -164,7 +168,8 @@ async def _run(bridge: Bridge, args: argparse.Namespace) -> int:
     async def progress(message: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
-    result = await bridge.run_task(args.mcp, args.task, read_only=args.read_only, progress=progress)
+    request = TaskRequest(args.mcp, args.task, read_only=args.read_only)
+    result = await bridge.tasks.run(request, progress=progress, detach_after=0)  # recorded, as the tools' tasks
     if args.json:
         print(result.model_dump_json(indent=2))  # stdout-ok
     else:

@@ -53,6 +53,12 @@ DEFAULT_MAX_CONCURRENT_TASKS = 8
 DEFAULT_MAX_CHILDREN = 16
 DEFAULT_LOAD_CONTEXT_LENGTH = 16384
 DEFAULT_LOAD_TIMEOUT = 600.0
+DEFAULT_DETACH_AFTER = 50.0
+"""Below the shortest cut-off hosts are reported to apply to a tool call (60 s: the MCP Inspector's CLI, and the
+low end of Claude Desktop's 1 to 4 minutes), with time for the answer to reach the host."""
+DEFAULT_TASK_RETENTION_DAYS = 30.0
+DEFAULT_TASK_RETENTION_COUNT = 1000
+DEFAULT_HISTORY_TOKENS = 6000
 MAX_TASK_CHARS = 100_000
 """A task longer than this is refused: no local context window holds it."""
 
@@ -323,6 +329,44 @@ class Settings(BaseModel):
     @classmethod
     def _read_servers(cls, value: Any) -> Any:
         return read_servers_file(Path(value).expanduser()) if isinstance(value, str | Path) else value
+
+    state_dir: Path | None = setting(
+        ("LMSTUDIO_BRIDGE_STATE_DIR",),
+        metavar="PATH",
+        default=None,
+        help="Directory of the task history (`tasks.sqlite3`); default: `$XDG_STATE_HOME/lmstudio-bridge` "
+        "(`~/.local/state/lmstudio-bridge`) on Linux, `~/Library/Application Support/lmstudio-bridge` on macOS, "
+        "`%LOCALAPPDATA%\\lmstudio-bridge` on Windows.",
+    )
+    detach_after: float = setting(
+        ("LMSTUDIO_BRIDGE_DETACH_AFTER",),
+        metavar="SECONDS",
+        default=DEFAULT_DETACH_AFTER,
+        ge=0,
+        help=f"Seconds after which a task still running is handed to the background and its call returns the task "
+        f"id, before the host cuts the call off (default {DEFAULT_DETACH_AFTER:g}); 0 never detaches.",
+    )
+    task_retention_days: float = setting(
+        ("LMSTUDIO_BRIDGE_TASK_RETENTION_DAYS",),
+        metavar="DAYS",
+        default=DEFAULT_TASK_RETENTION_DAYS,
+        gt=0,
+        help=f"Days a finished task stays in the history (default {DEFAULT_TASK_RETENTION_DAYS:g}).",
+    )
+    task_retention_count: int = setting(
+        ("LMSTUDIO_BRIDGE_TASK_RETENTION_COUNT",),
+        default=DEFAULT_TASK_RETENTION_COUNT,
+        ge=1,
+        help=f"Most tasks kept in the history; older ones are removed first (default {DEFAULT_TASK_RETENTION_COUNT}).",
+    )
+    history_tokens: int = setting(
+        ("LMSTUDIO_BRIDGE_HISTORY_TOKENS",),
+        metavar="TOKENS",
+        default=DEFAULT_HISTORY_TOKENS,
+        ge=500,
+        help=f"Estimated tokens of an earlier conversation that continue_task sends again; older tool results are "
+        f"shortened first to fit (default {DEFAULT_HISTORY_TOKENS}).",
+    )
 
     @field_validator("base_url")
     @classmethod

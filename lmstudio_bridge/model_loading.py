@@ -61,15 +61,16 @@ class ModelLoader:
         """Loads ``info`` once however many tasks ask at the same time; progress lines while it loads."""
         future = self._loads.get(info.id)
         if future is None:
-            await say(
-                f"loading {info.id}" + (f" with a context of {context_length:,} tokens" if context_length else "")
-            )
+            # Registered before anything awaits: a task arriving meanwhile waits for this load.
             self.loads_started += 1
             future = asyncio.ensure_future(
                 self._api.load_model(info.id, context_length=context_length, timeout=self._timeout)
             )
             self._loads[info.id] = future
             future.add_done_callback(functools.partial(self._done, info.id))
+            await say(
+                f"loading {info.id}" + (f" with a context of {context_length:,} tokens" if context_length else "")
+            )
         else:
             await say(f"waiting for {info.id} to load")
         started = time.monotonic()

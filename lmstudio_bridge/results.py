@@ -99,7 +99,7 @@ class TaskResult(BaseModel):
     model: str
     mcps: list[str]
     rounds: int = Field(description="requests sent to the model")
-    stop_reason: StopReason
+    stop_reason: StopReason | None = Field(description="why the task ended; null while it runs")
     tool_calls: list[ToolCallRecord]
     usage: TokenUsage
     elapsed_seconds: float
@@ -107,6 +107,11 @@ class TaskResult(BaseModel):
     generation: Generation = Field(default_factory=Generation)
     read_only: bool = Field(default=False, description="only tools that declare readOnlyHint were offered")
     tools_offered: list[str] = Field(default_factory=list, description="server.tool of every tool offered to the model")
+    task_id: str | None = Field(default=None, description="the task's id, for task_status, task_result, continue_task")
+    state: Literal["running", "completed"] = Field(
+        default="completed", description="running: the task goes on in the background; next_call fetches its answer"
+    )
+    next_call: str | None = Field(default=None, description="the exact call that fetches the answer, while it runs")
 
 
 class ModelLoadResult(BaseModel):

@@ -19,16 +19,19 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
-from mcp.types import CallToolResult, JSONRPCError, TextContent, Tool, ToolAnnotations
+from mcp.types import CallToolResult, JSONRPCError, Resource, TextContent, Tool, ToolAnnotations
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from . import __version__
 from .agent import ProgressFn
 from .config import MAX_TASK_CHARS, Settings
 from .errors import BridgeError, quoted
+from .protocol_tasks import serve_protocol_tasks, with_task_support
 from .render import render_health, render_load, render_mcps, render_models, render_task, render_unload
 from .results import HealthResult, McpListResult, ModelLoadResult, ModelsResult, ModelUnloadResult, TaskResult
 from .service import MAX_MODEL_CHARS, MAX_NAME_CHARS, Bridge
+from .task_tools import add_task_tools, task_resources
+from .tasks import TaskRequest
 from .wire import ScreenedLines, claimed_stdin
 
 logger = logging.getLogger(__name__)
@@ -84,6 +87,14 @@ ContextLength = Annotated[
     Field(strict=True, description="Tokens of context to load the model with (default: the bridge's load setting)."),
     BeforeValidator(_integral),
 ]
+Background = Annotated[
+    bool,
+    Field(
+        strict=True,
+        description="True: return at once with the task id; fetch the answer with task_result. Use it for long "
+        "tasks (a foreground call still running after a while returns the task id too).",
+    ),
+]
 IncludeReasoning = Annotated[
     bool,
     Field(
@@ -117,8 +128,14 @@ class BridgeServer(MCPServer[Bridge]):
                     )
                     tasks.cancel_scope.cancel()
 
+    bridge: Bridge | None = None
+    """The running bridge, once the lifespan has made it (resource listings have no request context)."""
+
     async def list_tools(self) -> list[Tool]:
-        return [_closed(tool) for tool in await super().list_tools()]
+        return [with_task_support(_closed(tool)) for tool in await super().list_tools()]
+
+    async def list_resources(self) -> list[Resource]:
+        return [*await super().list_resources(), *await task_resources(self.bridge)]
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         schemas = {tool.name: tool.input_schema for tool in await self.list_tools()}
@@ -169,9 +186,11 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
     @asynccontextmanager
     async def lifespan(_: MCPServer[Bridge]) -> AsyncIterator[Bridge]:
         if bridge is not None:
+            server.bridge = bridge
             yield bridge
             return
         async with Bridge(settings) as owned:
+            server.bridge = owned
             yield owned
 
     server = BridgeServer("lmstudio-bridge", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
@@ -206,9 +225,10 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
         max_rounds: MaxRounds = None,
         read_only: ReadOnly = False,
         include_reasoning: IncludeReasoning = False,
+        background: Background = False,
     ) -> Annotated[CallToolResult, TaskResult]:
         """Have the local model do a task with the tools of one MCP server (for example "filesystem"), and return its answer."""
-        return await _run_task(ctx, [mcp_name], task, model, max_rounds, read_only, include_reasoning)
+        return await _run_task(ctx, [mcp_name], task, model, max_rounds, read_only, include_reasoning, background)
 
     @server.tool(annotations=delegating)
     async def autonomous_with_multiple_mcps(
@@ -219,9 +239,10 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
         max_rounds: MaxRounds = None,
         read_only: ReadOnly = False,
         include_reasoning: IncludeReasoning = False,
+        background: Background = False,
     ) -> Annotated[CallToolResult, TaskResult]:
         """Have the local model do a task with the tools of several MCP servers at once, and return its answer."""
-        return await _run_task(ctx, mcp_names, task, model, max_rounds, read_only, include_reasoning)
+        return await _run_task(ctx, mcp_names, task, model, max_rounds, read_only, include_reasoning, background)
 
     managing = ToolAnnotations(
         read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
@@ -243,6 +264,8 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
         """Unload a model from LM Studio to free memory; refused while a task is using it."""
         return await _respond(_bridge(ctx).unload_model(model), render_unload)
 
+    add_task_tools(server, _bridge, _progress, _respond)
+    serve_protocol_tasks(server)
     return server
 
 
@@ -254,9 +277,11 @@ async def _run_task(
     max_rounds: int | None,
     read_only: bool,
     include_reasoning: bool,
+    background: bool = False,
 ) -> CallToolResult:
     bridge = _bridge(ctx)
-    run = bridge.run_task(names, task, model=model, max_rounds=max_rounds, read_only=read_only, progress=_progress(ctx))
+    request = TaskRequest(names, task, model=model, max_rounds=max_rounds, read_only=read_only)
+    run = bridge.tasks.run(request, progress=_progress(ctx), background=background)
     return await _respond(run, lambda result: render_task(result, include_reasoning=include_reasoning))
 
 

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -34,6 +35,7 @@ from .results import (
     ServerHealth,
     TaskResult,
 )
+from .tasks import TaskManager
 from .toolbox import Toolbox
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class Bridge:
         )
         self._task_slots = asyncio.Semaphore(settings.max_concurrent_tasks)
         self._running = 0
+        self.tasks = TaskManager(self)
 
     async def __aenter__(self) -> Bridge:
         return self
@@ -74,6 +77,7 @@ class Bridge:
         await self.aclose()
 
     async def aclose(self) -> None:
+        await self.tasks.aclose()
         await self.children.aclose()
         await self.fleet.aclose()
 
@@ -174,10 +178,12 @@ class Bridge:
         max_rounds: int | None = None,
         read_only: bool = False,
         progress: ProgressFn | None = None,
+        conversation: list[dict[str, Any]] | None = None,
     ) -> TaskResult:
         """Runs one task with the tools of the named MCP servers, on the requested model.
 
         ``read_only`` offers only the tools that declare they change nothing, and refuses any other call.
+        ``conversation`` is the list the agent keeps its messages in (see ``run_agent``).
         """
         names = _check_request(mcp_names, task, max_rounds, model)
         specs = await asyncio.to_thread(self._specs, names)  # stats (and may re-read) the config files
@@ -216,6 +222,7 @@ class Bridge:
                             limits=limits,
                             sampling=self.settings.sampling,
                             progress=progress,
+                            conversation=conversation,
                         )
             except TimeoutError:
                 raise TaskTimeout(

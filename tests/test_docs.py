@@ -118,7 +118,7 @@ async def test_every_tool_and_parameter_is_documented() -> None:
     text = read(DOCS / "tools.md")
     async with Client(build_server(Settings())) as client:
         tools = (await client.list_tools()).tools
-    assert len(tools) == 7
+    assert len(tools) == 12
     for tool in tools:
         assert f"## {tool.name}" in text
         for parameter in tool.input_schema.get("properties", {}):

@@ -81,6 +81,11 @@ VALID_ARGS = {
     "autonomous_with_multiple_mcps": {"mcp_names": ["echo"], "task": "x"},
     "load_model": {"model": "qwen/qwen3-coder-30b"},
     "unload_model": {"model": "qwen/qwen3-coder-30b"},
+    "task_status": {"task_id": "x"},
+    "task_result": {"task_id": "x"},
+    "cancel_task": {"task_id": "x"},
+    "list_tasks": {},
+    "continue_task": {"task_id": "x", "message": "m"},
 }
 
 
@@ -95,6 +100,9 @@ async def test_every_tool_refuses_an_unknown_argument_and_says_so(fake: Any, tmp
             assert result.is_error and result.structured_content is None
             if "model" in tool.input_schema["properties"]:
                 assert text_of(result) == "Error: unknown argument 'modle'; did you mean 'model'?"
+            elif tool.input_schema["properties"]:
+                takes = ", ".join(tool.input_schema["properties"])
+                assert text_of(result) == f"Error: unknown argument 'modle'; {tool.name} takes {takes}."
             else:
                 assert text_of(result) == f"Error: unknown argument 'modle'; {tool.name} takes no arguments."
     assert fake.chat_requests() == []
@@ -107,7 +115,7 @@ async def test_every_tool_refuses_an_unknown_argument_and_says_so(fake: Any, tmp
         ({"Model": "m"}, "Error: unknown argument 'Model'; did you mean 'model'?"),
         (
             {"colour": "red", "size": 2},
-            "Error: unknown arguments 'colour', 'size'; autonomous_with_mcp takes mcp_name, task, model, max_rounds, read_only, include_reasoning.",
+            "Error: unknown arguments 'colour', 'size'; autonomous_with_mcp takes mcp_name, task, model, max_rounds, read_only, include_reasoning, background.",
         ),
     ],
 )

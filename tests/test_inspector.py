@@ -87,6 +87,11 @@ def test_tools_list(inspector: None, bridge_env: list[str]) -> None:
         "autonomous_with_multiple_mcps",
         "load_model",
         "unload_model",
+        "task_status",
+        "task_result",
+        "cancel_task",
+        "list_tasks",
+        "continue_task",
     }
     assert tools["autonomous_with_mcp"]["inputSchema"]["required"] == ["mcp_name", "task"]
     assert tools["autonomous_with_multiple_mcps"]["inputSchema"]["required"] == ["mcp_names", "task"]
@@ -132,3 +137,43 @@ def test_call_with_a_missing_model_is_an_error_result(inspector: None, bridge_en
         "model=nonexistent-model",
     )
     assert "Error: Model 'nonexistent-model' not found. Available models: " in done.stdout + done.stderr
+
+
+def test_a_long_call_returns_its_task_id_instead_of_timing_out(
+    inspector: None, bridge_env: list[str], tmp_path: Path
+) -> None:
+    """The Inspector's CLI gives up on a request after 60 s; a task still running at the detach delay
+    (2 s here, 50 s by default) returns its id and the follow-up call instead."""
+    state = tmp_path / "state"
+    done = npx(
+        *bridge_env,
+        "-e",
+        "LMSTUDIO_BRIDGE_DETACH_AFTER=2",
+        "-e",
+        f"LMSTUDIO_BRIDGE_STATE_DIR={state}",
+        "--cli",
+        BRIDGE,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "autonomous_with_mcp",
+        "--tool-arg",
+        "mcp_name=filesystem",
+        "task=@delay 30\n@answer late",
+    )
+    result = as_json(done)
+    assert not result.get("isError")
+    data = result["structuredContent"]
+    task_id = data["task_id"]
+    assert data["state"] == "running" and data["next_call"] == f'task_result(task_id="{task_id}", wait_seconds=50)'
+    # Each CLI call starts its own bridge, which stops (and its tasks with it) when the call ends.
+    listed = subprocess.run(
+        [BRIDGE, "tasks", "--json"],
+        env={**os.environ, "LMSTUDIO_BRIDGE_STATE_DIR": str(state)},
+        capture_output=True,
+        text=True,
+        timeout=CALL_TIMEOUT,
+    )
+    tasks = json.loads(listed.stdout)["tasks"]
+    assert [t["task_id"] for t in tasks] == [data["task_id"]]
+    assert tasks[0]["state"] in ("cancelled", "interrupted")

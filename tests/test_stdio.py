@@ -19,14 +19,10 @@ from tests.support.fake_lmstudio import FakeLMStudio
 
 READ_NOTES = '@call read_file {"path": "notes.txt"}'
 TOOLS = {
-    "list_models",
-    "health_check",
-    "list_mcps",
-    "autonomous_with_mcp",
-    "autonomous_with_multiple_mcps",
-    "load_model",
-    "unload_model",
-}
+    "list_models", "health_check", "list_mcps", "autonomous_with_mcp", "autonomous_with_multiple_mcps",
+    "load_model", "unload_model",
+    "task_status", "task_result", "cancel_task", "list_tasks", "continue_task",
+}  # fmt: skip
 
 
 async def test_a_task_over_stdio_with_progress_and_logs_on_stderr(
