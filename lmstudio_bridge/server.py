@@ -26,6 +26,8 @@ from . import __version__
 from .agent import ProgressFn
 from .config import MAX_TASK_CHARS, Settings
 from .errors import BridgeError, quoted
+from .host import McpHost
+from .policy import MAX_PATTERN_CHARS, MAX_PATTERNS
 from .render import render_health, render_mcps, render_models, render_task
 from .results import HealthResult, McpListResult, ModelsResult, TaskResult
 from .service import MAX_MODEL_CHARS, MAX_NAME_CHARS, Bridge
@@ -76,6 +78,15 @@ ReadOnly = Annotated[
         strict=True,
         description="True for questions, analysis and reviews: the local model is offered only the tools that "
         "declare they change nothing (readOnlyHint), and any other call is refused before it reaches the server.",
+    ),
+]
+AllowedTools = Annotated[
+    list[Annotated[str, Field(json_schema_extra={"maxLength": MAX_PATTERN_CHARS})]] | None,
+    Field(
+        description="Only these tools are offered to the local model: names or shell-style patterns, qualified "
+        "by server where needed (git_log, git_*, git.*, filesystem.read_text_file). Omit to offer every tool "
+        "the user's tool rules allow.",
+        json_schema_extra={"maxItems": MAX_PATTERNS},
     ),
 ]
 IncludeReasoning = Annotated[
@@ -200,9 +211,10 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
         max_rounds: MaxRounds = None,
         read_only: ReadOnly = False,
         include_reasoning: IncludeReasoning = False,
+        allowed_tools: AllowedTools = None,
     ) -> Annotated[CallToolResult, TaskResult]:
         """Have the local model do a task with the tools of one MCP server (for example "filesystem"), and return its answer."""
-        return await _run_task(ctx, [mcp_name], task, model, max_rounds, read_only, include_reasoning)
+        return await _run_task(ctx, [mcp_name], task, model, max_rounds, read_only, include_reasoning, allowed_tools)
 
     @server.tool(annotations=delegating)
     async def autonomous_with_multiple_mcps(
@@ -213,9 +225,10 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
         max_rounds: MaxRounds = None,
         read_only: ReadOnly = False,
         include_reasoning: IncludeReasoning = False,
+        allowed_tools: AllowedTools = None,
     ) -> Annotated[CallToolResult, TaskResult]:
         """Have the local model do a task with the tools of several MCP servers at once, and return its answer."""
-        return await _run_task(ctx, mcp_names, task, model, max_rounds, read_only, include_reasoning)
+        return await _run_task(ctx, mcp_names, task, model, max_rounds, read_only, include_reasoning, allowed_tools)
 
     return server
 
@@ -228,9 +241,19 @@ async def _run_task(
     max_rounds: int | None,
     read_only: bool,
     include_reasoning: bool,
+    allowed_tools: list[str] | None = None,
 ) -> CallToolResult:
     bridge = _bridge(ctx)
-    run = bridge.run_task(names, task, model=model, max_rounds=max_rounds, read_only=read_only, progress=_progress(ctx))
+    run = bridge.run_task(
+        names,
+        task,
+        model=model,
+        max_rounds=max_rounds,
+        read_only=read_only,
+        progress=_progress(ctx),
+        allowed_tools=allowed_tools,
+        host=McpHost(ctx.request_context.session, ctx.request_id),
+    )
     return await _respond(run, lambda result: render_task(result, include_reasoning=include_reasoning))
 
 

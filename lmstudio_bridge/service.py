@@ -12,16 +12,20 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from .agent import LoopLimits, ProgressFn, no_progress, run_agent
+from .child_requests import TaskChild, TaskLink
 from .children import ChildPool
 from .config import ENV_NAMES, MAX_TASK_CHARS, Settings
-from .errors import InvalidRequest, LMStudioError, TaskTimeout
+from .errors import ConfigError, InvalidRequest, LMStudioError, TaskTimeout
+from .host import Host
 from .lmstudio import LMStudioAPI
 from .mcp_config import McpCatalog, McpServerSpec
 from .models import LLMClientPool, ModelValidator
+from .policy import Approver, ServerRules, ToolPolicy, check_allowed_tools, load_tool_rules
 from .results import HealthResult, McpEntry, McpListResult, ModelEntry, ModelsResult, TaskResult
 from .toolbox import Toolbox
 
@@ -93,6 +97,11 @@ class Bridge:
 
     def list_mcps(self) -> McpListResult:
         entries = []
+        problems: list[str] = []
+        try:
+            rules = load_tool_rules(self.settings.tool_rules)  # small; read as the catalog reads its files
+        except ConfigError as exc:
+            rules, problems = {}, [str(exc)]
         for spec in sorted(self.catalog.servers().values(), key=lambda s: s.name):
             note = None
             if spec.is_bridge:
@@ -111,12 +120,13 @@ class Bridge:
                     disabled=spec.disabled,
                     usable=note is None,
                     note=note,
+                    **self._effective_tools(spec.name, rules),
                 )
             )
         return McpListResult(
             mcps=entries,
             config_files=[str(p) for p, _ in self.catalog.candidate_paths() if p.is_file()],
-            problems=list(self.catalog.problems),
+            problems=list(self.catalog.problems) + problems,
         )
 
     async def run_task(
@@ -128,13 +138,19 @@ class Bridge:
         max_rounds: int | None = None,
         read_only: bool = False,
         progress: ProgressFn | None = None,
+        allowed_tools: Sequence[str] | None = None,
+        host: Host | None = None,
     ) -> TaskResult:
         """Runs one task with the tools of the named MCP servers, on the requested model.
 
-        ``read_only`` offers only the tools that declare they change nothing, and refuses any other call.
+        ``read_only`` offers only the tools that declare they change nothing, and refuses any other call;
+        ``allowed_tools`` (names or patterns) offers only the tools it matches. ``host`` is the calling
+        client, asked for approvals, for the children's questions and for its roots (see docs/safety.md).
         """
         names = _check_request(mcp_names, task, max_rounds, model)
+        allowed = check_allowed_tools(allowed_tools)
         specs = await asyncio.to_thread(self._specs, names)  # stats (and may re-read) the config files
+        rules = await asyncio.to_thread(load_tool_rules, self.settings.tool_rules)
         model_id = await self.validator.resolve(model)
         logger.info("Using model: %s", model_id)
         limits = LoopLimits(
@@ -145,21 +161,37 @@ class Bridge:
             reasoning_tokens=self.settings.reasoning_tokens,
         )
         say = progress or no_progress
+        policy = ToolPolicy(read_only=read_only, allowed_tools=allowed, rules=rules)
+        approver = Approver(
+            self.settings.approval,
+            host=host,
+            fallback=self.settings.approval_fallback,
+            timeout=self.settings.approval_timeout,
+            per_server={name: r.approval for name, r in rules.items() if r.approval is not None},
+            model=model_id,
+            progress=say,
+        )
+        link = TaskLink(
+            llm=self.clients.get(model_id),
+            sampling_budget=limits.max_rounds,
+            reply_tokens=limits.reply_tokens,
+            sampling=self.settings.sampling,
+            host=host,
+            elicitation_timeout=self.settings.approval_timeout,
+            roots=self.settings.roots,
+            say=say,
+        )
         if self._task_slots.locked():
             await say(f"waiting: {self.settings.max_concurrent_tasks} tasks are already running")
         async with self._task_slots:
             try:
                 async with asyncio.timeout(self.settings.task_timeout):
                     await say(f"starting {', '.join(names)}")
-                    async with self.children.lease_all(specs) as children:
-                        toolbox = Toolbox(children, read_only=read_only)
-                        if read_only and not toolbox.tools:
-                            raise InvalidRequest(
-                                f"read_only: none of the tools of {', '.join(names)} declares readOnlyHint, so a "
-                                "read-only task could use none of them. Run the task without read_only, or use a "
-                                "server whose tools say which of them only read."
-                            )
-                        return await run_agent(
+                    async with self.children.lease_all(specs, link) as children:
+                        toolbox = Toolbox([TaskChild(c, link) for c in children], policy=policy, approver=approver)
+                        if not toolbox.tools:
+                            raise InvalidRequest(_nothing_offered(names, toolbox))
+                        result = await run_agent(
                             llm=self.clients.get(model_id),
                             toolbox=toolbox,
                             task=task,
@@ -167,6 +199,13 @@ class Bridge:
                             limits=limits,
                             sampling=self.settings.sampling,
                             progress=progress,
+                        )
+                        return result.model_copy(
+                            update={
+                                "tools_withheld": list(toolbox.withheld_why),
+                                "refused_calls": list(toolbox.refusals),
+                                "child_requests": list(link.records),
+                            }
                         )
             except TimeoutError:
                 raise TaskTimeout(
@@ -176,6 +215,35 @@ class Bridge:
 
     def _specs(self, names: Sequence[str]) -> list[McpServerSpec]:
         return [self.catalog.get(name) for name in names]
+
+    def _effective_tools(self, name: str, rules: dict[str, ServerRules]) -> dict[str, Any]:
+        """The tool rules for server ``name``, and its effective tools when a child of it runs."""
+        policy = ToolPolicy(rules=rules)
+        shown: dict[str, Any] = {}
+        if name in rules:
+            shown.update(allow=list(rules[name].allow), deny=list(rules[name].deny))
+        running = [c for c in self.children.children if c.name == name and c.ready]
+        if running:
+            shown["tools"] = policy.effective_tools(name, running[-1].tools)
+        return shown
+
+
+def _nothing_offered(names: Sequence[str], toolbox: Toolbox) -> str:
+    """Why a task would have no tool at all, and what to do about it."""
+    servers = ", ".join(names)
+    reasons = {why.by for why in toolbox.withheld_why.values()}
+    if reasons == {"read_only"}:
+        return (
+            f"read_only: none of the tools of {servers} declares readOnlyHint, so a read-only task could use "
+            "none of them. Run the task without read_only, or use a server whose tools say which of them only read."
+        )
+    if not toolbox.withheld_why:
+        return f"{servers} offer no tools at all."
+    first = next(iter(toolbox.withheld_why.values()))
+    return (
+        f"no tool of {servers} is left to offer: {len(toolbox.withheld_why)} withheld ({first.reason}, ...). "
+        "Check allowed_tools, read_only and the tool rules file (list_mcps shows each server's tools)."
+    )
 
 
 def _check_request(mcp_names: Sequence[str], task: str, max_rounds: int | None, model: str | None = None) -> list[str]:
