@@ -52,8 +52,10 @@ APPROVAL_SCHEMA: dict[str, Any] = {
         "allow": {
             "type": "string",
             "title": "Allow",
-            "enum": ["once", "task"],
-            "enumNames": ["Allow once", "Allow this tool for the rest of the task"],
+            "oneOf": [
+                {"const": "once", "title": "Allow once"},
+                {"const": "task", "title": "Allow this tool for the rest of the task"},
+            ],
             "default": "once",
         }
     },

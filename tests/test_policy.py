@@ -10,38 +10,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import anyio
 import pytest
-from mcp.client.session import ClientRequestContext
-from mcp.types import ElicitRequestParams, ElicitResult, Tool, ToolAnnotations
+from mcp.types import Tool, ToolAnnotations
 
 from lmstudio_bridge.errors import ConfigError, InvalidRequest
 from lmstudio_bridge.policy import ServerRules, ToolPolicy, check_allowed_tools, load_tool_rules, matches
 from tests.support.bridge import bridge_client, text_of
 from tests.support.common import asking_entry, echo_entry, write_config
 from tests.support.fake_lmstudio import FakeLMStudio
-
-
-class Asker:
-    """A host's elicitation callback that answers every question the same way, and keeps the questions."""
-
-    def __init__(self, action: str = "decline", content: dict[str, Any] | None = None, hang: bool = False) -> None:
-        self.action = action
-        self.content = content
-        self.hang = hang
-        self.questions: list[ElicitRequestParams] = []
-
-    async def __call__(self, context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
-        self.questions.append(params)
-        if self.hang:
-            await anyio.Event().wait()
-        return ElicitResult(action=self.action, content=self.content)  # type: ignore[arg-type]
-
-    @property
-    def callbacks(self) -> dict[str, Any]:
-        return {"elicitation_callback": self}
+from tests.support.host import Asker
 
 
 @pytest.fixture
@@ -79,8 +57,9 @@ async def test_a_write_from_a_client_with_elicitation_is_asked_for_and_declined(
     assert written(log) == []
     (question,) = asker.questions
     assert "write_note" in question.message and "'asking'" in question.message and '"text": "x"' in question.message
-    assert question.requested_schema["properties"]["allow"]["enum"] == ["once", "task"]
+    assert [o["const"] for o in question.requested_schema["properties"]["allow"]["oneOf"]] == ["once", "task"]
     assert tool_messages(fake)[0].startswith("Error: the user declined asking.write_note")
+    assert "[Calls that did not run: asking.write_note (declined by the user).]" in text_of(result)
     refused = result.structured_content["refused_calls"]
     assert refused == [{"name": "asking.write_note", "by": "user", "reason": refused[0]["reason"]}]
     assert result.structured_content["tool_calls"][0]["ok"] is False
@@ -186,6 +165,7 @@ async def test_the_tool_rules_file_denies_a_tool_for_good(
     assert [r["by"] for r in result.structured_content["refused_calls"]] == ["rules"]
     entry = next(m for m in listing.structured_content["mcps"] if m["name"] == "asking")
     assert entry["deny"] == ["write_*"] and "write_note" not in entry["tools"] and "read_note" in entry["tools"]
+    assert "- asking (" in text_of(listing) and "deny: write_*" in text_of(listing)
 
 
 async def test_a_denied_tool_named_with_another_servers_prefix_is_not_run(
