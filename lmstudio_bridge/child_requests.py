@@ -131,7 +131,7 @@ class TaskLink:
         roots = await self._host_roots()
         source = "client"
         if roots is None:
-            roots = [Root(uri=path.resolve().as_uri(), name=path.name or str(path)) for path in self.roots]  # type: ignore[arg-type]
+            roots = [Root(uri=path.absolute().as_uri(), name=path.name or str(path)) for path in self.roots]  # type: ignore[arg-type]
             source = "configured"
         self._record(server, "roots/list", "answered", f"{len(roots)} {source} root(s)")
         return ListRootsResult(roots=roots)

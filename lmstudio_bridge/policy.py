@@ -227,10 +227,6 @@ class Approver:
         self.allowed_for_task: set[str] = set()
         self._asking = asyncio.Lock()
 
-    @classmethod
-    def running_everything(cls) -> Approver:
-        return cls("run")
-
     def mode_for(self, server: str) -> Approval:
         return self.per_server.get(server, self.approval)
 

@@ -189,7 +189,7 @@ class Bridge:
                     await say(f"starting {', '.join(names)}")
                     async with self.children.lease_all(specs, link) as children:
                         toolbox = Toolbox([TaskChild(c, link) for c in children], policy=policy, approver=approver)
-                        if not toolbox.tools:
+                        if not toolbox.tools and toolbox.withheld_why:
                             raise InvalidRequest(_nothing_offered(names, toolbox))
                         result = await run_agent(
                             llm=self.clients.get(model_id),
@@ -237,8 +237,6 @@ def _nothing_offered(names: Sequence[str], toolbox: Toolbox) -> str:
             f"read_only: none of the tools of {servers} declares readOnlyHint, so a read-only task could use "
             "none of them. Run the task without read_only, or use a server whose tools say which of them only read."
         )
-    if not toolbox.withheld_why:
-        return f"{servers} offer no tools at all."
     first = next(iter(toolbox.withheld_why.values()))
     return (
         f"no tool of {servers} is left to offer: {len(toolbox.withheld_why)} withheld ({first.reason}, ...). "

@@ -16,7 +16,7 @@ from mcp.types import Tool, ToolAnnotations
 
 from lmstudio_bridge.errors import ConfigError, InvalidRequest
 from lmstudio_bridge.policy import ServerRules, ToolPolicy, check_allowed_tools, load_tool_rules, matches
-from tests.support.bridge import bridge_client, text_of
+from tests.support.bridge import bridge_client, run_cli, text_of
 from tests.support.common import asking_entry, echo_entry, write_config
 from tests.support.fake_lmstudio import FakeLMStudio
 from tests.support.host import Asker
@@ -344,3 +344,21 @@ def test_toolpolicy_read_only_needs_the_hint() -> None:
         "read_only",
         "this task is read-only, and s.w does not declare that it changes nothing",
     )
+
+
+def test_run_takes_allowed_tools_and_refuses_under_the_fallback(
+    fake: FakeLMStudio, asking: tuple[Path, Path], tmp_path: Path
+) -> None:
+    config, log = asking
+    env = {"LMSTUDIO_BASE_URL": fake.base_url, "LMSTUDIO_BRIDGE_MCP_CONFIG": str(config)}
+    task = f"{WRITE}\n@call read_note"
+    narrowed = run_cli("run", "--mcp", "asking", "--allowed-tools", "read_*,list_roots", "--json", task, env=env)
+    assert narrowed.returncode == 0, narrowed.stderr
+    assert json.loads(narrowed.stdout)["tools_offered"] == ["asking.list_roots", "asking.read_note"]
+    refusing = {**env, "LMSTUDIO_BRIDGE_APPROVAL_FALLBACK": "refuse"}
+    refused = run_cli("run", "--mcp", "asking", task, env=refusing, cwd=tmp_path)
+    assert refused.returncode == 0, refused.stderr
+    assert "[Calls that did not run: asking.write_note (refused by the approval setting).]" in refused.stdout
+    assert written(log) == []
+    empty = run_cli("run", "--mcp", "asking", "--allowed-tools", "", task, env=env)
+    assert empty.returncode == 2 and "allowed_tools holds an empty name" in empty.stderr
