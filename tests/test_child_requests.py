@@ -139,3 +139,18 @@ async def test_sampling_without_a_model_is_refused_with_the_reason() -> None:
     answer = await link.sample("s", sampling_params())
     assert isinstance(answer, ErrorData) and "no model" in answer.message
     assert json.loads(link.records[0].model_dump_json())["outcome"] == "refused"
+
+
+async def test_a_warm_child_asks_the_model_of_the_task_it_now_serves(fake: FakeLMStudio, config: Path) -> None:
+    task = '@call summarize {"text": "x"}\n@answer {last}'
+    answers = []
+    async with bridge_client(fake.base_url, config) as client:
+        for model in ["qwen/qwen3-coder-30b", "mistralai/magistral-small-2509"]:
+            result = await client.call_tool("autonomous_with_mcp", {"mcp_name": "asking", "task": task, "model": model})
+            answers.append(text_of(result))
+        listing = await client.call_tool("list_mcps", {})
+    assert answers == [
+        f"SUMMARY model={m} tools=0 last=" for m in ["qwen/qwen3-coder-30b", "mistralai/magistral-small-2509"]
+    ]
+    entry = next(m for m in listing.structured_content["mcps"] if m["name"] == "asking")
+    assert "summarize" in entry["tools"]  # one child served both tasks, and still runs
