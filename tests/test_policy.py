@@ -16,7 +16,7 @@ from mcp.types import Tool, ToolAnnotations
 
 from lmstudio_bridge.errors import ConfigError, InvalidRequest
 from lmstudio_bridge.policy import ServerRules, ToolPolicy, check_allowed_tools, load_tool_rules, matches
-from tests.support.bridge import bridge_client, run_cli, text_of
+from tests.support.bridge import bridge_client, run_cli, stdio_bridge_client, text_of
 from tests.support.common import asking_entry, echo_entry, write_config
 from tests.support.fake_lmstudio import FakeLMStudio
 from tests.support.host import Asker
@@ -63,6 +63,17 @@ async def test_a_write_from_a_client_with_elicitation_is_asked_for_and_declined(
     refused = result.structured_content["refused_calls"]
     assert refused == [{"name": "asking.write_note", "by": "user", "reason": refused[0]["reason"]}]
     assert result.structured_content["tool_calls"][0]["ok"] is False
+
+
+async def test_over_stdio_too_a_declined_write_never_reaches_the_server(
+    fake: FakeLMStudio, asking: tuple[Path, Path]
+) -> None:
+    config, log = asking
+    asker = Asker("decline")
+    async with stdio_bridge_client(fake.base_url, config, callbacks=asker.callbacks) as client:
+        result = await client.call_tool("autonomous_with_mcp", {"mcp_name": "asking", "task": WRITE})
+    assert len(asker.questions) == 1 and written(log) == []
+    assert [r["by"] for r in result.structured_content["refused_calls"]] == ["user"]
 
 
 async def test_allow_for_the_task_asks_once_and_allow_once_asks_every_time(

@@ -151,9 +151,12 @@ async def stdio_bridge(
     *,
     cwd: Path | None = None,
     read_timeout: float = 60,
+    callbacks: Mapping[str, Any] | None = None,
     **env: str,
 ) -> AsyncIterator[StdioBridge]:
-    """``python -m lmstudio_bridge`` as a subprocess, spoken to over stdio; its stderr in ``stderr`` if given."""
+    """``python -m lmstudio_bridge`` as a subprocess, spoken to over stdio; its stderr in ``stderr`` if given.
+
+    ``callbacks`` are the client's own, as in ``bridge_client``."""
     before = {p.pid for p in psutil.Process().children()}
     params = StdioServerParameters(
         command=sys.executable,
@@ -164,17 +167,26 @@ async def stdio_bridge(
     with contextlib.ExitStack() as files:
         errlog = files.enter_context(stderr.open("w")) if stderr is not None else sys.stderr
         transport = stdio_client(params, errlog=errlog)
-        async with Client(transport, mode="legacy", read_timeout_seconds=read_timeout) as client:
+        async with Client(
+            transport, mode="legacy", read_timeout_seconds=read_timeout, **dict(callbacks or {})
+        ) as client:
             (pid,) = [p.pid for p in psutil.Process().children() if p.pid not in before]
             yield StdioBridge(client, pid, stderr)
 
 
 @asynccontextmanager
 async def stdio_bridge_client(
-    base_url: str, config: Path | None = None, cwd: Path | None = None, read_timeout: float = 60, **env: str
+    base_url: str,
+    config: Path | None = None,
+    cwd: Path | None = None,
+    read_timeout: float = 60,
+    callbacks: Mapping[str, Any] | None = None,
+    **env: str,
 ) -> AsyncIterator[Client]:
     """``stdio_bridge``'s client alone: the same arguments as ``bridge_client``, over a real process."""
-    async with stdio_bridge(base_url, config, cwd=cwd, read_timeout=read_timeout, **env) as running:
+    async with stdio_bridge(
+        base_url, config, cwd=cwd, read_timeout=read_timeout, callbacks=callbacks, **env
+    ) as running:
         yield running.client
 
 
