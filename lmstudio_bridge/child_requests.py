@@ -5,7 +5,8 @@ A child may ask its client for a model reply (``sampling/createMessage``), for t
 
 - sampling is answered by the task's local model, within the task's budget (at most ``max_rounds``
   requests per task, replies of at most ``reply_tokens`` tokens), each shown in the task's progress;
-- elicitation is forwarded to the calling client when it supports elicitation, and declined otherwise;
+- elicitation is forwarded to the calling client when it supports elicitation, and declined otherwise
+  (and past ``max_rounds`` questions in one task);
 - roots are the calling client's roots when it has them, else the configured list (which may be empty:
   the filesystem server then keeps the directories on its command line).
 
@@ -68,6 +69,7 @@ class TaskLink:
     say: ProgressFn = no_progress
     records: list[ChildRequestRecord] = field(default_factory=list)
     sampled: int = 0
+    asked: int = 0
     _client_roots: list[Root] | None = None
 
     async def sample(self, server: str, params: CreateMessageRequestParams) -> CreateMessageResult | ErrorData:
@@ -111,18 +113,22 @@ class TaskLink:
     async def elicit(self, server: str, params: ElicitRequestParams) -> ElicitResult:
         host = self.host
         if host is None or not host.can_elicit:
-            self._record(server, "elicitation/create", "declined", "the calling client does not support elicitation")
+            self._record(server, "elicitation/create", "decline", "the calling client does not support elicitation")
             return ElicitResult(action="decline")
+        if self.asked >= self.sampling_budget:
+            self._record(server, "elicitation/create", "decline", f"more than {self.sampling_budget} questions")
+            return ElicitResult(action="decline")
+        self.asked += 1
         shown = params.model_copy(update={"message": f"The MCP server '{server}' asks: {params.message}"})
         await self.say(f"{server} asks the user a question")
         try:
             answer = await host.elicit(shown, timeout=self.elicitation_timeout)
         except TimeoutError:
-            self._record(server, "elicitation/create", "cancelled", f"no answer within {self.elicitation_timeout:g} s")
+            self._record(server, "elicitation/create", "cancel", f"no answer within {self.elicitation_timeout:g} s")
             return ElicitResult(action="cancel")
         except Exception as exc:  # noqa: BLE001 - a question that could not be asked is declined
             logger.warning("Forwarding %s's question to the client failed: %s", server, exc)
-            self._record(server, "elicitation/create", "declined", "the calling client could not be asked")
+            self._record(server, "elicitation/create", "decline", "the calling client could not be asked")
             return ElicitResult(action="decline")
         self._record(server, "elicitation/create", answer.action)
         return answer

@@ -154,3 +154,15 @@ async def test_a_warm_child_asks_the_model_of_the_task_it_now_serves(fake: FakeL
     ]
     entry = next(m for m in listing.structured_content["mcps"] if m["name"] == "asking")
     assert "summarize" in entry["tools"]  # one child served both tasks, and still runs
+
+
+async def test_a_child_cannot_ask_the_user_more_than_max_rounds_questions(fake: FakeLMStudio, config: Path) -> None:
+    asker = Asker("accept", {"answer": "yes"})
+    task = '@call confirm {"question": "one?"}; confirm {"question": "two?"}'
+    async with bridge_client(
+        fake.base_url, config, callbacks=asker.callbacks, LMSTUDIO_BRIDGE_APPROVAL="run"
+    ) as client:
+        result = await client.call_tool("autonomous_with_mcp", {"mcp_name": "asking", "task": task, "max_rounds": 1})
+    assert len(asker.questions) == 1
+    outcomes = sorted(r["outcome"] for r in result.structured_content["child_requests"])
+    assert outcomes == ["accept", "decline"]
