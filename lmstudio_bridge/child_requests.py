@@ -58,8 +58,8 @@ class TaskLink:
     """What one task lends the children it leases: its model and budget, its caller, its progress."""
 
     llm: LLMClient | None = None
-    sampling_budget: int = 0
-    """Model requests the task's children may make, in all."""
+    request_budget: int = 0
+    """Model requests the task's children may make, in all; and questions they may ask the user."""
     reply_tokens: int = 2048
     sampling: dict[str, Any] = field(default_factory=dict)
     host: Host | None = None
@@ -75,14 +75,14 @@ class TaskLink:
     async def sample(self, server: str, params: CreateMessageRequestParams) -> CreateMessageResult | ErrorData:
         if self.llm is None:
             return self._refused(server, "sampling/createMessage", "this task has no model to answer with")
-        if self.sampled >= self.sampling_budget:
+        if self.sampled >= self.request_budget:
             return self._refused(
                 server,
                 "sampling/createMessage",
-                f"the task's budget of {self.sampling_budget} model requests for its servers is spent",
+                f"the task's budget of {self.request_budget} model requests for its servers is spent",
             )
         self.sampled += 1
-        where = f"{server} asks the model ({self.sampled}/{self.sampling_budget})"
+        where = f"{server} asks the model ({self.sampled}/{self.request_budget})"
         await self.say(f"{where} · waiting for {self.llm.model}")
         messages: list[dict[str, Any]] = []
         if params.system_prompt:
@@ -115,8 +115,8 @@ class TaskLink:
         if host is None or not host.can_elicit:
             self._record(server, "elicitation/create", "decline", "the calling client does not support elicitation")
             return ElicitResult(action="decline")
-        if self.asked >= self.sampling_budget:
-            self._record(server, "elicitation/create", "decline", f"more than {self.sampling_budget} questions")
+        if self.asked >= self.request_budget:
+            self._record(server, "elicitation/create", "decline", f"more than {self.request_budget} questions")
             return ElicitResult(action="decline")
         self.asked += 1
         shown = params.model_copy(update={"message": f"The MCP server '{server}' asks: {params.message}"})

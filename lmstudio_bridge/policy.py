@@ -238,15 +238,17 @@ class Approver:
         if mode == "run" or offered.label in self.allowed_for_task:
             return None
         if mode == "refuse":
-            return Refusal("approval", f"{offered.label} changes things, and the bridge is set to refuse such tools")
+            return Refusal(
+                "approval", f"{offered.label} does not declare that it only reads, and the bridge refuses such tools"
+            )
         host = self.host
         if host is None or not host.can_elicit:
             if self.fallback == "run":
                 return None
             return Refusal(
                 "approval",
-                f"{offered.label} changes things and needs the user's approval, but the calling client cannot ask "
-                "the user (it does not support elicitation)",
+                f"{offered.label} does not declare that it only reads, so it needs the user's approval, but the "
+                "calling client cannot ask the user (it does not support elicitation)",
             )
         async with self._asking:
             if offered.label in self.allowed_for_task:

@@ -173,7 +173,7 @@ class Bridge:
         )
         link = TaskLink(
             llm=self.clients.get(model_id),
-            sampling_budget=limits.max_rounds,
+            request_budget=limits.max_rounds,
             reply_tokens=limits.reply_tokens,
             sampling=self.settings.sampling,
             host=host,
