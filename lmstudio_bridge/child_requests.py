@@ -112,8 +112,11 @@ class TaskLink:
 
     async def elicit(self, server: str, params: ElicitRequestParams) -> ElicitResult:
         host = self.host
-        if host is None or not host.can_elicit:
-            self._record(server, "elicitation/create", "decline", "the calling client does not support elicitation")
+        supported = host is not None and (host.can_open_urls if params.mode == "url" else host.can_elicit)
+        if host is None or not supported:
+            self._record(
+                server, "elicitation/create", "decline", f"the calling client takes no {params.mode} questions"
+            )
             return ElicitResult(action="decline")
         if self.asked >= self.request_budget:
             self._record(server, "elicitation/create", "decline", f"more than {self.request_budget} questions")

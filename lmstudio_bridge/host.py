@@ -40,6 +40,9 @@ class Host(Protocol):
     def can_elicit(self) -> bool: ...
 
     @property
+    def can_open_urls(self) -> bool: ...
+
+    @property
     def has_roots(self) -> bool: ...
 
     async def elicit(self, params: ElicitRequestParams, *, timeout: float) -> ElicitResult:
@@ -60,7 +63,21 @@ class McpHost:
 
     @property
     def can_elicit(self) -> bool:
-        return self._has(ClientCapabilities(elicitation=ElicitationCapability()))
+        """Whether the client takes form questions (an empty ``elicitation`` capability means form mode)."""
+        elicitation = self._elicitation()
+        return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
+
+    @property
+    def can_open_urls(self) -> bool:
+        """Whether the client takes URL-mode questions (a server sending the user to a web page)."""
+        elicitation = self._elicitation()
+        return elicitation is not None and elicitation.url is not None
+
+    def _elicitation(self) -> ElicitationCapability | None:
+        if not self._has(ClientCapabilities(elicitation=ElicitationCapability())):
+            return None
+        capabilities = getattr(self._session, "client_capabilities", None)
+        return getattr(capabilities, "elicitation", None) or ElicitationCapability()
 
     @property
     def has_roots(self) -> bool:

@@ -166,3 +166,30 @@ async def test_a_child_cannot_ask_the_user_more_than_max_rounds_questions(fake: 
     assert len(asker.questions) == 1
     outcomes = sorted(r["outcome"] for r in result.structured_content["child_requests"])
     assert outcomes == ["accept", "decline"]
+
+
+@pytest.mark.parametrize(
+    ("declared", "form", "url"),
+    [
+        (None, False, False),
+        ({}, True, False),  # an empty elicitation capability means form mode
+        ({"form": {}}, True, False),
+        ({"url": {}}, False, True),
+        ({"form": {}, "url": {}}, True, True),
+    ],
+)
+def test_the_host_says_which_questions_it_takes(declared: dict[str, Any] | None, form: bool, url: bool) -> None:
+    from types import SimpleNamespace
+
+    from mcp.types import ClientCapabilities, ElicitationCapability
+
+    from lmstudio_bridge.host import McpHost
+
+    elicitation = None if declared is None else ElicitationCapability.model_validate(declared)
+    capabilities = ClientCapabilities(elicitation=elicitation)
+
+    def check(wanted: ClientCapabilities) -> bool:
+        return wanted.elicitation is None or capabilities.elicitation is not None
+
+    host = McpHost(SimpleNamespace(client_capabilities=capabilities, check_client_capability=check))
+    assert (host.can_elicit, host.can_open_urls) == (form, url)
