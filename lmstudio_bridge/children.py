@@ -36,6 +36,7 @@ from mcp.client.stdio import get_default_environment, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, Tool
 
+from .child_requests import ChildRequests, TaskLink
 from .errors import ChildGone, McpStartError, ToolCallFailed, ToolTimeout
 from .mcp_config import McpServerSpec
 
@@ -235,6 +236,11 @@ class Child:
     _stderr: StderrTail | None = None
     _calls: set[asyncio.Future[Any]] = field(default_factory=set)
     _flushing: asyncio.Task[None] | None = None
+    requests: ChildRequests = field(init=False)
+    """Answers the child's own requests (sampling, elicitation, roots) for the task it serves."""
+
+    def __post_init__(self) -> None:
+        self.requests = ChildRequests(self.spec.name)
 
     @property
     def name(self) -> str:
@@ -421,11 +427,11 @@ class Child:
             assert spec.url is not None
             http = httpx2.AsyncClient(headers=dict(spec.headers), timeout=httpx2.Timeout(30.0, read=300.0))
             transport = _watching_end(streamable_http_client(spec.url, http_client=http), self._session_end)
-            return _closing(Client(transport, mode="legacy"), http)
+            return _closing(Client(transport, mode="legacy", **self.requests.callbacks()), http)
         self._stderr = StderrTail(self.name)
         self._stderr.start()
         transport = _watching_end(stdio_client(params, errlog=self._stderr.writer), self._session_end)
-        return _releasing_stderr(Client(transport, mode="legacy"), self._stderr)
+        return _releasing_stderr(Client(transport, mode="legacy", **self.requests.callbacks()), self._stderr)
 
     def _start_reason(self, exc: BaseException) -> str:
         leaf = _leaf(exc)
@@ -623,13 +629,20 @@ class ChildPool:
             self._release(child)
 
     @contextlib.asynccontextmanager
-    async def lease_all(self, specs: Iterable[McpServerSpec]) -> AsyncIterator[list[Child]]:
-        """Children for several specs, started side by side; all or none."""
+    async def lease_all(
+        self, specs: Iterable[McpServerSpec], link: TaskLink | None = None
+    ) -> AsyncIterator[list[Child]]:
+        """Children for several specs, started side by side; all or none.
+
+        ``link`` answers the children's own requests while the lease lasts (from their start on).
+        """
         specs = list(specs)
         held: dict[int, Child] = {}
 
         async def take(index: int, spec: McpServerSpec) -> None:
-            held[index] = await self._acquire(spec)  # no await between acquiring and recording
+            child = held[index] = await self._acquire(spec, link)  # no await between acquiring and recording
+            if link is not None:
+                child.requests.attach(link)
 
         try:
             outcomes = await asyncio.gather(*(take(i, s) for i, s in enumerate(specs)), return_exceptions=True)
@@ -639,9 +652,11 @@ class ChildPool:
             yield [held[i] for i in range(len(specs))]
         finally:
             for child in held.values():
+                if link is not None:
+                    child.requests.detach(link)
                 self._release(child)
 
-    async def _acquire(self, spec: McpServerSpec) -> Child:
+    async def _acquire(self, spec: McpServerSpec, link: TaskLink | None = None) -> Child:
         key = spec.launch_key()
         shared = spec.name not in self.exclusive and self.idle_timeout > 0
         while True:
@@ -669,15 +684,17 @@ class ChildPool:
                     return child
                 continue
             if self._has_room():
-                return await self._start(spec, key, shared)
+                return await self._start(spec, key, shared, link)
             await self._wait_for_room()
 
-    async def _start(self, spec: McpServerSpec, key: Any, shared: bool) -> Child:
+    async def _start(self, spec: McpServerSpec, key: Any, shared: bool, link: TaskLink | None = None) -> Child:
         """Starts a child for ``spec``; concurrent tasks wanting the same shared child wait for this one."""
         start: asyncio.Future[Child | None] = asyncio.get_running_loop().create_future()
         if shared:
             self._starting[key] = start
         child = Child(spec=spec, marker=f"{self._marker}{uuid.uuid4().hex[:12]}", in_use=1)  # reserved while starting
+        if link is not None:
+            child.requests.attach(link)  # a child may ask for roots as soon as it is initialized
         self._children.append(child)
         self.started_count += 1
         try:

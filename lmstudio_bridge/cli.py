@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Offer only the tools that declare they change nothing (readOnlyHint); refuse any other call.",
     )
+    run.add_argument(
+        "--allowed-tools",
+        action="append",
+        metavar="PATTERNS",
+        help="Offer only these tools: comma-separated names or patterns (git_log, git.*); repeatable.",
+    )
     run.add_argument("task", help="What the local model should do.")
     config = commands.add_parser("config", parents=[common], help="Print the registration snippet for an MCP host.")
     config.add_argument("host", choices=["claude-desktop", "claude-code"])
@@ -168,7 +174,8 @@ async def _run(bridge: Bridge, args: argparse.Namespace) -> int:
     async def progress(message: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
-    request = TaskRequest(args.mcp, args.task, read_only=args.read_only)
+    allowed = [p.strip() for group in args.allowed_tools or () for p in group.split(",")] or None
+    request = TaskRequest(args.mcp, args.task, read_only=args.read_only, allowed_tools=allowed)
     result = await bridge.tasks.run(request, progress=progress, detach_after=0)  # recorded, as the tools' tasks
     if args.json:
         print(result.model_dump_json(indent=2))  # stdout-ok

@@ -59,6 +59,7 @@ low end of Claude Desktop's 1 to 4 minutes), with time for the answer to reach t
 DEFAULT_TASK_RETENTION_DAYS = 30.0
 DEFAULT_TASK_RETENTION_COUNT = 1000
 DEFAULT_HISTORY_TOKENS = 6000
+DEFAULT_APPROVAL_TIMEOUT = 120.0
 MAX_TASK_CHARS = 100_000
 """A task longer than this is refused: no local context window holds it."""
 
@@ -367,6 +368,45 @@ class Settings(BaseModel):
         help=f"Estimated tokens of an earlier conversation that continue_task sends again; older tool results are "
         f"shortened first to fit (default {DEFAULT_HISTORY_TOKENS}).",
     )
+    approval: Literal["run", "ask", "refuse"] = setting(
+        ("LMSTUDIO_BRIDGE_APPROVAL",),
+        flag="--approval",
+        metavar="MODE",
+        default="ask",
+        help="Calls of tools that do not declare readOnlyHint: `ask` (default) asks the user through the calling "
+        "client (MCP elicitation) before each runs; `run` runs them; `refuse` refuses them. A client that cannot "
+        "be asked gets LMSTUDIO_BRIDGE_APPROVAL_FALLBACK. See docs/safety.md.",
+    )
+    approval_fallback: Literal["run", "refuse"] = setting(
+        ("LMSTUDIO_BRIDGE_APPROVAL_FALLBACK",),
+        metavar="MODE",
+        default="run",
+        help="What `ask` does when the calling client does not support elicitation (Claude Desktop): `run` "
+        "(default) or `refuse`.",
+    )
+    approval_timeout: float = setting(
+        ("LMSTUDIO_BRIDGE_APPROVAL_TIMEOUT",),
+        metavar="SECONDS",
+        default=DEFAULT_APPROVAL_TIMEOUT,
+        gt=0,
+        help=f"Seconds the user has to answer a question (an approval, or a child server's own); unanswered "
+        f"counts as declined (default {DEFAULT_APPROVAL_TIMEOUT:g}).",
+    )
+    tool_rules: Path | None = setting(
+        ("LMSTUDIO_BRIDGE_TOOL_RULES",),
+        flag="--tool-rules",
+        metavar="PATH",
+        default=None,
+        help="A JSON file of per-server allow and deny lists (and approval settings) for the local model; "
+        "see docs/safety.md.",
+    )
+    roots: tuple[Path, ...] = setting(
+        ("LMSTUDIO_BRIDGE_ROOTS",),
+        metavar="PATHS",
+        default=(),
+        help="Directories (a path list) given to child servers that ask for roots, when the calling client "
+        "has none of its own.",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -419,6 +459,18 @@ class Settings(BaseModel):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("approval", "approval_fallback", mode="before")
+    @classmethod
+    def _lower_mode(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("roots", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(Path(p).expanduser() for p in value.split(os.pathsep) if p.strip())
+        return value
 
 
 def _base_url(value: str) -> str:

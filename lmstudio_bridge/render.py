@@ -12,6 +12,15 @@ from .results import (
     TaskResult,
 )
 
+REFUSED_BY = {
+    "rules": "denied by the tool rules",
+    "allowed_tools": "not in allowed_tools",
+    "read_only": "not read-only, in a read-only task",
+    "approval": "refused by the approval setting",
+    "user": "declined by the user",
+    "timeout": "the user did not answer in time",
+}
+
 
 def render_models(result: ModelsResult) -> str:
     if not result.models:
@@ -78,6 +87,13 @@ def render_mcps(result: McpListResult) -> str:
         where = f"{entry.transport}: {target}" if target else entry.transport
         note = f"  [{entry.note}]" if entry.note else ""
         lines.append(f"- {entry.name} ({where}) from {entry.source}{note}")
+        rules = [
+            f"{key}: {', '.join(values)}" for key, values in (("allow", entry.allow), ("deny", entry.deny)) if values
+        ]
+        if entry.tools is not None:
+            rules.append(f"tools: {', '.join(entry.tools) or '(none)'}")
+        if rules:
+            lines.append(f"    {'; '.join(rules)}")
     if not result.mcps:
         lines.append(
             'No MCP servers are configured. Add them under "mcpServers" in .mcp.json, ~/.lmstudio/mcp.json, '
@@ -103,6 +119,10 @@ def render_task(result: TaskResult, *, include_reasoning: bool = False) -> str:
         )
     if result.stop_reason == "no_answer":
         text += "\n\n[The model did not answer; a larger model, or a narrower task, may do better.]"
+    if result.refused_calls:
+        shown = "; ".join(f"{r.name} ({REFUSED_BY[r.by]})" for r in result.refused_calls[:5])
+        more = f" and {len(result.refused_calls) - 5} more" if len(result.refused_calls) > 5 else ""
+        text += f"\n\n[Calls that did not run: {shown}{more}.]"
     if include_reasoning and result.reasoning:
         text += f"\n\n--- reasoning ---\n{result.reasoning}"
     return text

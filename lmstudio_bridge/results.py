@@ -56,6 +56,11 @@ class McpEntry(BaseModel):
     disabled: bool
     usable: bool = Field(description="false for disabled entries and for entries that would start the bridge itself")
     note: str | None = None
+    allow: list[str] = Field(default_factory=list, description="the tool rules' allow list for this server")
+    deny: list[str] = Field(default_factory=list, description="the tool rules' deny list for this server")
+    tools: list[str] | None = Field(
+        default=None, description="the tools a task is offered (after the tool rules), when the server is running"
+    )
 
 
 class McpListResult(BaseModel):
@@ -94,6 +99,30 @@ class Generation(BaseModel):
     )
 
 
+RefusedBy = Literal["rules", "allowed_tools", "read_only", "approval", "user", "timeout"]
+
+
+class RefusedCall(BaseModel):
+    """A call of the model that did not run."""
+
+    name: str = Field(description="server.tool, or the name as the model wrote it")
+    by: RefusedBy = Field(
+        description="rules, allowed_tools or read_only: the tool was not offered; approval: the approval setting "
+        "refused it; user: the user declined it; timeout: the user did not answer in time"
+    )
+    reason: str
+
+
+class ChildRequestRecord(BaseModel):
+    """A child server's own request to the bridge during the task, and what became of it."""
+
+    server: str
+    method: str = Field(description="sampling/createMessage, elicitation/create or roots/list")
+    outcome: str = Field(description="answered, refused, accept, decline or cancel")
+    detail: str | None = None
+    tokens: int | None = Field(default=None, description="tokens the local model wrote for a sampling request")
+
+
 class TaskResult(BaseModel):
     answer: str
     model: str
@@ -112,6 +141,16 @@ class TaskResult(BaseModel):
         default="completed", description="running: the task goes on in the background; next_call fetches its answer"
     )
     next_call: str | None = Field(default=None, description="the exact call that fetches the answer, while it runs")
+
+    tools_withheld: list[str] = Field(
+        default_factory=list, description="server.tool of every tool the policy kept from the model"
+    )
+    refused_calls: list[RefusedCall] = Field(
+        default_factory=list, description="every call that did not run: withheld, refused or declined"
+    )
+    child_requests: list[ChildRequestRecord] = Field(
+        default_factory=list, description="the servers' own requests (sampling, elicitation, roots) and their outcomes"
+    )
 
 
 class ModelLoadResult(BaseModel):

@@ -26,6 +26,8 @@ from . import __version__
 from .agent import ProgressFn
 from .config import MAX_TASK_CHARS, Settings
 from .errors import BridgeError, quoted
+from .host import McpHost
+from .policy import MAX_PATTERN_CHARS, MAX_PATTERNS
 from .protocol_tasks import serve_protocol_tasks, with_task_support
 from .render import render_health, render_load, render_mcps, render_models, render_task, render_unload
 from .results import HealthResult, McpListResult, ModelLoadResult, ModelsResult, ModelUnloadResult, TaskResult
@@ -93,6 +95,15 @@ Background = Annotated[
         strict=True,
         description="True: return at once with the task id; fetch the answer with task_result. Use it for long "
         "tasks (a foreground call still running after a while returns the task id too).",
+    ),
+]
+AllowedTools = Annotated[
+    list[Annotated[str, Field(json_schema_extra={"maxLength": MAX_PATTERN_CHARS})]] | None,
+    Field(
+        description="Only these tools are offered to the local model: names or shell-style patterns, qualified "
+        "by server where needed (git_log, git_*, git.*, filesystem.read_text_file). Omit to offer every tool "
+        "the user's tool rules allow.",
+        json_schema_extra={"maxItems": MAX_PATTERNS},
     ),
 ]
 IncludeReasoning = Annotated[
@@ -226,9 +237,12 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
         read_only: ReadOnly = False,
         include_reasoning: IncludeReasoning = False,
         background: Background = False,
+        allowed_tools: AllowedTools = None,
     ) -> Annotated[CallToolResult, TaskResult]:
         """Have the local model do a task with the tools of one MCP server (for example "filesystem"), and return its answer."""
-        return await _run_task(ctx, [mcp_name], task, model, max_rounds, read_only, include_reasoning, background)
+        return await _run_task(
+            ctx, [mcp_name], task, model, max_rounds, read_only, include_reasoning, background, allowed_tools
+        )
 
     @server.tool(annotations=delegating)
     async def autonomous_with_multiple_mcps(
@@ -240,9 +254,12 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
         read_only: ReadOnly = False,
         include_reasoning: IncludeReasoning = False,
         background: Background = False,
+        allowed_tools: AllowedTools = None,
     ) -> Annotated[CallToolResult, TaskResult]:
         """Have the local model do a task with the tools of several MCP servers at once, and return its answer."""
-        return await _run_task(ctx, mcp_names, task, model, max_rounds, read_only, include_reasoning, background)
+        return await _run_task(
+            ctx, mcp_names, task, model, max_rounds, read_only, include_reasoning, background, allowed_tools
+        )
 
     managing = ToolAnnotations(
         read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
@@ -278,9 +295,18 @@ async def _run_task(
     read_only: bool,
     include_reasoning: bool,
     background: bool = False,
+    allowed_tools: list[str] | None = None,
 ) -> CallToolResult:
     bridge = _bridge(ctx)
-    request = TaskRequest(names, task, model=model, max_rounds=max_rounds, read_only=read_only)
+    request = TaskRequest(
+        names,
+        task,
+        model=model,
+        max_rounds=max_rounds,
+        read_only=read_only,
+        allowed_tools=allowed_tools,
+        host=None if background else McpHost(ctx.request_context.session, ctx.request_id),
+    )
     run = bridge.tasks.run(request, progress=_progress(ctx), background=background)
     return await _respond(run, lambda result: render_task(result, include_reasoning=include_reasoning))
 

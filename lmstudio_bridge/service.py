@@ -18,12 +18,15 @@ from typing import Any
 import httpx
 
 from .agent import LoopLimits, ProgressFn, no_progress, run_agent
+from .child_requests import TaskChild, TaskLink
 from .children import ChildPool
 from .config import ENV_NAMES, MAX_TASK_CHARS, Settings
-from .errors import InvalidRequest, LMStudioError, TaskTimeout
+from .errors import ConfigError, InvalidRequest, LMStudioError, TaskTimeout
 from .fleet import Fleet, Server
+from .host import Host
 from .lmstudio import ModelInfo
 from .mcp_config import McpCatalog, McpServerSpec
+from .policy import Approver, ServerRules, ToolPolicy, check_allowed_tools, load_tool_rules
 from .results import (
     HealthResult,
     McpEntry,
@@ -143,6 +146,11 @@ class Bridge:
 
     def list_mcps(self) -> McpListResult:
         entries = []
+        problems: list[str] = []
+        try:
+            rules = load_tool_rules(self.settings.tool_rules)  # small; read as the catalog reads its files
+        except ConfigError as exc:
+            rules, problems = {}, [str(exc)]
         for spec in sorted(self.catalog.servers().values(), key=lambda s: s.name):
             note = None
             if spec.is_bridge:
@@ -161,12 +169,13 @@ class Bridge:
                     disabled=spec.disabled,
                     usable=note is None,
                     note=note,
+                    **self._effective_tools(spec.name, rules),
                 )
             )
         return McpListResult(
             mcps=entries,
             config_files=[str(p) for p, _ in self.catalog.candidate_paths() if p.is_file()],
-            problems=list(self.catalog.problems),
+            problems=list(self.catalog.problems) + problems,
         )
 
     async def run_task(
@@ -179,14 +188,20 @@ class Bridge:
         read_only: bool = False,
         progress: ProgressFn | None = None,
         conversation: list[dict[str, Any]] | None = None,
+        allowed_tools: Sequence[str] | None = None,
+        host: Host | None = None,
     ) -> TaskResult:
         """Runs one task with the tools of the named MCP servers, on the requested model.
 
-        ``read_only`` offers only the tools that declare they change nothing, and refuses any other call.
+        ``read_only`` offers only the tools that declare they change nothing, and refuses any other call;
+        ``allowed_tools`` (names or patterns) offers only the tools it matches. ``host`` is the calling
+        client, asked for approvals, for the children's questions and for its roots (see docs/safety.md).
         ``conversation`` is the list the agent keeps its messages in (see ``run_agent``).
         """
         names = _check_request(mcp_names, task, max_rounds, model)
+        allowed = check_allowed_tools(allowed_tools)
         specs = await asyncio.to_thread(self._specs, names)  # stats (and may re-read) the config files
+        rules = await asyncio.to_thread(load_tool_rules, self.settings.tool_rules)
         route = await self.fleet.route(model)
         logger.info("Using model: %s on %s", route.model, route.server.base_url)
         limits = LoopLimits(
@@ -197,33 +212,54 @@ class Bridge:
             reasoning_tokens=self.settings.reasoning_tokens,
         )
         say = progress or no_progress
+        policy = ToolPolicy(read_only=read_only, allowed_tools=allowed, rules=rules)
+        approver = Approver(
+            self.settings.approval,
+            host=host,
+            fallback=self.settings.approval_fallback,
+            timeout=self.settings.approval_timeout,
+            per_server={name: r.approval for name, r in rules.items() if r.approval is not None},
+            model=route.model,
+            progress=say,
+        )
         if self._task_slots.locked():
             await say(f"waiting: {self.settings.max_concurrent_tasks} tasks are already running")
         async with self._task_slots:
             try:
                 async with asyncio.timeout(self.settings.task_timeout):
                     await say(f"starting {', '.join(names)}")
-                    async with (
-                        self.children.lease_all(specs) as children,
-                        self.fleet.use(route, say, needed_tokens=len(task) // 3) as llm,
-                    ):
-                        toolbox = Toolbox(children, read_only=read_only)
-                        if read_only and not toolbox.tools:
-                            raise InvalidRequest(
-                                f"read_only: none of the tools of {', '.join(names)} declares readOnlyHint, so a "
-                                "read-only task could use none of them. Run the task without read_only, or use a "
-                                "server whose tools say which of them only read."
-                            )
-                        return await run_agent(
+                    async with self.fleet.use(route, say, needed_tokens=len(task) // 3) as llm:
+                        link = TaskLink(
                             llm=llm,
-                            toolbox=toolbox,
-                            task=task,
-                            servers=names,
-                            limits=limits,
+                            request_budget=limits.max_rounds,
+                            reply_tokens=limits.reply_tokens,
                             sampling=self.settings.sampling,
-                            progress=progress,
-                            conversation=conversation,
+                            host=host,
+                            elicitation_timeout=self.settings.approval_timeout,
+                            roots=self.settings.roots,
+                            say=say,
                         )
+                        async with self.children.lease_all(specs, link) as children:
+                            toolbox = Toolbox([TaskChild(c, link) for c in children], policy=policy, approver=approver)
+                            if not toolbox.tools and toolbox.withheld_why:
+                                raise InvalidRequest(_nothing_offered(names, toolbox))
+                            result = await run_agent(
+                                llm=llm,
+                                toolbox=toolbox,
+                                task=task,
+                                servers=names,
+                                limits=limits,
+                                sampling=self.settings.sampling,
+                                progress=progress,
+                                conversation=conversation,
+                            )
+                            return result.model_copy(
+                                update={
+                                    "tools_withheld": list(toolbox.withheld_why),
+                                    "refused_calls": list(toolbox.refusals),
+                                    "child_requests": list(link.records),
+                                }
+                            )
             except TimeoutError:
                 raise TaskTimeout(
                     f"The task ran past its deadline of {self.settings.task_timeout:g} s and was stopped. "
@@ -232,6 +268,33 @@ class Bridge:
 
     def _specs(self, names: Sequence[str]) -> list[McpServerSpec]:
         return [self.catalog.get(name) for name in names]
+
+    def _effective_tools(self, name: str, rules: dict[str, ServerRules]) -> dict[str, Any]:
+        """The tool rules for server ``name``, and its effective tools when a child of it runs."""
+        policy = ToolPolicy(rules=rules)
+        shown: dict[str, Any] = {}
+        if name in rules:
+            shown.update(allow=list(rules[name].allow), deny=list(rules[name].deny))
+        running = [c for c in self.children.children if c.name == name and c.ready]
+        if running:
+            shown["tools"] = policy.effective_tools(name, running[-1].tools)
+        return shown
+
+
+def _nothing_offered(names: Sequence[str], toolbox: Toolbox) -> str:
+    """Why a task would have no tool at all, and what to do about it."""
+    servers = ", ".join(names)
+    reasons = {why.by for why in toolbox.withheld_why.values()}
+    if reasons == {"read_only"}:
+        return (
+            f"read_only: none of the tools of {servers} declares readOnlyHint, so a read-only task could use "
+            "none of them. Run the task without read_only, or use a server whose tools say which of them only read."
+        )
+    first = next(iter(toolbox.withheld_why.values()))
+    return (
+        f"no tool of {servers} is left to offer: {len(toolbox.withheld_why)} withheld ({first.reason}, ...). "
+        "Check allowed_tools, read_only and the tool rules file (list_mcps shows each server's tools)."
+    )
 
 
 def _model_entry(info: ModelInfo, default: str | None) -> ModelEntry:

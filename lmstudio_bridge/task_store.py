@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 DB_NAME = "tasks.sqlite3"
 BUSY_TIMEOUT_MS = 5000
 PRUNE_BATCH = 200
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TaskState = Literal["running", "completed", "failed", "cancelled", "interrupted"]
 FINISHED: tuple[TaskState, ...] = ("completed", "failed", "cancelled", "interrupted")
@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     model TEXT,
     mcps TEXT NOT NULL,
     read_only INTEGER NOT NULL DEFAULT 0,
+    allowed_tools TEXT,
     max_rounds INTEGER,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
@@ -170,6 +171,7 @@ class TaskRecord:
     model: str | None = None
     parent_id: str | None = None
     read_only: bool = False
+    allowed_tools: list[str] | None = None
     max_rounds: int | None = None
     finished_at: float | None = None
     rounds: int = 0
@@ -182,7 +184,7 @@ class TaskRecord:
 
 
 _COLUMNS = (
-    "id, parent_id, state, task, model, mcps, read_only, max_rounds, created_at, updated_at, finished_at, "
+    "id, parent_id, state, task, model, mcps, read_only, allowed_tools, max_rounds, created_at, updated_at, finished_at, "
     "rounds, tool_calls, last_progress, result, error, owner"
 )
 
@@ -196,6 +198,7 @@ def _record(row: sqlite3.Row) -> TaskRecord:
         model=row["model"],
         mcps=json.loads(row["mcps"]),
         read_only=bool(row["read_only"]),
+        allowed_tools=json.loads(row["allowed_tools"]) if row["allowed_tools"] is not None else None,
         max_rounds=row["max_rounds"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -267,6 +270,9 @@ class TaskStore:
                 db.execute("BEGIN IMMEDIATE")
                 for statement in _statements():
                     db.execute(statement)
+                columns = {row["name"] for row in db.execute("PRAGMA table_info(tasks)")}
+                if "allowed_tools" not in columns:  # a history written before tasks kept their allowed tools
+                    db.execute("ALTER TABLE tasks ADD COLUMN allowed_tools TEXT")
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("SELECT count(*) FROM tasks").fetchone()
         except BaseException:
@@ -303,14 +309,15 @@ class TaskStore:
             record.model,
             json.dumps(r.value(record.mcps)),
             int(record.read_only),
+            json.dumps(record.allowed_tools) if record.allowed_tools is not None else None,
             record.max_rounds,
             record.created_at,
             record.updated_at,
             self.owner,
         )
         await self._write(
-            "INSERT INTO tasks (id, parent_id, state, task, model, mcps, read_only, max_rounds, created_at, "
-            "updated_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tasks (id, parent_id, state, task, model, mcps, read_only, allowed_tools, max_rounds, "
+            "created_at, updated_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [row],
         )
 

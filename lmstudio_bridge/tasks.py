@@ -35,6 +35,7 @@ from .task_store import FINISHED, INTERRUPTED, Redactor, TaskRecord, TaskState, 
 from .task_views import TaskList, TaskStatus, status_of
 
 if TYPE_CHECKING:
+    from .host import Host
     from .service import Bridge
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ class TaskRequest:
     parent_id: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     """An earlier conversation the task continues (``continue_task``)."""
+    allowed_tools: Sequence[str] | None = None
+    host: Host | None = None
+    """The calling client, while one is there to ask (approvals, children's questions, roots); None for a
+    background task, which gets the approval fallback."""
 
 
 @dataclass
@@ -122,6 +127,7 @@ class RunningTask:
             model=self.model,
             mcps=self.names,
             read_only=self.request.read_only,
+            allowed_tools=list(self.request.allowed_tools) if self.request.allowed_tools is not None else None,
             max_rounds=self.request.max_rounds,
             created_at=self.created_at,
             updated_at=time.time(),
@@ -245,6 +251,8 @@ class TaskManager:
                 read_only=task.request.read_only,
                 progress=lambda line: self._progress(task, line),
                 conversation=task.conversation,
+                allowed_tools=task.request.allowed_tools,
+                host=task.request.host,
             )
         except asyncio.CancelledError:
             if self._closing:  # the bridge stops: nobody asked for it
@@ -419,6 +427,7 @@ class TaskManager:
             task=message,
             model=model or record.model,
             read_only=record.read_only,
+            allowed_tools=record.allowed_tools,
             parent_id=record.id,
             history=history,
         )

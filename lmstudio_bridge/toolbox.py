@@ -23,6 +23,8 @@ from mcp.types import CallToolResult, EmbeddedResource, ImageContent, TextConten
 
 from .errors import ChildGone, ToolCallFailed, ToolTimeout
 from .images import ToolImage, images_of
+from .policy import Approver, Refusal, ToolPolicy, declares_read_only
+from .results import RefusedCall
 
 logger = logging.getLogger(__name__)
 
@@ -168,30 +170,41 @@ def _mentioned(value: Any, task: str) -> bool:
     return bool(text.strip()) and text.lower() in task.lower()
 
 
-def declares_read_only(tool: Tool) -> bool:
-    """Whether the tool says it changes nothing (``readOnlyHint: true`` in its annotations)."""
-    return bool(tool.annotations and tool.annotations.read_only_hint)
-
-
 class Toolbox:
     """Every tool of a task's servers. Built once per task, so the tool list is byte-identical each round.
 
-    In a read-only task only the tools that declare ``readOnlyHint: true`` are offered; the others are
-    withheld, and a call of one is refused without reaching its server.
+    The task's ``ToolPolicy`` decides which tools are offered (in a read-only task, only those that
+    declare ``readOnlyHint: true``); the others are withheld, and a call of one is refused without
+    reaching its server. The ``Approver`` decides, call by call, whether an offered tool that is not
+    read-only runs. Every call that did not run is in ``refusals``.
     """
 
-    def __init__(self, providers: Sequence[ToolProvider], *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        providers: Sequence[ToolProvider],
+        *,
+        read_only: bool = False,
+        policy: ToolPolicy | None = None,
+        approver: Approver | None = None,
+    ) -> None:
         pairs: list[tuple[ToolProvider, Tool]] = []
-        self.read_only = read_only
+        policy = policy or ToolPolicy(read_only=read_only)
+        self.read_only = policy.read_only
+        self.approver = approver
         self.withheld: dict[str, str] = {}
+        """Names of the tools the task does not offer, with their ``server.tool`` labels."""
+        self.withheld_why: dict[str, Refusal] = {}
+        """Why each withheld tool (by ``server.tool``) is not offered."""
+        self.refusals: list[RefusedCall] = []
         for provider, tool in [(p, t) for p in providers for t in p.tools]:
-            if not read_only or declares_read_only(tool):
+            withheld = policy.withheld(provider.name, tool)
+            if withheld is None:
                 pairs.append((provider, tool))
                 continue
             label = f"{provider.name}.{tool.name}"
+            self.withheld_why[label] = Refusal(*withheld)
             for alias in (tool.name, label, f"{provider.name}__{tool.name}", _clean(tool.name)):
                 self.withheld.setdefault(alias, label)
-        """Names of the tools a read-only task does not offer, with their ``server.tool`` labels."""
         base_counts = Counter(_clean(tool.name) for _, tool in pairs)
         self.tools: list[OfferedTool] = []
         self._by_name: dict[str, OfferedTool] = {}
@@ -272,20 +285,23 @@ class Toolbox:
         started = time.perf_counter()
         offered = self.lookup(name)
         if offered is None and name in self.withheld:
-            refused = (
-                f"{name} is not available: this task is read-only, and {self.withheld[name]} does not declare "
-                f"that it changes nothing. Available tools: {', '.join(self.names)}"
-            )
-            return ToolOutcome(self.withheld[name], _cut(f"Error: {refused}", max_chars), refused, 0.0)
+            label = self.withheld[name]
+            why = self.withheld_why[label]
+            refused = f"{name} is not available: {why.reason}. Available tools: {', '.join(self.names)}"
+            self.refusals.append(RefusedCall(name=label, by=why.by, reason=why.reason))
+            return ToolOutcome(label, _cut(f"Error: {refused}", max_chars), refused, 0.0)
         if offered is None:
             unknown = self.unknown_tool(name)
             return ToolOutcome(name[:100], _cut(f"Error: {unknown}", max_chars), unknown, 0.0)
+        prepared = offered.prepare_arguments(arguments)
+        if self.approver is not None and (refusal := await self.approver.check(offered, prepared)) is not None:
+            self.refusals.append(RefusedCall(name=offered.label, by=refusal.by, reason=refusal.reason))
+            ms = round((time.perf_counter() - started) * 1000, 1)
+            return ToolOutcome(offered.label, _cut(f"Error: {refusal.reason}", max_chars), refusal.reason, ms)
         error: str | None = None
         images: tuple[ToolImage, ...] = ()
         try:
-            result = await offered.provider.call_tool(
-                offered.tool.name, offered.prepare_arguments(arguments), timeout=timeout
-            )
+            result = await offered.provider.call_tool(offered.tool.name, prepared, timeout=timeout)
         except ToolCallFailed as exc:
             error = str(exc)
             text = _cut(f"Error: {error}", max_chars)

@@ -115,7 +115,7 @@ async def test_every_tool_refuses_an_unknown_argument_and_says_so(fake: Any, tmp
         ({"Model": "m"}, "Error: unknown argument 'Model'; did you mean 'model'?"),
         (
             {"colour": "red", "size": 2},
-            "Error: unknown arguments 'colour', 'size'; autonomous_with_mcp takes mcp_name, task, model, max_rounds, read_only, include_reasoning, background.",
+            "Error: unknown arguments 'colour', 'size'; autonomous_with_mcp takes mcp_name, task, model, max_rounds, read_only, include_reasoning, background, allowed_tools.",
         ),
     ],
 )

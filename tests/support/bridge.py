@@ -56,28 +56,40 @@ def _workdir(config: Path | None, cwd: Path | None) -> Path:
 
 @asynccontextmanager
 async def bridge_client(
-    base_url: str, config: Path | None = None, cwd: Path | None = None, read_timeout: float = 60, **env: str
+    base_url: str,
+    config: Path | None = None,
+    cwd: Path | None = None,
+    read_timeout: float = 60,
+    callbacks: Mapping[str, Any] | None = None,
+    **env: str,
 ) -> AsyncIterator[Client]:
     """The bridge's MCP server in this process, connected to an MCP client over in-memory streams.
 
     ``env`` holds the bridge's settings as environment variables (``LMSTUDIO_BRIDGE_MAX_ROUNDS="2"``);
     they are read exactly as a bridge process would read them, and nothing else of this process's
     environment is. The bridge's logs go to the ``lmstudio_bridge`` logger at the
-    ``LMSTUDIO_BRIDGE_LOG_LEVEL`` level (DEBUG unless given): ``caplog`` sees them.
+    ``LMSTUDIO_BRIDGE_LOG_LEVEL`` level (DEBUG unless given): ``caplog`` sees them. ``callbacks`` are the
+    client's own (``elicitation_callback``, ``list_roots_callback``, ...): a host that supports them.
     """
     environ = bridge_environment(base_url, config, **env)
-    async with bridge_client_for(environ, _workdir(config, cwd), read_timeout=read_timeout) as client:
+    async with bridge_client_for(
+        environ, _workdir(config, cwd), read_timeout=read_timeout, callbacks=callbacks
+    ) as client:
         yield client
 
 
 @asynccontextmanager
 async def bridge_client_for(
-    environ: Mapping[str, str], cwd: Path, *, read_timeout: float = 60
+    environ: Mapping[str, str],
+    cwd: Path,
+    *,
+    read_timeout: float = 60,
+    callbacks: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Client]:
     """``bridge_client`` for a bridge that would be started with the environment ``environ`` in ``cwd``."""
     async with bridge_in_process(environ, cwd) as bridge:
         server = build_server(bridge.settings, bridge)
-        async with Client(server, mode="legacy", read_timeout_seconds=read_timeout) as client:
+        async with Client(server, mode="legacy", read_timeout_seconds=read_timeout, **dict(callbacks or {})) as client:
             yield client
 
 
@@ -139,9 +151,12 @@ async def stdio_bridge(
     *,
     cwd: Path | None = None,
     read_timeout: float = 60,
+    callbacks: Mapping[str, Any] | None = None,
     **env: str,
 ) -> AsyncIterator[StdioBridge]:
-    """``python -m lmstudio_bridge`` as a subprocess, spoken to over stdio; its stderr in ``stderr`` if given."""
+    """``python -m lmstudio_bridge`` as a subprocess, spoken to over stdio; its stderr in ``stderr`` if given.
+
+    ``callbacks`` are the client's own, as in ``bridge_client``."""
     before = {p.pid for p in psutil.Process().children()}
     params = StdioServerParameters(
         command=sys.executable,
@@ -152,17 +167,26 @@ async def stdio_bridge(
     with contextlib.ExitStack() as files:
         errlog = files.enter_context(stderr.open("w")) if stderr is not None else sys.stderr
         transport = stdio_client(params, errlog=errlog)
-        async with Client(transport, mode="legacy", read_timeout_seconds=read_timeout) as client:
+        async with Client(
+            transport, mode="legacy", read_timeout_seconds=read_timeout, **dict(callbacks or {})
+        ) as client:
             (pid,) = [p.pid for p in psutil.Process().children() if p.pid not in before]
             yield StdioBridge(client, pid, stderr)
 
 
 @asynccontextmanager
 async def stdio_bridge_client(
-    base_url: str, config: Path | None = None, cwd: Path | None = None, read_timeout: float = 60, **env: str
+    base_url: str,
+    config: Path | None = None,
+    cwd: Path | None = None,
+    read_timeout: float = 60,
+    callbacks: Mapping[str, Any] | None = None,
+    **env: str,
 ) -> AsyncIterator[Client]:
     """``stdio_bridge``'s client alone: the same arguments as ``bridge_client``, over a real process."""
-    async with stdio_bridge(base_url, config, cwd=cwd, read_timeout=read_timeout, **env) as running:
+    async with stdio_bridge(
+        base_url, config, cwd=cwd, read_timeout=read_timeout, callbacks=callbacks, **env
+    ) as running:
         yield running.client
 
 

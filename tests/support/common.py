@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SUPPORT = Path(__file__).resolve().parent
 ECHO_SERVER = str(SUPPORT / "echo_server.py")
 PROBE_SERVER = str(SUPPORT / "probe_server.py")
+ASKING_SERVER = str(SUPPORT / "asking_server.py")
 GUIDE_MODELS = ["qwen/qwen3-coder-30b", "mistralai/magistral-small-2509", "deepseek/deepseek-coder-33b"]
 """The models of the multi-model guide, in LM Studio's order: coding, reasoning, another coding model."""
 
@@ -34,6 +35,16 @@ def probe_entry(log: Path | None = None, **env: str) -> dict[str, Any]:
     """An MCP config entry that starts ``probe_server.py``, logging its calls to ``log``, with ``env``."""
     args = [PROBE_SERVER] + (["--log", str(log)] if log else [])
     return {"command": sys.executable, "args": args, "env": env}
+
+
+def asking_entry(annotations: Path | None = None, log: Path | None = None) -> dict[str, Any]:
+    """An MCP config entry that starts ``asking_server.py``: a child that makes requests of its own."""
+    args = [ASKING_SERVER]
+    if annotations is not None:
+        args += ["--annotations", str(annotations)]
+    if log is not None:
+        args += ["--log", str(log)]
+    return {"command": sys.executable, "args": args}
 
 
 def time_entry() -> dict[str, Any]:
