@@ -179,3 +179,20 @@ def test_a_call_left_without_its_result_is_left_out() -> None:
     call = {"id": "late", "type": "function", "function": {"name": "read", "arguments": "{}"}}
     stopped = [*messages[:-1], {"role": "assistant", "content": None, "tool_calls": [call]}]
     assert fit_history(stopped, 10_000) == messages[:-1]
+
+
+async def test_a_task_keeps_its_allowed_tools_and_an_older_history_file_gains_them(tmp_path: Path) -> None:
+    from lmstudio_bridge import task_store
+
+    old_schema = task_store._SCHEMA.replace("    allowed_tools TEXT,\n", "")
+    with sqlite3.connect(tmp_path / "tasks.sqlite3") as db:  # a history written before tasks kept them
+        db.executescript(old_schema)
+    store = TaskStore(tmp_path, retention_days=30, retention_count=100)
+    await store.open()
+    limited = record("limited", time.time())
+    limited.allowed_tools = ["git_log", "git.git_show"]
+    await store.insert(limited)
+    await store.insert(record("open", time.time()))
+    kept = {r.id: r.allowed_tools for r in await store.recent()}
+    await store.aclose()
+    assert kept == {"limited": ["git_log", "git.git_show"], "open": None}
