@@ -1,9 +1,9 @@
 """Live end to end: a real small model under llama.cpp, real MCP servers, tasks worded as users write them.
 
 Opt in with ``pytest -m live``: it runs ``CI_SUBSET`` of the task set in ``tests/live_tasks.py``
-(``python -m bench.live_tasks`` runs all of it and prints the table). ``scripts/llamacpp_server.py``
-fetches the model and serves it on 127.0.0.1 with the chat template that ships in the GGUF. The
-children are the published servers: ``mcp-server-time``, ``mcp-server-git`` and, installed once
+(``python -m bench.live_tasks`` runs all of it and prints the table). ``lmstudio_bridge.llamacpp``, the
+embedded model of ``lmstudio-bridge demo``, fetches the model and serves it on 127.0.0.1 with the chat
+template that ships in the GGUF. The children are the published servers: ``mcp-server-time``, ``mcp-server-git`` and, installed once
 from npm next to the model cache, ``@modelcontextprotocol/server-filesystem``, ``server-memory``
 and ``server-everything``. Each task checks what it did and what the answer says, never its wording.
 
@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -41,7 +40,6 @@ from tests.live_tasks import (
     COMMITS,
     MEMORY_GRAPH,
     PROJECT_FILES,
-    ROOT,
     TASKS,
     WRITE_TOOLS,
     Run,
@@ -52,8 +50,6 @@ from tests.live_tasks import (
     run_live_task,
     tool_annotations,
 )
-
-sys.path.insert(0, str(ROOT / "scripts"))
 
 SELECTED = (
     list(TASKS)
@@ -72,7 +68,7 @@ def live_llm() -> Iterator[str]:
         return
     if importlib.util.find_spec("xllamacpp") is None:
         pytest.fail("xllamacpp is not installed: pip install -e '.[dev,live]'")
-    from llamacpp_server import start_server
+    from lmstudio_bridge.llamacpp import start_server
 
     extra = ["--n-predict", "-1"] if os.environ.get("LIVE_SAMPLING") == "default" else []
     with start_server(model=os.environ.get("LIVE_MODEL", "0.5b"), timeout=1800, extra_args=extra) as (base_url, _):
