@@ -31,6 +31,8 @@ def hermetic_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
         "LMSTUDIO_API_KEY",
         "LM_API_TOKEN",
         "LMSTUDIO_DEFAULT_MODEL",
+        "LMSTUDIO_BRIDGE_LOCAL_MODEL",
+        "LMSTUDIO_BRIDGE_MODEL_SOURCE",
     ):
         monkeypatch.delenv(var, raising=False)
     return home

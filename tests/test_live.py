@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -108,6 +109,46 @@ async def test_live_task(name: str, live_llm: str, node_modules: Path, read_only
         f"calls: {run.calls}\nanswer: {run.answer}"
     )
     assert run.passed, f"{name}: {run.problems}\ncalls: {run.calls}\nanswer: {run.answer!r}\n{run.bridge_log[-3000:]}"
+
+
+@pytest.mark.live
+def test_the_demo_answers_with_the_embedded_model_and_stops_everything(tmp_path: Path) -> None:
+    """The README's first command, after the install: ``lmstudio-bridge demo`` with no LM Studio."""
+    import psutil
+
+    from lmstudio_bridge.llamacpp import resolve_cache_dir
+
+    if importlib.util.find_spec("xllamacpp") is None:
+        pytest.fail("xllamacpp is not installed: pip install -e '.[dev,live]'")
+    cache = tmp_path / "cache"  # the user's cache under a name of its own, to find this run's server by
+    cache.symlink_to(resolve_cache_dir(), target_is_directory=True)
+    started = datetime.now(UTC)
+    done = subprocess.run(
+        [sys.executable, "-m", "lmstudio_bridge", "demo", "--local", "--cache-dir", str(cache)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        stdin=subprocess.DEVNULL,
+    )
+    ended = datetime.now(UTC)
+    print(done.stderr[-3000:])
+    assert done.returncode == 0, done.stderr[-3000:]
+    tokyo = ZoneInfo("Asia/Tokyo")
+    window = {
+        (
+            (started + timedelta(minutes=m)).astimezone(tokyo).hour,
+            (started + timedelta(minutes=m)).astimezone(tokyo).minute,
+        )
+        for m in range(-2, int((ended - started).total_seconds() // 60) + 3)
+    }
+    assert clock_times(done.stdout) & window, f"no time in Tokyo in the answer: {done.stdout!r}"
+    left = [
+        p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"]
+        and (str(cache) in p.info["cmdline"] or p.info["cmdline"] == [sys.executable, "-m", "mcp_server_time"])
+    ]
+    assert left == [], f"left running: {left}"
 
 
 # --------------------------------------------------------------------------- the checks, on made-up runs
