@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 from . import __version__
 from .children import BRIDGE_ID, kill_marked_processes
 from .config import DEFAULT_PORT as LMSTUDIO_PORT
-from .config import Settings, add_setting_flags, flag_values, load_settings
+from .config import ENV_NAMES, Settings, add_setting_flags, flag_values, load_settings
 from .demo import add_demo_arguments, run_demo
 from .errors import BridgeError, ConfigError, InvalidRequest, McpError, McpStartError, ModelNotFound
 from .local import add_local_server_arguments, local_transport, run_local_server
@@ -35,6 +35,11 @@ SIGNAL_GRACE = 0.5
 """Seconds running tasks get to unwind after SIGTERM/SIGINT before the children are stopped."""
 
 logger = logging.getLogger("lmstudio_bridge")
+TERMINAL_HINT = (
+    "lmstudio-bridge is waiting for an MCP host on stdin: hosts such as Claude Code and Claude Desktop start it "
+    "themselves (see `lmstudio-bridge config claude-desktop`). In a terminal, try `lmstudio-bridge demo`, "
+    "`lmstudio-bridge doctor` or `lmstudio-bridge run --mcp NAME TASK`; Ctrl-C stops this."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +143,8 @@ def _guarded(command: Callable[[], int]) -> int:
 def _serve(settings: Settings) -> int:
     """Serves until stdin closes, or until SIGTERM/SIGINT; either way every child is stopped first."""
     logger.info("lmstudio-bridge %s serving MCP over stdio; LM Studio at %s", __version__, settings.base_url)
+    if sys.stdin.isatty():
+        print(TERMINAL_HINT, file=sys.stderr, flush=True)
     signalled = False
     try:
         signalled = asyncio.run(_serve_until_stopped(settings))
@@ -200,8 +207,9 @@ async def _models(bridge: Bridge) -> int:
 
 
 async def _mcps(bridge: Bridge) -> int:
-    print(render_mcps(bridge.list_mcps()))  # stdout-ok
-    return EXIT_OK
+    listing = bridge.list_mcps()
+    print(render_mcps(listing))  # stdout-ok
+    return EXIT_FAILED if listing.problems else EXIT_OK
 
 
 async def _run(bridge: Bridge, args: argparse.Namespace) -> int:
@@ -221,6 +229,8 @@ async def _run(bridge: Bridge, args: argparse.Namespace) -> int:
 async def _doctor(bridge: Bridge) -> int:
     from .doctor import run_doctor
 
+    if not {"LMSTUDIO_BRIDGE_LOG_LEVEL"} & os.environ.keys() and bridge.settings.log_level == "INFO":
+        logging.getLogger("lmstudio_bridge").setLevel(logging.ERROR)  # the report says it all, in order
     return EXIT_OK if await run_doctor(bridge, out=sys.stdout) else EXIT_FAILED
 
 
@@ -243,14 +253,23 @@ def _launch_command() -> tuple[str, list[str]]:
 
 
 def _registration_env(settings: Settings) -> dict[str, str]:
+    """Every setting that is not at its default, as the variable that sets it (the API key excepted: a
+    secret stays out of printed config)."""
     defaults = Settings()
     env = {}
-    if settings.base_url != defaults.base_url:
-        env["LMSTUDIO_BASE_URL"] = settings.base_url
-    if settings.default_model:
-        env["LMSTUDIO_DEFAULT_MODEL"] = settings.default_model
-    if settings.mcp_config:
-        env["LMSTUDIO_BRIDGE_MCP_CONFIG"] = os.pathsep.join(str(p.resolve()) for p in settings.mcp_config)
+    for field in Settings.model_fields:
+        value = getattr(settings, field)
+        if field in ("api_key", "log_level") or value == getattr(defaults, field):
+            continue
+        if field == "mcp_config":
+            for path in value:
+                if not path.is_file():
+                    print(f"warning: MCP config file {path.resolve()} does not exist (yet)", file=sys.stderr)
+            env[ENV_NAMES[field]] = os.pathsep.join(str(p.resolve()) for p in value)
+        elif isinstance(value, tuple):
+            env[ENV_NAMES[field]] = ",".join(value)
+        else:
+            env[ENV_NAMES[field]] = str(value)
     return env
 
 
