@@ -51,7 +51,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 def demo_catalog(folder: Path) -> McpCatalog:
     """A catalog holding only the time server, run by this interpreter: the user's config files are not read."""
     config = folder / "mcp.json"
-    entry = {"command": sys.executable, "args": ["-m", "mcp_server_time"]}
+    # UTC as its local zone: the set-up the live tests measure the small models with (tests/live_tasks.py).
+    entry = {"command": sys.executable, "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]}
     config.write_text(json.dumps({"mcpServers": {DEMO_SERVER: entry}}), encoding="utf-8")
     return McpCatalog(explicit_paths=[config], cwd=folder, home=folder, environ={})
 
