@@ -35,9 +35,7 @@ import httpx
 
 from lmstudio_bridge.config import Settings
 from lmstudio_bridge.service import Bridge
-from tests.support.common import ECHO_SERVER, ROOT
-
-sys.path.insert(0, str(ROOT / "scripts"))  # the llama.cpp launcher, scripts/llamacpp_server.py
+from tests.support.common import ECHO_SERVER
 
 CITIES = ("Tokyo", "Paris", "New York", "Sydney", "Cairo", "Lima", "Oslo", "Delhi")
 
@@ -137,7 +135,7 @@ def main() -> None:
     with ExitStack() as stack:
         base_url = args.base_url
         if base_url is None:
-            from llamacpp_server import start_server
+            from lmstudio_bridge.llamacpp import start_server
 
             base_url = stack.enter_context(start_server(model=args.model, timeout=1800)).base_url
         asyncio.run(run(base_url.removesuffix("/v1"), args.tasks))

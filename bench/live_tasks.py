@@ -20,7 +20,7 @@ Sampling:
 - ``server``: as ``default``, and ``LMSTUDIO_BRIDGE_SAMPLING=server``: the bridge sends no
   temperature of its own, so the server's sampling applies throughout.
 
-Without ``--base-url`` the llama.cpp server is started here (``scripts/llamacpp_server.py``) with
+Without ``--base-url`` the llama.cpp server is started here (``lmstudio_bridge.llamacpp``) with
 the chosen model, its log going to ``--server-log``; with it, the server's own settings apply.
 Every run's transcript (answer, tool calls, stop reason, rounds, seconds, the whole structured
 result, progress lines and the bridge's agent log) goes to the ``--json`` file, one line per run.
@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         base_url = args.base_url
         model_label = f"{args.model} at {base_url}" if base_url else args.model
         if base_url is None:
-            from llamacpp_server import start_server
+            from lmstudio_bridge.llamacpp import start_server
 
             log_path = args.server_log or tempfile.mkstemp(prefix="llamacpp-", suffix=".log")[1]
             log = stack.enter_context(open(log_path, "w"))

@@ -49,7 +49,12 @@ class Outcome:
 
 def parser(description: str) -> argparse.ArgumentParser:
     """An argument parser with the options every example shares."""
-    p = argparse.ArgumentParser(description=description)
+    p = argparse.ArgumentParser(
+        description=description,
+        epilog="The default model ids are the guide's examples, which your LM Studio may not have: run "
+        "`lmstudio-bridge models` to see the ids it has, and pass them with the model options (or the "
+        "EXAMPLE_*_MODEL variables).",
+    )
     p.add_argument(
         "--task-suffix",
         default=os.environ.get("EXAMPLE_TASK_SUFFIX", ""),

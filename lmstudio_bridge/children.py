@@ -83,6 +83,7 @@ FLUSH_TIMEOUT = 10.0
 CALL_GRACE = 2.0
 """Seconds past the tool timeout after which a call is given up even if the SDK's own timeout did not fire."""
 STDERR_TAIL_LINES = 15
+STDERR_TAIL_CHARS = 1000
 STDERR_LOG_LINES = 200
 REAPER_PERIOD = 15.0
 
@@ -202,7 +203,14 @@ class StderrTail:
             _retrieve(self._task)
 
     def tail(self) -> str:
-        return " | ".join(list(self.lines)[-3:])
+        """The last lines, as many as fit in ``STDERR_TAIL_CHARS`` (at least 3): a tool such as npm says what
+        failed several lines before its closing footnote."""
+        kept: list[str] = []
+        for line in reversed(self.lines):
+            if len(kept) >= 3 and sum(map(len, kept)) + len(line) > STDERR_TAIL_CHARS:
+                break
+            kept.insert(0, line)
+        return " | ".join(kept)
 
 
 @dataclass(eq=False)

@@ -407,6 +407,14 @@ class Settings(BaseModel):
         help="Directories (a path list) given to child servers that ask for roots, when the calling client "
         "has none of its own.",
     )
+    local_model: str | None = setting(
+        ("LMSTUDIO_BRIDGE_LOCAL_MODEL",),
+        flag="--local-model",
+        metavar="MODEL",
+        default=None,
+        help="Use the embedded model instead of LM Studio: `0.5b`, `1.5b` or the path of a .gguf file. The bridge "
+        "starts llama.cpp (the `local` extra) on the first request to the model and stops it when it exits.",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -522,10 +530,11 @@ MCP_CONFIG_ENV = _declared("mcp_config").env
 """The variables that name MCP config files, in the order they are read."""
 
 
-def add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    """Adds one flag per setting that has one. Unset flags leave no attribute behind."""
+def add_setting_flags(parser: argparse.ArgumentParser, fields: Sequence[str] | None = None) -> None:
+    """Adds one flag per setting that has one (only those of ``fields`` when given). Unset flags leave no
+    attribute behind."""
     for setting in SETTINGS:
-        if setting.flag is None:
+        if setting.flag is None or (fields is not None and setting.field not in fields):
             continue
         action = "append" if setting.field == "mcp_config" else "store"
         parser.add_argument(

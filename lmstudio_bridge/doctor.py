@@ -54,23 +54,27 @@ async def _check_lmstudio(bridge: Bridge, say: Say) -> bool:
             BAD, f"LMSTUDIO_DEFAULT_MODEL={quoted(configured)} is not listed", "use an id from `lmstudio-bridge models`"
         )
         return False
-    say(OK, f"default model: {listing.default}" + (" (LMSTUDIO_DEFAULT_MODEL)" if configured else " (first loaded)"))
+    reports_loading = any(m.loaded is not None for m in listing.models)
+    how = "LMSTUDIO_DEFAULT_MODEL" if configured else "first loaded" if reports_loading else "first listed"
+    say(OK, f"default model: {listing.default} ({how})")
     return True
 
 
 def _check_config_files(bridge: Bridge, say: Say) -> bool:
+    problems = bridge.catalog.problems
     found = [str(p) for p, _ in bridge.catalog.candidate_paths() if p.is_file()]
-    if found:
-        say(OK, "MCP config files: " + ", ".join(found))
-    else:
+    clean = [path for path in found if not any(problem.startswith(f"{path}:") for problem in problems)]
+    if clean:
+        say(OK, "MCP config files: " + ", ".join(clean))
+    elif not found:
         say(
             NOTE,
             "no MCP config file found",
             'create .mcp.json with an "mcpServers" object, or set LMSTUDIO_BRIDGE_MCP_CONFIG',
         )
-    for problem in bridge.catalog.problems:
+    for problem in problems:
         say(BAD, problem, "fix the file; the other files are still used")
-    return not bridge.catalog.problems
+    return not problems
 
 
 async def _check_mcps(bridge: Bridge, say: Say) -> bool:

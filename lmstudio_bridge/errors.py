@@ -124,9 +124,10 @@ class McpError(BridgeError):
 
 
 class McpNotFound(McpError):
-    def __init__(self, name: str, available: Sequence[str]) -> None:
+    def __init__(self, name: str, available: Sequence[str], problems: Sequence[str] = ()) -> None:
         listed = ", ".join(available) if available else "(none configured)"
-        super().__init__(f"MCP {quoted(name)} not found. Available MCPs: {listed}", name=name)
+        found = f". Problems in the MCP config files: {'; '.join(problems)}" if problems else ""
+        super().__init__(f"MCP {quoted(name)} not found. Available MCPs: {listed}{found}", name=name)
         self.available = list(available)
 
 

@@ -270,7 +270,9 @@ def _string(raw: Mapping[str, Any], key: str, ctx: _EntryContext) -> str:
         raise _InvalidEntry(f'"{key}" must be a string')
     expanded = ctx.expand(value).strip()
     if not expanded:
-        raise _InvalidEntry(f'"{key}" is empty')
+        unset = expand_vars(value, ctx.environ)[1]
+        because = f": {', '.join(f'${{{var}}}' for var in unset)} is not set" if unset else ""
+        raise _InvalidEntry(f'"{key}" is empty{because}')
     return expanded
 
 
@@ -517,10 +519,12 @@ class McpCatalog:
         Raises ``McpNotFound``, ``McpSelfReference``, ``McpDisabled``, or
         ``McpError`` for an unsupported or invalid entry.
         """
-        servers = self.servers()
+        servers, problems = self._refresh()
         spec = servers.get(name) or _match_ignoring_case(servers, name)
         if spec is None:
-            raise McpNotFound(name, _available(servers))
+            # A broken file (or an entry by this name) may be why: say so. Other entries' problems are no cause.
+            causes = [p for p in problems if ": server '" not in p or f": server '{name}'" in p]
+            raise McpNotFound(name, _available(servers), causes)
         if spec.is_bridge:
             raise McpSelfReference(spec.name, spec.source)
         if spec.disabled:

@@ -33,6 +33,8 @@ def hermetic_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
         "LMSTUDIO_DEFAULT_MODEL",
         "LMSTUDIO_BRIDGE_STATE_DIR",
         "XDG_STATE_HOME",
+        "LMSTUDIO_BRIDGE_LOCAL_MODEL",
+        "LMSTUDIO_BRIDGE_MODEL_SOURCE",
     ):
         monkeypatch.delenv(var, raising=False)
     return home

@@ -32,7 +32,7 @@ def test_readme_starts_with_the_two_commands() -> None:
     lines = read(README).splitlines()
     block = lines[lines.index("```bash") + 1 : lines.index("```bash") + 3]
     assert block == [
-        "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && .venv/bin/lmstudio-bridge doctor",
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[dev,local]' && .venv/bin/lmstudio-bridge demo",
         ".venv/bin/python -m pytest",
     ]
     assert lines.index("```bash") < 6  # right after the title and the two sentences

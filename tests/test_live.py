@@ -1,9 +1,9 @@
 """Live end to end: a real small model under llama.cpp, real MCP servers, tasks worded as users write them.
 
 Opt in with ``pytest -m live``: it runs ``CI_SUBSET`` of the task set in ``tests/live_tasks.py``
-(``python -m bench.live_tasks`` runs all of it and prints the table). ``scripts/llamacpp_server.py``
-fetches the model and serves it on 127.0.0.1 with the chat template that ships in the GGUF. The
-children are the published servers: ``mcp-server-time``, ``mcp-server-git`` and, installed once
+(``python -m bench.live_tasks`` runs all of it and prints the table). ``lmstudio_bridge.llamacpp``, the
+embedded model of ``lmstudio-bridge demo``, fetches the model and serves it on 127.0.0.1 with the chat
+template that ships in the GGUF. The children are the published servers: ``mcp-server-time``, ``mcp-server-git`` and, installed once
 from npm next to the model cache, ``@modelcontextprotocol/server-filesystem``, ``server-memory``
 and ``server-everything``. Each task checks what it did and what the answer says, never its wording.
 
@@ -41,7 +41,6 @@ from tests.live_tasks import (
     COMMITS,
     MEMORY_GRAPH,
     PROJECT_FILES,
-    ROOT,
     TASKS,
     WRITE_TOOLS,
     Run,
@@ -52,8 +51,6 @@ from tests.live_tasks import (
     run_live_task,
     tool_annotations,
 )
-
-sys.path.insert(0, str(ROOT / "scripts"))
 
 SELECTED = (
     list(TASKS)
@@ -72,7 +69,7 @@ def live_llm() -> Iterator[str]:
         return
     if importlib.util.find_spec("xllamacpp") is None:
         pytest.fail("xllamacpp is not installed: pip install -e '.[dev,live]'")
-    from llamacpp_server import start_server
+    from lmstudio_bridge.llamacpp import start_server
 
     extra = ["--n-predict", "-1"] if os.environ.get("LIVE_SAMPLING") == "default" else []
     with start_server(model=os.environ.get("LIVE_MODEL", "0.5b"), timeout=1800, extra_args=extra) as (base_url, _):
@@ -112,6 +109,46 @@ async def test_live_task(name: str, live_llm: str, node_modules: Path, read_only
         f"calls: {run.calls}\nanswer: {run.answer}"
     )
     assert run.passed, f"{name}: {run.problems}\ncalls: {run.calls}\nanswer: {run.answer!r}\n{run.bridge_log[-3000:]}"
+
+
+@pytest.mark.live
+def test_the_demo_answers_with_the_embedded_model_and_stops_everything(tmp_path: Path) -> None:
+    """The README's first command, after the install: ``lmstudio-bridge demo`` with no LM Studio."""
+    import psutil
+
+    from lmstudio_bridge.llamacpp import resolve_cache_dir
+
+    if importlib.util.find_spec("xllamacpp") is None:
+        pytest.fail("xllamacpp is not installed: pip install -e '.[dev,live]'")
+    cache = tmp_path / "cache"  # the user's cache under a name of its own, to find this run's server by
+    cache.symlink_to(resolve_cache_dir(), target_is_directory=True)
+    started = datetime.now(UTC)
+    done = subprocess.run(
+        [sys.executable, "-m", "lmstudio_bridge", "demo", "--local", "--cache-dir", str(cache)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        stdin=subprocess.DEVNULL,
+    )
+    ended = datetime.now(UTC)
+    print(done.stderr[-3000:])
+    assert done.returncode == 0, done.stderr[-3000:]
+    tokyo = ZoneInfo("Asia/Tokyo")
+    window = {
+        (
+            (started + timedelta(minutes=m)).astimezone(tokyo).hour,
+            (started + timedelta(minutes=m)).astimezone(tokyo).minute,
+        )
+        for m in range(-2, int((ended - started).total_seconds() // 60) + 3)
+    }
+    assert clock_times(done.stdout) & window, f"no time in Tokyo in the answer: {done.stdout!r}"
+    left = [
+        p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"]
+        and (str(cache) in p.info["cmdline"] or p.info["cmdline"][:3] == [sys.executable, "-m", "mcp_server_time"])
+    ]
+    assert left == [], f"left running: {left}"
 
 
 # --------------------------------------------------------------------------- the checks, on made-up runs

@@ -1,6 +1,6 @@
 """Live: one bridge over two real llama.cpp servers, each serving a different small model.
 
-Opt in with ``pytest -m live tests/test_live_multi_server.py``. ``scripts/llamacpp_server.py`` serves
+Opt in with ``pytest -m live tests/test_live_multi_server.py``. ``lmstudio_bridge.llamacpp`` serves
 Qwen2.5-Coder 0.5B on one port and 1.5B on another; the bridge gets both addresses in
 ``LMSTUDIO_BASE_URL``. ``list_models`` must show each model with its server, and a task naming
 each model must run on the server that has it (the bridge logs ``Using model: ID on URL``), with
@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support.bridge import bridge_client, text_of
-from tests.support.common import ROOT, time_entry, write_config
-
-sys.path.insert(0, str(ROOT / "scripts"))
+from tests.support.common import time_entry, write_config
 
 TASK = "What is the current time in UTC? Use the time tool."
 
@@ -28,7 +25,7 @@ TASK = "What is the current time in UTC? Use the time tool."
 async def test_two_llamacpp_servers_behind_one_bridge(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     if importlib.util.find_spec("xllamacpp") is None:
         pytest.fail("xllamacpp is not installed: pip install -e '.[dev,live]'")
-    from llamacpp_server import start_server_async
+    from lmstudio_bridge.llamacpp import start_server_async
 
     config = write_config(tmp_path / "mcp.json", {"time": time_entry()})
     async with (

@@ -408,7 +408,7 @@ def test_command_expanding_to_nothing_is_invalid(cwd: Path, catalog: McpCatalog)
     path = write(cwd / ".mcp.json", servers(x={"command": "${NOPE}"}))
     with pytest.raises(McpError, match='invalid entry: "command" is empty'):
         catalog.get("x")
-    assert f"{path}: server 'x': \"command\" is empty" in catalog.problems
+    assert f"{path}: server 'x': \"command\" is empty: ${{NOPE}} is not set" in catalog.problems
 
 
 # --- the bridge never runs itself ---------------------------------------------------

