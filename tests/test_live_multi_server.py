@@ -1,6 +1,6 @@
 """Live: one bridge over two real llama.cpp servers, each serving a different small model.
 
-Opt in with ``pytest -m live tests/test_live_multi_server.py``. ``lmstudio_bridge.llamacpp`` serves
+Opt in with ``pytest -m live_servers -n 0`` (not in CI's live group: it fetches and runs the 1.5B as well). ``lmstudio_bridge.llamacpp`` serves
 Qwen2.5-Coder 0.5B on one port and 1.5B on another; the bridge gets both addresses in
 ``LMSTUDIO_BASE_URL``. ``list_models`` must show each model with its server, and a task naming
 each model must run on the server that has it (the bridge logs ``Using model: ID on URL``), with
@@ -21,7 +21,7 @@ from tests.support.common import time_entry, write_config
 TASK = "What is the current time in UTC? Use the time tool."
 
 
-@pytest.mark.live
+@pytest.mark.live_servers
 async def test_two_llamacpp_servers_behind_one_bridge(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     if importlib.util.find_spec("xllamacpp") is None:
         pytest.fail("xllamacpp is not installed: pip install -e '.[dev,live]'")
