@@ -103,6 +103,8 @@ class Reply:
     """The calls were written in the text, not sent as ``tool_calls``."""
     cut: str | None = None
     """Why the bridge stopped the reply early, if it did."""
+    unfit: frozenset[str] = frozenset()
+    """Ids of calls of read-only tools that lack required arguments (``Toolbox.incomplete_read``)."""
 
 
 @dataclass(frozen=True)
@@ -260,10 +262,12 @@ def decide(reply: Reply, run: _Run, limits: LoopLimits, asked: AskForAnswer | No
     new_calls = _new_calls(reply.calls, run.seen_calls)
     if asked is not None:
         # The reply to an answer step: a call not made yet goes on with the task, anything else ends it.
-        if new_calls and rounds_left:
-            return Call(new_calls)
+        # A read-only call without its required arguments is the model wandering, not a step the task needs.
+        needed = [c for c in new_calls if c.id not in reply.unfit]
+        if needed and rounds_left:
+            return Call(needed)
         if asked.may_call and (reply.calls or bare_call(reply.text) is not None):
-            return AskForAnswer(asked.stop, "the model asked for a call it already made")
+            return AskForAnswer(asked.stop, "the model asked for a call instead of answering")
         return _final(reply, run, asked.stop)
     if reply.calls and not new_calls:
         return AskForAnswer("answered", "the model repeated a call it already made")
@@ -307,7 +311,7 @@ def read_reply(result: ChatResult, toolbox: Toolbox, task: str | None = None) ->
     cut = result.stats.cut
     if result.tool_calls:
         calls = [replace(c, arguments=toolbox.prepared(c.name, c.arguments, task)) for c in result.tool_calls]
-        return Reply(message, calls, text, reasoning, written_as_text=False, cut=cut)
+        return Reply(message, calls, text, reasoning, written_as_text=False, cut=cut, unfit=_unfit(calls, toolbox))
     for key in ("reasoning_content", "reasoning"):
         if result.message.get(key):
             message[key] = result.message[key]
@@ -324,7 +328,11 @@ def read_reply(result: ChatResult, toolbox: Toolbox, task: str | None = None) ->
     logger.debug("Recovered %d tool call(s) written as text", len(calls))
     message["content"] = rest or None
     answer = split_reasoning({**message, "content": rest})[1]
-    return Reply(message, calls, answer, reasoning, written_as_text=True, cut=cut)
+    return Reply(message, calls, answer, reasoning, written_as_text=True, cut=cut, unfit=_unfit(calls, toolbox))
+
+
+def _unfit(calls: list[ToolCallRequest], toolbox: Toolbox) -> frozenset[str]:
+    return frozenset(c.id for c in calls if toolbox.incomplete_read(c.name, c.arguments))
 
 
 def _final(reply: Reply, run: _Run, stop: StopReason) -> Finish:

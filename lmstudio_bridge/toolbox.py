@@ -241,6 +241,22 @@ class Toolbox:
         folded = [t for t in self.tools if t.api_name.lower() == name.lower()]
         return folded[0] if len(folded) == 1 else None
 
+    def incomplete_read(self, call_name: str, arguments: str) -> bool:
+        """Whether the call is of a tool that only reads, without every argument its schema requires.
+
+        Asked for the answer, a small model often names such a call instead (``convert_time`` with no
+        times after ``get_current_time``): not a step the task needs, and it fails if run.
+        """
+        offered = self.lookup(call_name)
+        if offered is None or not declares_read_only(offered.tool):
+            return False
+        try:
+            value = json.loads(arguments or "{}")
+        except json.JSONDecodeError:
+            return True
+        required = (offered.tool.input_schema or {}).get("required") or ()
+        return not isinstance(value, dict) or any(name not in value for name in required)
+
     def prepared(self, call_name: str, arguments: str, task: str | None = None) -> str:
         """A call's arguments (JSON text) as they will be sent, for the conversation; as written when
         they are not a JSON object or the tool is unknown. ``task``: see ``OfferedTool.prepare_arguments``."""

@@ -692,3 +692,52 @@ async def test_a_failed_call_of_a_tool_that_may_change_something_is_not_run_agai
     result = await run(llm, script, [child], task="What's in /n.txt?")
     assert child.calls == [("read_text_file", guessed)]
     assert [r.ok for r in result.tool_calls] == [False]
+
+
+TIME_TOOLS = [
+    Tool(
+        name="get_current_time",
+        input_schema={"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]},
+        annotations=ToolAnnotations(read_only_hint=True),
+    ),
+    Tool(
+        name="convert_time",
+        input_schema={
+            "type": "object",
+            "properties": {n: {"type": "string"} for n in ("source_timezone", "time", "target_timezone")},
+            "required": ["source_timezone", "time", "target_timezone"],
+        },
+        annotations=ToolAnnotations(read_only_hint=True),
+    ),
+]
+
+
+def text_call(name: str, arguments: dict[str, Any]) -> dict:
+    return answer(json.dumps({"name": name, "arguments": arguments}))
+
+
+async def test_a_read_only_call_without_its_required_arguments_at_the_answer_step_is_not_run(llm: LLMClient) -> None:
+    """The 0.5B answers "What time is it in Tokyo?" with get_current_time, then, asked for the answer,
+    names convert_time with none of its arguments: run, it fails and costs two more requests."""
+    child = StubChild("time", TIME_TOOLS, lambda n, a: '{"timezone": "Asia/Tokyo", "datetime": "2026-11-30T19:02"}')
+    script = Script(
+        text_call("get_current_time", {"timezone": "Asia/Tokyo"}),
+        text_call("convert_time", {"datetime": "2026-11-30T19:02", "timezone": "Asia/Tokyo"}),
+        answer("It is 19:02 in Tokyo."),
+    )
+    result = await run(llm, script, [child], task="What time is it in Tokyo?")
+    assert child.calls == [("get_current_time", {"timezone": "Asia/Tokyo"})]
+    assert (result.answer, result.rounds) == ("It is 19:02 in Tokyo.", 3)
+    assert "tools" not in script.bodies[2]  # the last request asks for the answer only
+
+
+async def test_a_whole_call_for_another_item_at_the_answer_step_is_run(llm: LLMClient) -> None:
+    child = StubChild("time", TIME_TOOLS, lambda n, a: json.dumps(a))
+    script = Script(
+        text_call("get_current_time", {"timezone": "Asia/Tokyo"}),
+        text_call("get_current_time", {"timezone": "Europe/London"}),
+        answer("Tokyo and London."),
+    )
+    result = await run(llm, script, [child], task="What time is it in Tokyo and London?")
+    assert [a for _, a in child.calls] == [{"timezone": "Asia/Tokyo"}, {"timezone": "Europe/London"}]
+    assert result.answer == "Tokyo and London."
