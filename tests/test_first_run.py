@@ -198,7 +198,7 @@ def test_the_examples_say_how_to_pick_a_model() -> None:
 @pytest.mark.parametrize("listed", [True, False])
 def test_doctor_says_first_listed_when_the_server_does_not_report_loading(fake: FakeLMStudio, listed: bool) -> None:
     if not listed:
-        fake.missing_paths.add("/api/v0/models")  # an OpenAI-compatible server: /v1/models only
+        fake.api_version = "openai"  # an OpenAI-compatible server: /v1/models only
     done = run_cli("doctor", env={"LMSTUDIO_BASE_URL": fake.base_url})
     how = "first loaded" if listed else "first listed"
     assert f"[ok  ] default model: {GUIDE_MODELS[0]} ({how})" in done.stdout.splitlines()
