@@ -377,6 +377,8 @@ async def _execute(
             outcome = await toolbox.run(call.name, retry, timeout=limits.tool_timeout, max_chars=limits.result_chars)
             _rewrite_history_call(run.messages, call.id, retry)
             run.seen_calls.add(_signature(replace(call, arguments=json.dumps(retry))))
+        if outcome.answered and not outcome.ok and (shape := toolbox.arguments_hint(call.name, arguments)):
+            outcome = replace(outcome, text=f"{outcome.text}\n{shape}")
     run.records.append(ToolCallRecord(name=outcome.label, ok=outcome.ok, ms=outcome.ms, error=outcome.error))
     return outcome
 

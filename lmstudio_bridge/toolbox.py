@@ -29,6 +29,8 @@ from .results import RefusedCall
 logger = logging.getLogger(__name__)
 
 MAX_NAME = 64
+MAX_HINT_CHARS = 1500
+"""Most characters of a tool's schema shown again after a call that did not fit it."""
 _INVALID = re.compile(r"[^a-zA-Z0-9_-]+")
 _EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 _SCHEMA_KEY_ORDER = ("type", "description", "properties", "items", "required", "enum")
@@ -240,6 +242,23 @@ class Toolbox:
             return matches[0]
         folded = [t for t in self.tools if t.api_name.lower() == name.lower()]
         return folded[0] if len(folded) == 1 else None
+
+    def arguments_hint(self, call_name: str, arguments: dict[str, Any]) -> str | None:
+        """For a failed call that left out a required argument (or gave none the tool has): the arguments
+        the tool takes, as its schema says, so the model can write the call again. A small model given only
+        the server's "expected array, received undefined at entities" describes the error instead."""
+        offered = self.lookup(call_name)
+        if offered is None:
+            return None
+        schema = offered.tool.input_schema or {}
+        params = schema.get("properties") or {}
+        required = schema.get("required") or ()
+        if not params or (all(name in arguments for name in required) and set(arguments) <= set(params)):
+            return None
+        shape = json.dumps(conventional_schema(schema), ensure_ascii=False, separators=(",", ":"))
+        if len(shape) > MAX_HINT_CHARS:
+            shape = shape[:MAX_HINT_CHARS] + " ..."
+        return f"{offered.tool.name} takes these arguments (JSON Schema): {shape}"
 
     def incomplete_read(self, call_name: str, arguments: str) -> bool:
         """Whether the call is of a tool that only reads, without every argument its schema requires.

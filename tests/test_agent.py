@@ -741,3 +741,35 @@ async def test_a_whole_call_for_another_item_at_the_answer_step_is_run(llm: LLMC
     result = await run(llm, script, [child], task="What time is it in Tokyo and London?")
     assert [a for _, a in child.calls] == [{"timezone": "Asia/Tokyo"}, {"timezone": "Europe/London"}]
     assert result.answer == "Tokyo and London."
+
+
+async def test_a_call_that_left_out_a_required_argument_hears_the_tools_arguments(llm: LLMClient) -> None:
+    """The 1.5B saves a person as create_entities(name=..., job=...); told only "expected array, received
+    undefined at entities", it described the error as its answer."""
+    schema = {
+        "type": "object",
+        "properties": {"entities": {"type": "array", "items": {"type": "object"}}},
+        "required": ["entities"],
+    }
+
+    def create(name: str, arguments: dict[str, Any]) -> CallToolResult | str:
+        if "entities" not in arguments:
+            text = "MCP error -32602: expected array, received undefined at entities"
+            return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+        return "created"
+
+    child = StubChild("memory", [tool("create_entities", schema)], create)
+    script = Script(
+        answer(calls=[("create_entities", {"name": "Linus Pauling", "job": "chemist"})]),
+        answer(calls=[("create_entities", {"entities": [{"name": "Linus Pauling"}]})]),
+        answer("Saved."),
+    )
+    result = await run(llm, script, [child])
+    told = script.bodies[1]["messages"][-1]["content"]
+    assert told.startswith("Error: MCP error -32602")
+    assert told.endswith(
+        'create_entities takes these arguments (JSON Schema): {"type":"object","properties":'
+        '{"entities":{"type":"array","items":{"type":"object"}}},"required":["entities"]}'
+    )
+    assert [r.ok for r in result.tool_calls] == [False, True]
+    assert script.bodies[2]["messages"][-1]["content"] == "created"  # a call that worked gets its result alone
