@@ -105,6 +105,29 @@ class ReplyWatch:
 
 def loop_start(text: str) -> int | None:
     """Where ``text`` should end to keep one copy of the loop it ends in, if it ends in one."""
+    return _block_loop(text) or _line_loop(text)
+
+
+def _line_loop(text: str) -> int | None:
+    """A whole line written again and again, however long (a small model repeating a call-shaped line of
+    500 characters), where the last one may still be arriving."""
+    end = text.rfind("\n") + 1
+    if end == 0:
+        return None
+    line_start = text.rfind("\n", 0, end - 1) + 1
+    line = text[line_start:end]
+    if not line.strip() or text[end:] != line[: len(text) - end]:
+        return None
+    start, repeats = line_start, 1
+    while start >= len(line) and text[start - len(line) : start] == line:
+        start -= len(line)
+        repeats += 1
+    if repeats >= REPEATS and repeats * len(line) >= MIN_LOOP_CHARS:
+        return start + len(line)
+    return None
+
+
+def _block_loop(text: str) -> int | None:
     tail = text[-(MAX_PERIOD * REPEATS + MAX_PERIOD) :]
     for period in range(MIN_PERIOD, min(MAX_PERIOD, len(tail) // REPEATS) + 1):
         block = tail[-period:]

@@ -312,3 +312,12 @@ async def _eventually(check: Callable[[], bool], within: float = 5.0) -> bool:
     while not check() and loop.time() < end:
         await asyncio.sleep(0.01)
     return check()
+
+
+def test_a_long_line_written_again_and_again_is_a_loop() -> None:
+    """The 0.5B, told a tool does not exist, wrote one 480-character call-shaped line 2,000 tokens long."""
+    line = '{"name": "Error", "arguments": {"tool": "copy_file", "message": "' + "x" * 400 + '"}}\n'
+    text = "I see.\n" + line * 3 + line[:100]
+    assert loop_start(text) == len("I see.\n") + len(line)
+    assert loop_start("I see.\n" + line * 2) is None
+    assert loop_start("I see.\n" + line * 3 + "Something else") is None
