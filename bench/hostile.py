@@ -209,7 +209,7 @@ async def big_result() -> None:
             if flushing is not None:
                 await asyncio.wait([flushing], timeout=10)
             after = rss_mb()
-            assert len(kept) == 4000
+            assert len(kept) < 4100 and kept.endswith("characters cut ...]"), kept[-200:]
     finally:
         await pool.aclose()
     detail = f"RSS {before:.1f} -> {just_after:.1f} MB just after, {after:.1f} MB once the child answered a ping"
