@@ -8,8 +8,8 @@ settled:
 
 - a tool call written as text for an offered tool is complete, and what follows
   it is not another call;
-- the answer text has started to repeat itself (the same block three times in a
-  row at its end);
+- the answer text has started to repeat itself (the same block of up to 400
+  characters, or the same whole line of any length, three times in a row at its end);
 - the answer text, or the reasoning, ran past its budget.
 
 Reasoning (``reasoning_content``, ``<think>``) has its own, larger budget and is
