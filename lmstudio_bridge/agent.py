@@ -11,7 +11,8 @@ a call they already made again. A call already made is never run twice (its
 result is in the conversation); a reply that holds only such calls, or the round
 limit, leads to an answer step: one request without tools that hands the model
 the task and the results of its calls. A call it has not made yet in that reply
-is run, and the task goes on.
+is run, and the task goes on, unless it is a read-only tool's call without its
+required arguments (the model wandering, not a step the task needs).
 
 What happens after each reply is decided in one place, ``decide``; the loop only
 carries it out.
