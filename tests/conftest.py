@@ -35,6 +35,9 @@ def hermetic_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
         "XDG_STATE_HOME",
         "LMSTUDIO_BRIDGE_LOCAL_MODEL",
         "LMSTUDIO_BRIDGE_MODEL_SOURCE",
+        "PIP_INDEX_URL",  # the model's chunk wheels come from the index these name
+        "UV_DEFAULT_INDEX",
+        "UV_INDEX_URL",
     ):
         monkeypatch.delenv(var, raising=False)
     return home

