@@ -25,7 +25,7 @@ from .config import DEFAULT_PORT as LMSTUDIO_PORT
 from .config import ENV_NAMES, Settings, add_setting_flags, flag_values, load_settings
 from .demo import add_demo_arguments, run_demo
 from .errors import BridgeError, ConfigError, InvalidRequest, McpError, McpStartError, ModelNotFound
-from .local import add_local_server_arguments, local_transport, run_local_server
+from .local import add_local_server_arguments, local_transport, model_server_name, run_local_server
 from .render import render_mcps, render_models, render_task
 from .service import Bridge
 from .task_cli import add_tasks_command, tasks_command
@@ -152,7 +152,7 @@ def _guarded(command: Callable[[], int]) -> int:
 
 def _serve(settings: Settings) -> int:
     """Serves until stdin closes, or until SIGTERM/SIGINT; either way every child is stopped first."""
-    logger.info("lmstudio-bridge %s serving MCP over stdio; LM Studio at %s", __version__, settings.base_url)
+    logger.info("lmstudio-bridge %s serving MCP over stdio; model server: %s", __version__, model_server_name(settings))
     if sys.stdin.isatty():
         print(TERMINAL_HINT, file=sys.stderr, flush=True)
     signalled = False

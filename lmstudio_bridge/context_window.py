@@ -53,9 +53,12 @@ class ContextWindow:
         context_length: int | None,
         reply_tokens: int,
         max_tokens: int | None = None,
+        resize_hint: str | None = None,
     ) -> None:
         self.model = model
         self.base_url = base_url
+        self.resize_hint = resize_hint
+        """What to do about a context that is too small, when it is not LM Studio's advice (the embedded model)."""
         self.context_length = context_length
         self.reply_tokens = reply_tokens
         self.max_tokens = max_tokens
@@ -133,10 +136,14 @@ class ContextWindow:
         else:
             where = f"its context of {context:,} tokens"
             raise_it = f"Load it with a larger context: `lms load {self.model} --context-length {_larger(context)}`"
+        advice = (
+            f"{raise_it}, or raise Context Length in LM Studio's settings for the model (My Models)"
+            if self.resize_hint is None
+            else self.resize_hint
+        )
         return ContextExceeded(
             f"The conversation with {self.model} at {self.base_url} does not fit {where}{size}, even with the "
-            f"tool results shortened. {raise_it}, or raise Context Length in LM Studio's settings for the model "
-            "(My Models); or give the task less to read at once.",
+            f"tool results shortened. {advice}; or give the task less to read at once.",
             base_url=self.base_url,
             context_length=context,
         )

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from .errors import BridgeError, LMStudioAuthError, LMStudioUnreachable, NoModelsLoaded, quoted
+from .errors import BridgeError, LMStudioAuthError, LMStudioUnreachable, ServerDidNotStart, capitalized, quoted
 from .service import Bridge
 
 OK, BAD, NOTE = "ok  ", "FAIL", "note"
@@ -29,21 +29,27 @@ async def run_doctor(bridge: Bridge, *, out: TextIO) -> bool:
 
 async def _check_lmstudio(bridge: Bridge, say: Say) -> bool:
     started = time.perf_counter()
+    api = bridge.api
+    if api.managed is not None and api.starting:
+        say(NOTE, f"starting {api.managed.label} (its first start fetches the model)")
     try:
         listing = await bridge.validator.models(refresh=True)
+    except ServerDidNotStart as exc:
+        say(BAD, f"{capitalized(exc.server)} did not start: {exc.reason}", exc.hint)
+        return False
     except LMStudioUnreachable as exc:
-        say(BAD, f"LM Studio at {bridge.api.base_url} does not answer", str(exc).split(". ", 1)[-1])
+        say(BAD, f"{capitalized(api.server_name)} does not answer", str(exc).split(". ", 1)[-1])
         return False
     except LMStudioAuthError:
-        say(BAD, f"LM Studio at {bridge.api.base_url} refused the request", "set LMSTUDIO_API_KEY (or LM_API_TOKEN)")
+        say(BAD, f"{capitalized(api.server_name)} refused the request", "set LMSTUDIO_API_KEY (or LM_API_TOKEN)")
         return False
     except BridgeError as exc:
-        say(BAD, f"LM Studio at {bridge.api.base_url}: {exc}")
+        say(BAD, f"{capitalized(api.server_name)}: {exc}")
         return False
     ms = (time.perf_counter() - started) * 1000
-    say(OK, f"LM Studio at {bridge.api.base_url} answers ({ms:.0f} ms)")
+    say(OK, f"{capitalized(api.server_name)} answers ({ms:.0f} ms)")
     if not listing.models:
-        say(BAD, "no model is loaded", str(NoModelsLoaded(bridge.api.base_url)).split(". ", 1)[-1])
+        say(BAD, "no model is loaded", str(api.no_models_loaded()).split(". ", 1)[-1])
         return False
     say(
         OK, f"{len(listing.models)} model(s): {', '.join(listing.names[:8])}{' ...' if len(listing.models) > 8 else ''}"

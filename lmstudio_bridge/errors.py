@@ -4,6 +4,7 @@
     ├── ConfigError                  a bad setting or flag (exit code 2 at start-up)
     ├── LMStudioError                talking to LM Studio failed
     │   ├── LMStudioUnreachable      nothing answers at the base URL
+    │   │   └── ServerDidNotStart    the embedded model's server did not start
     │   ├── LMStudioTimeout          it answered too slowly
     │   ├── LMStudioAuthError        401/403: the API token is missing or wrong
     │   ├── LMStudioHTTPError        any other error status
@@ -48,18 +49,32 @@ class LMStudioError(BridgeError):
         self.base_url = base_url
 
 
-class LMStudioUnreachable(LMStudioError):
-    """No connection could be made to LM Studio's server."""
+LMSTUDIO_START_HINT = (
+    "Start the local server in LM Studio's Developer tab (or run `lms server start`), "
+    "or point LMSTUDIO_BASE_URL at the right address."
+)
 
-    def __init__(self, base_url: str, detail: str = "") -> None:
-        hint = (
-            "Start the local server in LM Studio's Developer tab (or run `lms server start`), "
-            "or point LMSTUDIO_BASE_URL at the right address."
-        )
-        text = f"Cannot reach LM Studio at {base_url}"
+
+class LMStudioUnreachable(LMStudioError):
+    """No connection could be made to the model server: LM Studio's, unless ``server`` names another
+    (``the embedded model 0.5b at URL``), with ``hint`` saying what to do about that one."""
+
+    def __init__(self, base_url: str, detail: str = "", *, server: str = "", hint: str = "") -> None:
+        text = f"Cannot reach {server or f'LM Studio at {base_url}'}"
         if detail:
             text += f" ({detail})"
-        super().__init__(f"{text}. {hint}", base_url=base_url)
+        super().__init__(f"{text}. {hint or LMSTUDIO_START_HINT}", base_url=base_url)
+
+
+class ServerDidNotStart(LMStudioUnreachable):
+    """The model server the bridge starts itself (the embedded model) did not start; ``reason`` says why
+    and ``hint`` what to do. Not worth an immediate retry: the next request tries to start it again."""
+
+    def __init__(self, server: str, reason: str, hint: str, *, base_url: str = "") -> None:
+        LMStudioError.__init__(self, f"{capitalized(server)} did not start: {reason}. {hint}", base_url=base_url)
+        self.server = server
+        self.reason = reason
+        self.hint = hint
 
 
 class LMStudioTimeout(LMStudioError):
@@ -83,12 +98,12 @@ class BadResponse(LMStudioError):
 
 
 class NoModelsLoaded(LMStudioError):
-    """LM Studio is up but lists no model."""
+    """LM Studio (or the server ``server`` names, with its own ``hint``) is up but lists no model."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *, server: str = "", hint: str = "") -> None:
         super().__init__(
-            f"LM Studio at {base_url} has no model loaded. Load one in LM Studio "
-            "(My Models -> Load) or run `lms load <model>`, then retry.",
+            f"{capitalized(server or f'LM Studio at {base_url}')} has no model loaded. "
+            + (hint or "Load one in LM Studio (My Models -> Load) or run `lms load <model>`, then retry."),
             base_url=base_url,
         )
 
@@ -194,3 +209,8 @@ def quoted(value: str, limit: int = ECHO_CHARS) -> str:
     if len(value) <= limit:
         return f"'{value}'"
     return f"'{value[:limit]}…' ({len(value):,} characters)"
+
+
+def capitalized(text: str) -> str:
+    """``text`` with its first letter upper case, to begin a sentence with a server's name."""
+    return text[:1].upper() + text[1:]

@@ -18,8 +18,8 @@ import httpx
 from pydantic import SecretStr
 
 from .config import Settings
-from .errors import InvalidRequest, LMStudioError, ModelNotFound, NoModelsLoaded
-from .lmstudio import LLMClient, LMStudioAPI, LoadResult, ModelInfo, ServerOptions
+from .errors import InvalidRequest, LMStudioError, ModelNotFound, capitalized
+from .lmstudio import LLMClient, LMStudioAPI, LoadResult, ManagedServer, ModelInfo, ServerOptions
 from .model_loading import ModelLoader
 from .models import DEFAULT_ALIASES, ModelList, ModelValidator
 
@@ -99,7 +99,9 @@ class Fleet:
     def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = settings
         self.servers: list[Server] = []
-        for options in server_options(settings):
+        every = server_options(settings)
+        # A transport that is the server itself (the embedded model) stands for one server, whatever the addresses.
+        for options in every[:1] if isinstance(transport, ManagedServer) else every:
             api = LMStudioAPI(options, transport=transport)
             validator = ModelValidator(api, ttl=settings.model_cache_ttl, default_model=settings.default_model)
             loader = ModelLoader(
@@ -157,7 +159,7 @@ class Fleet:
         if candidates:
             return replace(min(candidates, key=self._rank), alternatives=tuple(candidates))
         if not listing.models:
-            raise NoModelsLoaded(self.primary.base_url)
+            raise self.primary.api.no_models_loaded()
         raise ModelNotFound(name, list(dict.fromkeys(m.id for m in listing.models)))
 
     def _candidates(self, listing: Listing, name: str) -> list[Route]:
@@ -208,9 +210,14 @@ class Fleet:
                 raise InvalidRequest(
                     f"context_length must be between {MIN_CONTEXT_LENGTH}{limit} for {info.id}, not {context_length:,}."
                 )
+        if info.loaded and context_length in (None, info.context_length):
+            return route.server, None
+        if route.server.api.managed is not None:
+            raise InvalidRequest(
+                f"{capitalized(route.server.api.server_name)} serves {info.id} only, loaded with its own context "
+                "when it starts: name it in a task, no load needed."
+            )
         if info.loaded:
-            if context_length in (None, info.context_length):
-                return route.server, None
             raise InvalidRequest(
                 f"{info.id} is loaded already with a context of {info.context_length or 'unknown'} tokens on "
                 f"{route.server.base_url}. Unload it (unload_model) first to load it with {context_length:,}."

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import time
+from abc import ABCMeta, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,8 @@ from .errors import (
     LMStudioUnreachable,
     ModelLoadFailed,
     NoModelsLoaded,
+    ServerDidNotStart,
+    capitalized,
 )
 from .lmstudio_native import (
     LISTINGS,
@@ -153,11 +156,45 @@ class ServerOptions:
         )
 
 
+class ServerNotStarted(httpx.ConnectError):
+    """Raised by a ``ManagedServer`` whose server did not start; ``reason`` says why."""
+
+    def __init__(self, reason: str, *, request: httpx.Request) -> None:
+        super().__init__(reason, request=request)
+        self.reason = reason
+
+
+class ManagedServer(httpx.AsyncBaseTransport, metaclass=ABCMeta):
+    """A transport that is itself the model server: one the bridge runs (the embedded model), which answers
+    at its own address rather than the configured one. Messages and results name it by what it says here."""
+
+    label: str
+    """What it is, to begin a sentence with: ``the embedded model 0.5b``."""
+
+    @abstractmethod
+    def address(self) -> str | None:
+        """Its root URL (``http://127.0.0.1:PORT``) while it runs; None before it has started."""
+
+    @abstractmethod
+    def name(self) -> str:
+        """The label with where it is (``... at URL``), or why it has no address yet."""
+
+    @abstractmethod
+    def unreachable_hint(self) -> str:
+        """What to do when it does not answer or did not start: a sentence."""
+
+    def context_hint(self) -> str | None:
+        """What to do when a conversation does not fit its context; None for LM Studio's advice."""
+        return None
+
+
 class LMStudioAPI:
-    """HTTP access to one LM Studio server, shared by every model and every task."""
+    """HTTP access to one model server (LM Studio's, or a ``ManagedServer``), shared by every model and every task."""
 
     def __init__(self, options: ServerOptions, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.base_url = options.base_url
+        self.configured_url = options.base_url
+        self.managed = transport if isinstance(transport, ManagedServer) else None
+        """The server when the transport is the server itself (the embedded model), else None."""
         self.options = options
         self.dialect: Dialect | None = None
         """Which model list the server answered (see ``list_models``); None until it has answered."""
@@ -165,7 +202,7 @@ class LMStudioAPI:
         if options.api_key is not None:
             headers["Authorization"] = f"Bearer {options.api_key.get_secret_value()}"
         self._http = httpx.AsyncClient(
-            base_url=self.base_url,
+            base_url=self.configured_url,
             headers=headers,
             timeout=httpx.Timeout(options.request_timeout, connect=CONNECT_TIMEOUT),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
@@ -175,6 +212,36 @@ class LMStudioAPI:
     @classmethod
     def from_settings(cls, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None) -> LMStudioAPI:
         return cls(ServerOptions.from_settings(settings), transport=transport)
+
+    @property
+    def base_url(self) -> str:
+        """Where the server is, as results and messages show it: the configured address, or a managed server's
+        own once it runs (before that, its name)."""
+        if self.managed is None:
+            return self.configured_url
+        return self.managed.address() or self.managed.name()
+
+    @property
+    def server_name(self) -> str:
+        """The server in a sentence: ``LM Studio at URL``, or the managed server's name."""
+        return f"LM Studio at {self.configured_url}" if self.managed is None else self.managed.name()
+
+    @property
+    def starting(self) -> bool:
+        """A managed server that has no address yet: a request now waits for it to start."""
+        return self.managed is not None and self.managed.address() is None
+
+    def unreachable(self, detail: str = "") -> LMStudioUnreachable:
+        if self.managed is None:
+            return LMStudioUnreachable(self.base_url, detail)
+        return LMStudioUnreachable(
+            self.base_url, detail, server=self.managed.name(), hint=self.managed.unreachable_hint()
+        )
+
+    def no_models_loaded(self) -> NoModelsLoaded:
+        if self.managed is None:
+            return NoModelsLoaded(self.base_url)
+        return NoModelsLoaded(self.base_url, server=self.managed.name(), hint=self.managed.unreachable_hint())
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -221,7 +288,7 @@ class LMStudioAPI:
             return parse_load(model, answer, context_length)
         except (LMStudioHTTPError, UnexpectedListing) as exc:
             raise ModelLoadFailed(
-                f"LM Studio at {self.base_url} could not load {model}: {_reason(exc)}", base_url=self.base_url
+                f"{capitalized(self.server_name)} could not load {model}: {_reason(exc)}", base_url=self.base_url
             ) from None
 
     async def unload_model(self, instance_id: str) -> None:
@@ -232,7 +299,8 @@ class LMStudioAPI:
             )
         except LMStudioHTTPError as exc:
             raise ModelLoadFailed(
-                f"LM Studio at {self.base_url} could not unload {instance_id}: {_reason(exc)}", base_url=self.base_url
+                f"{capitalized(self.server_name)} could not unload {instance_id}: {_reason(exc)}",
+                base_url=self.base_url,
             ) from None
 
     async def chat(self, payload: Mapping[str, Any]) -> ChatResult:
@@ -282,7 +350,7 @@ class LMStudioAPI:
                 response = await self._http.request(method, path, **kwargs)
             except httpx.HTTPError as exc:
                 error = self._map_transport_error(exc, timeout)
-                if attempt < retries and isinstance(error, LMStudioUnreachable):
+                if attempt < retries and _worth_retrying(error):
                     attempt += 1
                     await asyncio.sleep(_backoff(attempt))
                     continue
@@ -297,42 +365,46 @@ class LMStudioAPI:
                 return response.json()
             except ValueError:
                 raise BadResponse(
-                    f"LM Studio at {self.base_url} answered {path} with something that is not JSON: "
+                    f"{capitalized(self.server_name)} answered {path} with something that is not JSON: "
                     f"{response.text[:200]!r}",
                     base_url=self.base_url,
                 ) from None
 
     def _map_transport_error(self, exc: httpx.HTTPError, timeout: float | None) -> LMStudioError:
+        if isinstance(exc, ServerNotStarted) and self.managed is not None:
+            return ServerDidNotStart(
+                self.managed.label, exc.reason.rstrip("."), self.managed.unreachable_hint(), base_url=self.base_url
+            )
         if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
-            return LMStudioUnreachable(self.base_url)
+            return self.unreachable()
         if isinstance(exc, httpx.TimeoutException):
             waited = timeout or self.options.request_timeout
             bound = ENV_NAMES["list_timeout" if timeout else "request_timeout"]
             return LMStudioTimeout(
-                f"LM Studio at {self.base_url} did not answer within {waited:g} s ({bound}).",
+                f"{capitalized(self.server_name)} did not answer within {waited:g} s ({bound}).",
                 base_url=self.base_url,
             )
         if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
-            return LMStudioUnreachable(self.base_url, "the connection was dropped mid-request")
-        return LMStudioError(f"Request to LM Studio at {self.base_url} failed: {exc}", base_url=self.base_url)
+            return self.unreachable("the connection was dropped mid-request")
+        return LMStudioError(f"Request to {self.server_name} failed: {exc}", base_url=self.base_url)
 
     def _map_status_error(self, response: httpx.Response, *, attempts: int) -> LMStudioError:
         status = response.status_code
         detail = _error_text(response)
         if status in (401, 403):
             return LMStudioAuthError(
-                f"LM Studio at {self.base_url} refused the request (HTTP {status}: {detail}). "
+                f"{capitalized(self.server_name)} refused the request (HTTP {status}: {detail}). "
                 f"Set {_API_KEY_ENV[0]} (or {_API_KEY_ENV[1]}) to a valid API token from LM Studio's server settings.",
                 base_url=self.base_url,
             )
         if "no models loaded" in detail.lower():
-            return NoModelsLoaded(self.base_url)
+            return self.no_models_loaded()
         exceeded = _context_exceeded(_error_value(response), self.base_url, f"HTTP {status}: {detail}")
         if exceeded is not None:
             return exceeded
         tried = f" after {attempts} attempts" if attempts > 1 else ""
         return LMStudioHTTPError(
-            f"LM Studio at {self.base_url} answered HTTP {status}{tried}: {detail}",
+            f"{capitalized(self.server_name)} answered HTTP {status}{tried}: {detail}",
             base_url=self.base_url,
             status_code=status,
         )
@@ -403,7 +475,7 @@ class _StreamReader:
             raise self._timeout(phase if loop.time() < end_by - 0.01 else "total") from None
         except httpx.HTTPError as exc:
             error = self.api._map_transport_error(exc, None)
-            if self.first_token_at is None and isinstance(error, LMStudioUnreachable):
+            if self.first_token_at is None and _worth_retrying(error):
                 raise _Retry(error) from exc
             raise error from exc
         return self._result()
@@ -434,7 +506,7 @@ class _StreamReader:
             if exceeded is not None:
                 raise exceeded
             raise LMStudioHTTPError(
-                f"LM Studio at {self.api.base_url} reported an error mid-reply: {detail}",
+                f"{capitalized(self.api.server_name)} reported an error mid-reply: {detail}",
                 base_url=self.api.base_url,
             )
         self.model = self.model or str(chunk.get("model") or "")
@@ -633,6 +705,7 @@ class LLMClient:
         window = ContextWindow(
             model=self.model,
             base_url=self.api.base_url,
+            resize_hint=self.api.managed.context_hint() if self.api.managed is not None else None,
             context_length=self.context_length,
             reply_tokens=reply_tokens,
             max_tokens=max_tokens,
@@ -725,6 +798,12 @@ CONTEXT_ERROR_CODES = frozenset({"context_length_exceeded"})
 """``error.code`` of a prompt that does not fit: OpenAI's, which vLLM and others also send."""
 CONTEXT_ERROR_TYPES = frozenset({"exceed_context_size_error"})
 """``error.type`` of the same: llama.cpp's server (with ``n_ctx``, the context it has)."""
+
+
+def _worth_retrying(error: LMStudioError) -> bool:
+    """A connection that failed or dropped: tried again after a pause. A server the bridge starts that did not
+    start is not: the next request starts it anew."""
+    return isinstance(error, LMStudioUnreachable) and not isinstance(error, ServerDidNotStart)
 
 
 def _context_exceeded(error: Any, base_url: str, detail: str) -> ContextExceeded | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from cachetools import TTLCache
 
-from .errors import ModelNotFound, NoModelsLoaded
+from .errors import ModelNotFound
 from .lmstudio import LMStudioAPI, ModelInfo
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class ModelValidator:
         if found is not None:
             return found
         if not listing.models:
-            raise NoModelsLoaded(self._api.base_url)
+            raise self._api.no_models_loaded()
         raise ModelNotFound(name, listing.names)
 
     def invalidate(self) -> None:

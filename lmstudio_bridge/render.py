@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .errors import capitalized
 from .results import (
     HealthResult,
     McpListResult,
@@ -24,8 +25,11 @@ REFUSED_BY = {
 
 def render_models(result: ModelsResult) -> str:
     if not result.models:
+        name = result.server_name or f"LM Studio at {result.base_url}"
+        if not name.startswith("LM Studio"):
+            return f"No models are listed by {name}.\nIts log says why; restart the bridge to start it again."
         return (
-            f"No models are loaded in LM Studio at {result.base_url}.\n"
+            f"No models are loaded in {name}.\n"
             "Load one in LM Studio (My Models -> Load) or run `lms load <model>`, then call list_models again."
         )
     lines = [f"Available models ({len(result.models)}):"]
@@ -70,13 +74,11 @@ def render_health(result: HealthResult) -> str:
         if result.default_model:
             lines.append(f"Default model: {result.default_model}")
         return "\n".join(lines)
+    name = capitalized(result.server_name or f"LM Studio at {result.base_url}")
     if not result.reachable:
-        return f"LM Studio at {result.base_url}: not reachable.\n{result.error}"
+        return f"{name}: not reachable.\n{result.error}"
     default = f", default {result.default_model}" if result.default_model else ""
-    return (
-        f"LM Studio at {result.base_url}: reachable, {result.model_count} model(s){default}, "
-        f"round trip {result.round_trip_ms:g} ms."
-    )
+    return f"{name}: reachable, {result.model_count} model(s){default}, round trip {result.round_trip_ms:g} ms."
 
 
 def render_mcps(result: McpListResult) -> str:

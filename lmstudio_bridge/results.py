@@ -23,7 +23,10 @@ class ModelEntry(BaseModel):
 class ModelsResult(BaseModel):
     models: list[ModelEntry]
     default_model: str | None
-    base_url: str
+    base_url: str = Field(description="the (first) server's address; the embedded model's own once it runs")
+    server_name: str = Field(
+        default="", description="the server in words: LM Studio at URL, or the embedded model (its key or file)"
+    )
     servers: list[str] = Field(default_factory=list, description="every server the bridge runs tasks on")
     notes: list[str] = Field(default_factory=list, description="servers left out because they did not answer")
 
@@ -39,7 +42,10 @@ class ServerHealth(BaseModel):
 
 class HealthResult(BaseModel):
     reachable: bool
-    base_url: str
+    base_url: str = Field(description="the (first) server's address; the embedded model's own once it runs")
+    server_name: str = Field(
+        default="", description="the server in words: LM Studio at URL, or the embedded model (its key or file)"
+    )
     model_count: int | None = None
     default_model: str | None = None
     round_trip_ms: float | None = None

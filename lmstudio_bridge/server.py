@@ -27,6 +27,7 @@ from .agent import ProgressFn
 from .config import MAX_TASK_CHARS, Settings
 from .errors import BridgeError, quoted
 from .host import McpHost
+from .local import local_transport
 from .policy import MAX_PATTERN_CHARS, MAX_PATTERNS
 from .protocol_tasks import serve_protocol_tasks, with_task_support
 from .render import render_health, render_load, render_mcps, render_models, render_task, render_unload
@@ -200,7 +201,7 @@ def build_server(settings: Settings, bridge: Bridge | None = None) -> BridgeServ
             server.bridge = bridge
             yield bridge
             return
-        async with Bridge(settings) as owned:
+        async with Bridge(settings, transport=local_transport(settings)) as owned:
             server.bridge = owned
             yield owned
 

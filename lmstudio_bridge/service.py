@@ -90,7 +90,8 @@ class Bridge:
             models=[_model_entry(m, listing.default) for m in listing.models],
             default_model=listing.default,
             base_url=self.api.base_url,
-            servers=self.settings.base_urls,
+            server_name=self.api.server_name,
+            servers=[server.base_url for server in self.fleet.servers],
             notes=listing.notes,
         )
 
@@ -104,6 +105,7 @@ class Bridge:
         return HealthResult(
             reachable=bool(up),
             base_url=self.api.base_url,
+            server_name=self.api.server_name,
             model_count=sum(c.model_count or 0 for c in up) if up else None,
             default_model=default,
             round_trip_ms=up[0].round_trip_ms if up else None,

