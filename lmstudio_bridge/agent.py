@@ -14,6 +14,10 @@ the task and the results of its calls. A call it has not made yet in that reply
 is run, and the task goes on, unless it is a read-only tool's call without its
 required arguments (the model wandering, not a step the task needs).
 
+A call whose arguments do not fit its tool's schema (a required one left out, a
+value of the wrong type) is mended before it runs: the model is asked, in a short
+request of its own, to write it again (``_fitted``).
+
 What happens after each reply is decided in one place, ``decide``; the loop only
 carries it out.
 
@@ -68,13 +72,25 @@ facts as if they were the answer."""
 CONTINUE_PROMPT = """Only if the task needs another tool call that was not made yet (the same tool for another item the task names, or a change the task asks for), reply with nothing but that call, as JSON: {{"name": "TOOL", "arguments": {{...}}}}, where TOOL is one of: {tools}."""
 """Added to the answer step after calls written as text: a task may need several, one per reply."""
 
-ANSWER_NOW = "Answer the task now, with the values from the results that answer it."
+ANSWER_NOW = "Answer the task now, in plain sentences, with the values from the results for every item it asks about."
+"""Closes the answer step that may not call: told only "with the values that answer it", both small models
+gave one city's time where the task named three."""
+ANSWER_OR_CALL = "Otherwise: answer the task now, with the values from the results that answer it."
+"""Closes the answer step that may still call, after ``CALL_OR_ANSWER``: with ``ANSWER_NOW``'s wording there,
+the 1.5B described the change the task asks for instead of asking for its call."""
 CALL_OR_ANSWER = (
     "If the task asks for something no call above has done yet (another item it names, or a change such as "
     "writing, saving or adding), reply with only that call, as JSON."
 )
 """Closes the answer step that may still ask for a call: a model told only to answer names the values it
 read (the person to save, the time to write) and stops short of the change the task asks for."""
+
+REPAIR_PROMPT = 'You correct one tool call so that its arguments match what the tool takes. Reply with only the corrected call, as JSON: {"name": "TOOL", "arguments": {...}}.'
+"""The system prompt of a request that mends a call whose arguments do not fit its tool's schema."""
+REPAIR_ATTEMPTS = 2
+"""Requests to mend one call; after them the call runs as written and the server's error goes back."""
+MEND_TOKENS = 256
+"""The reply budget of a request to mend a call, on top of half the call's own length in characters."""
 
 TOOL_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
 """What a tool name looks like; a model that calls its last error message has not named a tool."""
@@ -231,7 +247,10 @@ async def run_agent(
         if isinstance(step, AskForAnswer):
             asked = step
             continue
-        calls = step.calls
+        calls = [await _fitted(call, llm, window, toolbox, run, limits, params, say) for call in step.calls]
+        if not (calls := _new_calls(calls, run.seen_calls)):  # mended into a call already made
+            asked = AskForAnswer(asked.stop if asked else "answered", "the model repeated a call it already made")
+            continue
         run.messages.append({**reply.message, "tool_calls": [_history_call(c) for c in calls]})
         outcomes = await asyncio.gather(*(_execute(c, toolbox, run, limits, say) for c in calls))
         run.messages.extend(
@@ -286,11 +305,13 @@ def decide(reply: Reply, run: _Run, limits: LoopLimits, asked: AskForAnswer | No
 
 
 def after_calls(reply: Reply, run: _Run, count: int) -> AskForAnswer | None:
-    """After the calls of a model that writes them as text, and all worked: the answer step, which may
-    still ask for a call the task needs. Such a model, given the tool list again, calls whatever it sees.
-    A model that uses ``tool_calls`` goes on with the tools."""
-    if reply.written_as_text and all(record.ok for record in run.records[-count:]):
-        return AskForAnswer("answered", "results in", may_call=True)
+    """After the calls of a model that writes them as text: the answer step, which may still ask for a
+    call the task needs, a failed one written again too. Such a model, given the tool list again, calls
+    whatever it sees (the 0.5B, after "no such file", called ten tools in one reply), or answers with the
+    error. A model that uses ``tool_calls`` goes on with the tools."""
+    if reply.written_as_text:
+        failed = not all(record.ok for record in run.records[-count:])
+        return AskForAnswer("answered", "a call failed" if failed else "results in", may_call=True)
     return None
 
 
@@ -437,9 +458,7 @@ async def _answer_step(
     system = ANSWER_PROMPT
     if callable_tools is not None:
         system += " " + CONTINUE_PROMPT.format(tools=", ".join(callable_tools.names))
-    closing = (
-        ANSWER_NOW if callable_tools is None else f"{CALL_OR_ANSWER} Otherwise: {ANSWER_NOW[0].lower()}{ANSWER_NOW[1:]}"
-    )
+    closing = ANSWER_NOW if callable_tools is None else f"{CALL_OR_ANSWER} {ANSWER_OR_CALL}"
     messages = [
         {"role": "system", "content": system},
         {
@@ -452,6 +471,64 @@ async def _answer_step(
     result = await llm.complete(messages, window=window, watch=watch, progress=_writing("answer", say), **params)
     logger.debug("Answer step reply: %r", result.content[:500])
     return result
+
+
+async def _fitted(
+    call: ToolCallRequest,
+    llm: LLMClient,
+    window: ContextWindow,
+    toolbox: Toolbox,
+    run: _Run,
+    limits: LoopLimits,
+    params: dict[str, Any],
+    say: ProgressFn,
+) -> ToolCallRequest:
+    """The call, with arguments that fit its tool's schema when they did not and the model mends them.
+
+    A small model that names the right tool often gets its arguments' shape wrong (``create_entities``
+    with the contact's ``name`` and ``job``), and given the server's refusal it answers with the error.
+    Shown the call, what is wrong with it and the shape the tool takes, in a short request of its own,
+    it writes the call again correctly.
+    """
+    problems = toolbox.shape_problems(call.name, call.arguments)
+    attempt = 0
+    while problems and attempt < REPAIR_ATTEMPTS and run.rounds < limits.max_rounds:
+        attempt += 1
+        run.rounds += 1
+        offered = toolbox.lookup(call.name)
+        assert offered is not None  # shape_problems finds none for an unknown tool
+        await say(f"round {run.rounds}/{limits.max_rounds} · mending the arguments of {offered.label}")
+        messages = [
+            {"role": "system", "content": REPAIR_PROMPT},
+            {
+                "role": "user",
+                "content": f"Task: {run.task}\n\nTool calls and their results:\n\n{_results_digest(run.messages)}\n\n"
+                f'The next call:\n{{"name": "{offered.api_name}", "arguments": {call.arguments}}}\n\n'
+                "What is wrong with its arguments:\n"
+                + "\n".join(f"- {p}" for p in problems)
+                + f"\n\n{offered.api_name} takes: {offered.takes()}\n\n"
+                "Write this call again with the arguments it takes, filled in from the task and the results above.",
+            },
+        ]
+        # A call written again is about as long as the call itself: a reply much longer is a runaway (the 0.5B
+        # filled an observation list with made-up dates until the whole reply budget).
+        budget = min(limits.reply_tokens, MEND_TOKENS + len(call.arguments) // 2)
+        watch = ReplyWatch(toolbox.known_names, budget, limits.reasoning_tokens)
+        result = await llm.complete(messages, window=window, watch=watch, progress=_writing("mending", say), **params)
+        run.add(result)
+        found, _ = extract_tool_calls(result.content, toolbox.known_names)
+        again = next((c for c in found if toolbox.lookup(c.name) is offered), None)
+        if again is None:
+            break
+        arguments = toolbox.prepared(call.name, again.raw_arguments, run.task)
+        if _parse_arguments(arguments)[1] is not None:
+            break
+        problems = toolbox.shape_problems(call.name, arguments)
+        if not problems:
+            logger.info("Mended the arguments of %s: %s", offered.label, arguments[:300])
+            run.seen_calls.add(_signature(call))  # written the same way again, it is a repeat, not mended again
+            return replace(call, arguments=arguments)
+    return call
 
 
 def _results_digest(messages: list[dict[str, Any]]) -> str:

@@ -18,6 +18,7 @@ never taken for a loop: a model may go over the same ground while it thinks.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -31,6 +32,10 @@ REPEATS = 3
 MIN_LOOP_CHARS = 120
 """...as long as the repeated stretch is at least this long (so "ha ha ha" is not one)."""
 CHECK_EVERY_CHARS = 48
+COUNTING_REPEATS = 30
+COUNTING_MAX_PERIOD = 60
+COUNTING_MIN_CHARS = 300
+_DIGIT = re.compile(r"\d")
 """The loop check runs after this much new text (it looks at the last 1,200 characters)."""
 _CALL_OPENERS = ("{", "[", "<tool_call", "```", "[TOOL_")
 _CALL_CLOSERS = ("```", "</tool_call>", "[END_TOOL_REQUEST]")
@@ -85,6 +90,8 @@ class ReplyWatch:
         if self.offered and (cut := self._settled_call(content)):
             return cut
         loop_at = loop_start(content)
+        if loop_at is None and '"arguments"' in content:
+            loop_at = counting_loop(content)
         if loop_at is not None and not any(start <= loop_at < end for start, end in spans):
             return Cut("repetition", keep_chars=loop_at)
         return None
@@ -108,6 +115,19 @@ def loop_start(text: str) -> int | None:
     return _block_loop(text) or _line_loop(text)
 
 
+def counting_loop(text: str) -> int | None:
+    """Where ``text`` should end if it ends in a short item written again and again with only its digits
+    changing: the 0.5B filled a call's observation list with ``"1905-05-15", "1905-05-16", ...`` until
+    its reply budget. It takes ``COUNTING_REPEATS`` items in a row of at most ``COUNTING_MAX_PERIOD``
+    characters each; the watch looks for it only in a call's arguments, since real answers list
+    numbered rows (``file_001.csv``, ``file_002.csv``, ...)."""
+    window = COUNTING_MAX_PERIOD * (COUNTING_REPEATS + 1)
+    offset = max(0, len(text) - window)
+    shape = _DIGIT.sub("0", text[offset:])
+    found = _block_loop(shape, COUNTING_REPEATS, COUNTING_MAX_PERIOD, COUNTING_MIN_CHARS)
+    return None if found is None else offset + found
+
+
 def _line_loop(text: str) -> int | None:
     """A whole line written again and again, however long (a small model repeating a call-shaped line of
     500 characters), where the last one may still be arriving."""
@@ -127,14 +147,16 @@ def _line_loop(text: str) -> int | None:
     return None
 
 
-def _block_loop(text: str) -> int | None:
-    tail = text[-(MAX_PERIOD * REPEATS + MAX_PERIOD) :]
-    for period in range(MIN_PERIOD, min(MAX_PERIOD, len(tail) // REPEATS) + 1):
+def _block_loop(
+    text: str, needed: int = REPEATS, max_period: int = MAX_PERIOD, min_chars: int = MIN_LOOP_CHARS
+) -> int | None:
+    tail = text[-(max_period * needed + max_period) :]
+    for period in range(MIN_PERIOD, min(max_period, len(tail) // needed) + 1):
         block = tail[-period:]
         repeats = 1
         while repeats * period + period <= len(tail) and tail[-(repeats + 1) * period : -repeats * period] == block:
             repeats += 1
-        if repeats >= REPEATS and repeats * period >= MIN_LOOP_CHARS:
+        if repeats >= needed and repeats * period >= min_chars:
             start = len(text) - repeats * period
             while start > 0 and text[start - 1] == text[start - 1 + period]:
                 start -= 1  # the loop may have begun mid-block

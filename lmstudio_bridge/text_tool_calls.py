@@ -204,6 +204,14 @@ def _from_json(searchable: str, offered: Collection[str]) -> list[_Found]:
     return found or _cut_off_call(searchable, offered)
 
 
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def _lenient_escapes(text: str) -> str:
+    """``text`` with each backslash that starts no JSON escape doubled, so that it reads as a backslash."""
+    return _ESCAPE.sub(lambda m: m.group(0) if m.group(1) in '\\"/bfnrtu' else "\\\\" + m.group(1), text)
+
+
 def _cut_off_call(text: str, offered: Collection[str]) -> list[_Found]:
     """A whole answer that opens as a call to an offered tool but is not valid JSON.
 
@@ -220,6 +228,12 @@ def _cut_off_call(text: str, offered: Collection[str]) -> list[_Found]:
         return []  # valid JSON that is not a call
     except _NOT_JSON:
         pass
+    try:  # a backslash JSON does not allow (the 0.5B's pattern ".*\.csv") read as a backslash
+        value, _ = _DECODER.raw_decode(_lenient_escapes(text[start:]))
+    except _NOT_JSON:
+        value = None
+    if (calls := _offered_calls(value, offered)) is not None:
+        return [((0, len(text)), calls)]
     name = _NAME.match(text, _skip_space(text, start + 1))
     if name is None or _unescape(name.group(1)) not in offered:
         return []

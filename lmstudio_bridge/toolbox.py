@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import jsonschema
+import referencing.exceptions
 from mcp.types import CallToolResult, EmbeddedResource, ImageContent, TextContent, Tool
 
 from .errors import ChildGone, ToolCallFailed, ToolTimeout
@@ -109,6 +111,21 @@ class OfferedTool:
                 "parameters": schema,
             },
         }
+
+    def takes(self) -> str:
+        """What the tool takes, in one line: the arguments it requires in the shape a call writes them, the
+        optional ones by name, and its description's first sentence. For ``create_entities``: ``{"entities":
+        [{"name": string, "entityType": string, "observations": [string]}]}: Create multiple new entities...``"""
+        schema = self.tool.input_schema or {}
+        params = schema.get("properties") or {}
+        optional = [name for name in params if name not in (schema.get("required") or ())]
+        line = argument_shape(schema)
+        if optional:
+            line += f" (optional: {', '.join(optional)})"
+        description = (self.tool.description or "").strip()
+        if description:
+            line += f": {_first_sentence(description)}"
+        return line
 
     def prepare_arguments(self, arguments: dict[str, Any], task: str | None = None) -> dict[str, Any]:
         """The arguments to send: unwrapped from the schema's shape, without names the tool does not have,
@@ -233,6 +250,10 @@ class Toolbox:
     def names(self) -> list[str]:
         return list(self._by_name)
 
+    def change_tools(self) -> list[OfferedTool]:
+        """The offered tools that do not declare themselves read-only: the ones that make a change."""
+        return [t for t in self.tools if not declares_read_only(t.tool)]
+
     def lookup(self, name: str) -> OfferedTool | None:
         """The tool the model meant: its exact name, else ``server.tool``/``server__tool``, else a unique bare name."""
         if found := self._by_name.get(name):
@@ -259,6 +280,24 @@ class Toolbox:
         if len(shape) > MAX_HINT_CHARS:
             shape = shape[:MAX_HINT_CHARS] + " ..."
         return f"{offered.tool.name} takes these arguments (JSON Schema): {shape}"
+
+    def shape_problems(self, call_name: str, arguments: str) -> list[str]:
+        """What is wrong with the shape of a call's arguments (JSON text) by its tool's schema: required
+        properties left out and values of the wrong type, at any depth, as ``where: what`` lines (at most
+        four). Empty when they fit, when the tool is unknown, or when its schema cannot be used."""
+        offered = self.lookup(call_name)
+        if offered is None or not offered.tool.input_schema:
+            return []
+        try:
+            value = json.loads(arguments or "{}")
+            validator = jsonschema.validators.validator_for(offered.tool.input_schema)(offered.tool.input_schema)
+            if not isinstance(value, dict):
+                return []  # the call's own error says what is wrong: see ``agent._parse_arguments``
+            errors = [e for e in validator.iter_errors(value) if e.validator in ("required", "type")]
+        except (json.JSONDecodeError, jsonschema.exceptions.SchemaError, referencing.exceptions.Unresolvable):
+            return []
+        errors.sort(key=lambda e: [str(p) for p in e.absolute_path])
+        return [f"{_json_path(e.absolute_path)}: {e.message}" for e in errors[:4]]
 
     def incomplete_read(self, call_name: str, arguments: str) -> bool:
         """Whether the call is of a tool that only reads, without every argument its schema requires.
@@ -309,8 +348,9 @@ class Toolbox:
 
     def unknown_tool(self, name: str) -> str:
         """What a model is told when it calls a tool that is not offered."""
-        closest = self.closest(name)
-        hint = f" Did you mean {' or '.join(closest)}?" if closest else ""
+        closest = [self._by_name[c] for c in self.closest(name)]
+        # With what each does: by its name alone, move_file is the closest to a made-up copy_file.
+        hint = f" Did you mean {' or '.join(_named(t) for t in closest)}?" if closest else ""
         return f"there is no tool named {name[:100]!r}.{hint} Available tools: {', '.join(self.names)}"
 
     async def run(
@@ -396,6 +436,46 @@ def truncate(text: str, budget: int) -> str:
         return text
     cut = len(text) - budget
     return f"{text[:budget]}\n[... {cut:,} of {len(text):,} characters cut ...]"
+
+
+def argument_shape(schema: Any, depth: int = 0) -> str:
+    """The arguments a JSON Schema requires, written as a call writes them, with type names for values:
+    ``{"path": string, "tags": [string]}``. A small model that named the right tool in a plain-text reply
+    often gets its arguments wrong (``create_entities`` with ``name`` and ``job``); shown this, it copies it."""
+    if not isinstance(schema, dict) or depth > 4:
+        return "value"
+    if "enum" in schema and isinstance(schema["enum"], list):
+        return "|".join(json.dumps(v, ensure_ascii=False) for v in schema["enum"][:6])
+    kind = schema.get("type")
+    if kind == "array" or "items" in schema:
+        return f"[{argument_shape(schema.get('items'), depth + 1)}]"
+    params = schema.get("properties")
+    if kind == "object" or isinstance(params, dict):
+        params = params if isinstance(params, dict) else {}
+        required = [name for name in schema.get("required") or () if name in params]
+        shown = required if (required or depth == 0) else list(params)
+        inner = ", ".join(f"{json.dumps(name)}: {argument_shape(params[name], depth + 1)}" for name in shown)
+        return "{" + inner + "}"
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "value")
+    return kind if isinstance(kind, str) else "value"
+
+
+def _named(offered: OfferedTool) -> str:
+    """``move_file (Move or rename files and directories.)``: a tool's name with its description's first sentence."""
+    description = (offered.tool.description or "").strip()
+    return f"{offered.api_name} ({_first_sentence(description, 70)})" if description else offered.api_name
+
+
+def _json_path(path: Sequence[Any]) -> str:
+    """``entities[0].name`` for the path ``["entities", 0, "name"]``; ``arguments`` for the top level."""
+    written = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+    return written or "arguments"
+
+
+def _first_sentence(text: str, limit: int = 100) -> str:
+    sentence = re.split(r"(?<=[.!?])\s|\n", text, maxsplit=1)[0].strip()
+    return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
 
 
 def conventional_schema(schema: Any) -> Any:

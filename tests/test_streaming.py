@@ -20,7 +20,7 @@ from lmstudio_bridge import lmstudio
 from lmstudio_bridge.config import Settings
 from lmstudio_bridge.errors import BadResponse, LMStudioHTTPError, LMStudioTimeout
 from lmstudio_bridge.lmstudio import ChatResult, LLMClient, LMStudioAPI, Progress
-from lmstudio_bridge.reply_watch import Cut, Draft, ReplyWatch, loop_start
+from lmstudio_bridge.reply_watch import Cut, Draft, ReplyWatch, counting_loop, loop_start
 
 BASE = "http://lms.test:1234"
 OFFERED = frozenset({"get_current_time", "list_directory"})
@@ -269,6 +269,25 @@ def test_loop_start_keeps_one_copy() -> None:
     assert loop_start("A normal answer that ends here.") is None
     assert loop_start("ha " * 5) is None  # short repetition is not a loop
     assert loop_start("x" + "\n" * 200) == 2
+
+
+def test_an_item_counted_up_again_and_again_in_a_call_is_a_loop() -> None:
+    """The 0.5B, asked to add that Marie Curie was born in Warsaw, listed dates counting up inside a call's
+    arguments until its reply budget (two minutes)."""
+    days = ", ".join(f'"1905-{month:02d}-{day:02d}"' for month in range(1, 13) for day in range(1, 29))
+    call = '{"name": "add_observations", "arguments": {"entityName": "Marie Curie", "contents": [' + days
+    watch = ReplyWatch((), 2048, 8192)
+    cut = None
+    for end in range(48, len(call), 48):  # as the reply streams in
+        if cut := watch(Draft(content=call[:end], content_tokens=end // 3)):
+            break
+    assert cut is not None and cut.reason == "repetition" and end < 700
+    assert cut.keep_chars is not None and call[: cut.keep_chars].startswith('{"name": "add_observations"')
+    # Numbered rows in an answer are not cut; fewer numbers in a row, or each with its own words, are no loop.
+    rows = "\n".join(f"file_{n:03d}.csv" for n in range(60))
+    assert ReplyWatch((), 2048, 8192)(Draft(content=rows, content_tokens=len(rows) // 3)) is None
+    assert counting_loop("Ports in use: " + ", ".join(str(8000 + n) for n in range(25)) + ".") is None
+    assert counting_loop("\n".join(f"{n}. {w} {n * 7}" for n, w in enumerate(["ada", "bob", "cy"] * 20))) is None
 
 
 # --- Against the scripted LM Studio, over a real socket ------------------------------------------

@@ -594,3 +594,19 @@ def test_repairs_are_bounded_so_brace_heavy_text_stays_linear(monkeypatch: pytes
     text = '{"name": "search", "arguments": {"q": ' * 500
     assert extract_tool_calls(text, OFFERED)[0][0].arguments is None  # still a broken call, reported as one
     assert len(tries) <= module._MAX_REPAIRS
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"name": "search_files", "arguments": {"path": "/data", "pattern": ".*\\.csv"}}',
+        '```json\n{"name": "search_files", "arguments": {"path": "/data", "pattern": ".*\\.csv"}}\n```',
+    ],
+)
+def test_a_backslash_that_starts_no_json_escape_is_read_as_a_backslash(content: str) -> None:
+    """The 0.5B writes a regular expression's ``\\.`` into a JSON string, which JSON does not allow."""
+    found, rest = extract_tool_calls(content, {"search_files"})
+    assert [(c.name, json.loads(c.raw_arguments)) for c in found] == [
+        ("search_files", {"path": "/data", "pattern": ".*\\.csv"})
+    ]
+    assert rest == ""

@@ -90,10 +90,43 @@ def test_schemas_are_shown_type_first_as_models_were_trained_on() -> None:
     assert list(shown["properties"]) == ["repo_path", "n"]
 
 
+def test_what_a_tool_takes_shows_the_required_arguments_as_a_call_writes_them() -> None:
+    """Shown this when asked to mend a call, a small model copies it."""
+    schema = {
+        "properties": {
+            "path": {"type": "string"},
+            "mode": {"enum": ["w", "a"]},
+            "tags": {"type": ["array", "null"], "items": {"type": "string"}},
+            "meta": {"type": "object", "properties": {"author": {"type": "string"}, "n": {"type": "integer"}}},
+            "dry_run": {"type": "boolean"},
+        },
+        "required": ["path", "mode", "tags", "meta"],
+        "type": "object",
+    }
+    offered = found(Toolbox([StubChild("fs", [tool("write_file", schema)])]), "write_file")
+    assert offered.takes() == (
+        '{"path": string, "mode": "w"|"a", "tags": [string], "meta": {"author": string, "n": integer}}'
+        " (optional: dry_run): does write_file"
+    )
+    assert found(Toolbox([StubChild("t", [tool("now")])]), "now").takes() == "{}: does now"
+
+
 def test_the_closest_names_are_suggested_for_a_tool_that_does_not_exist() -> None:
     box = Toolbox([StubChild("fs", [tool("list_directory"), tool("read_file"), tool("write_file")])])
     assert box.closest("read_directory")[0] == "list_directory"
-    assert "Did you mean list_directory" in box.unknown_tool("read_directory")
+    assert "Did you mean list_directory (does list_directory) or read_file (does read_file)" in box.unknown_tool(
+        "read_directory"
+    )
+
+
+def test_the_closest_tools_are_named_with_what_they_do() -> None:
+    """Seen with the 1.5B: told only "Did you mean move_file" for its made-up copy_file, it answered that
+    move_file is the tool for copying."""
+    move = tool("move_file").model_copy(
+        update={"description": "Move or rename files and directories. Fails if the target exists."}
+    )
+    box = Toolbox([StubChild("fs", [move, tool("read_file"), tool("write_file")])])
+    assert "Did you mean move_file (Move or rename files and directories.) or" in box.unknown_tool("copy_file")
 
 
 def test_a_long_result_is_cut_without_copying_what_is_cut() -> None:
