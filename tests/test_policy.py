@@ -342,8 +342,15 @@ async def test_a_read_only_task_on_the_git_server_never_reaches_git_commit(
     assert not repo.index.diff("HEAD")  # nothing staged
     offered = result.structured_content["tools_offered"]
     assert "git.git_log" in offered and "git.git_commit" not in offered and "git.git_add" not in offered
-    assert {r["name"] for r in result.structured_content["refused_calls"]} == {"git.git_add", "git.git_commit"}
-    assert "Frobnicate the widgets" in text_of(result)
+    refused = {r["name"] for r in result.structured_content["refused_calls"]}
+    if cue == "@call":
+        assert refused == {"git.git_add", "git.git_commit"}
+        assert "Frobnicate the widgets" in text_of(result)
+    else:
+        # After a refused call written as text comes the answer step, a request without tools, which the
+        # scripted model answers: its later calls are never made.
+        assert refused == {"git.git_add"}
+        assert "git.git_add (not read-only, in a read-only task)" in text_of(result)
 
 
 def test_toolpolicy_read_only_needs_the_hint() -> None:
