@@ -72,12 +72,7 @@ facts as if they were the answer."""
 CONTINUE_PROMPT = """Only if the task needs another tool call that was not made yet (the same tool for another item the task names, or a change the task asks for), reply with nothing but that call, as JSON: {{"name": "TOOL", "arguments": {{...}}}}, where TOOL is one of: {tools}."""
 """Added to the answer step after calls written as text: a task may need several, one per reply."""
 
-ANSWER_NOW = "Answer the task now, in plain sentences, with the values from the results for every item it asks about."
-"""Closes the answer step that may not call: told only "with the values that answer it", both small models
-gave one city's time where the task named three."""
-ANSWER_OR_CALL = "Otherwise: answer the task now, with the values from the results that answer it."
-"""Closes the answer step that may still call, after ``CALL_OR_ANSWER``: with ``ANSWER_NOW``'s wording there,
-the 1.5B described the change the task asks for instead of asking for its call."""
+ANSWER_NOW = "Answer the task now, with the values from the results that answer it."
 CALL_OR_ANSWER = (
     "If the task asks for something no call above has done yet (another item it names, or a change such as "
     "writing, saving or adding), reply with only that call, as JSON."
@@ -458,7 +453,9 @@ async def _answer_step(
     system = ANSWER_PROMPT
     if callable_tools is not None:
         system += " " + CONTINUE_PROMPT.format(tools=", ".join(callable_tools.names))
-    closing = ANSWER_NOW if callable_tools is None else f"{CALL_OR_ANSWER} {ANSWER_OR_CALL}"
+    closing = (
+        ANSWER_NOW if callable_tools is None else f"{CALL_OR_ANSWER} Otherwise: {ANSWER_NOW[0].lower()}{ANSWER_NOW[1:]}"
+    )
     messages = [
         {"role": "system", "content": system},
         {
