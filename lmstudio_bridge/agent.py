@@ -488,12 +488,11 @@ async def _fitted(
     it writes the call again correctly.
     """
     problems = toolbox.shape_problems(call.name, call.arguments)
+    offered = toolbox.lookup(call.name)
     attempt = 0
-    while problems and attempt < REPAIR_ATTEMPTS and run.rounds < limits.max_rounds:
+    while problems and offered is not None and attempt < REPAIR_ATTEMPTS and run.rounds < limits.max_rounds:
         attempt += 1
         run.rounds += 1
-        offered = toolbox.lookup(call.name)
-        assert offered is not None  # shape_problems finds none for an unknown tool
         await say(f"round {run.rounds}/{limits.max_rounds} · mending the arguments of {offered.label}")
         messages = [
             {"role": "system", "content": REPAIR_PROMPT},

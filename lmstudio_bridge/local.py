@@ -31,8 +31,6 @@ START_TIMEOUT_S = 1800.0
 """A cold start fetches the model (minutes on a slow line) before it loads."""
 LOG_NAME = "local-server.log"
 LOCAL_MODEL_ENV = ENV_NAMES["local_model"]
-DEFAULT_LOCAL_CTX = 8192
-"""The context the embedded model is served with (``llamacpp serve``'s default)."""
 
 
 def add_local_server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,9 +114,11 @@ class LocalModelTransport(ManagedServer):
         )
 
     def context_hint(self) -> str:
+        from .llamacpp import DEFAULT_CTX
+
         return (
-            f"{LOCAL_MODEL_ENV} serves it with a context of {DEFAULT_LOCAL_CTX:,} tokens: for more, run "
-            f"`lmstudio-bridge local-server --model {self.model} --ctx {2 * DEFAULT_LOCAL_CTX}` and unset "
+            f"{LOCAL_MODEL_ENV} serves it with a context of {DEFAULT_CTX:,} tokens: for more, run "
+            f"`lmstudio-bridge local-server --model {self.model} --ctx {2 * DEFAULT_CTX}` and unset "
             f"{LOCAL_MODEL_ENV} (it listens on 127.0.0.1:{DEFAULT_PORT}, where the bridge looks by default)"
         )
 
@@ -153,7 +153,6 @@ class LocalModelTransport(ManagedServer):
         server = await self._stack.enter_async_context(
             start_server_async(
                 model=self.model,
-                ctx=DEFAULT_LOCAL_CTX,
                 cache_dir=self._cache_dir,
                 timeout=self._start_timeout,
                 stderr=log,

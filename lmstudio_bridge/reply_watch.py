@@ -32,11 +32,12 @@ REPEATS = 3
 MIN_LOOP_CHARS = 120
 """...as long as the repeated stretch is at least this long (so "ha ha ha" is not one)."""
 CHECK_EVERY_CHARS = 48
+"""The loop check runs after this much new text (it looks at the last 1,200 characters)."""
 COUNTING_REPEATS = 30
 COUNTING_MAX_PERIOD = 60
 COUNTING_MIN_CHARS = 300
+"""A counting loop (``counting_loop``): this many items in a row, each at most this long, in all at least this long."""
 _DIGIT = re.compile(r"\d")
-"""The loop check runs after this much new text (it looks at the last 1,200 characters)."""
 _CALL_OPENERS = ("{", "[", "<tool_call", "```", "[TOOL_")
 _CALL_CLOSERS = ("```", "</tool_call>", "[END_TOOL_REQUEST]")
 

@@ -250,10 +250,6 @@ class Toolbox:
     def names(self) -> list[str]:
         return list(self._by_name)
 
-    def change_tools(self) -> list[OfferedTool]:
-        """The offered tools that do not declare themselves read-only: the ones that make a change."""
-        return [t for t in self.tools if not declares_read_only(t.tool)]
-
     def lookup(self, name: str) -> OfferedTool | None:
         """The tool the model meant: its exact name, else ``server.tool``/``server__tool``, else a unique bare name."""
         if found := self._by_name.get(name):
@@ -265,18 +261,13 @@ class Toolbox:
         return folded[0] if len(folded) == 1 else None
 
     def arguments_hint(self, call_name: str, arguments: dict[str, Any]) -> str | None:
-        """For a failed call that left out a required argument (or gave none the tool has): the arguments
+        """For a failed call whose arguments do not fit its tool's schema (``shape_problems``): the arguments
         the tool takes, as its schema says, so the model can write the call again. A small model given only
         the server's "expected array, received undefined at entities" describes the error instead."""
         offered = self.lookup(call_name)
-        if offered is None:
+        if offered is None or not self.shape_problems(call_name, json.dumps(arguments)):
             return None
-        schema = offered.tool.input_schema or {}
-        params = schema.get("properties") or {}
-        required = schema.get("required") or ()
-        if not params or (all(name in arguments for name in required) and set(arguments) <= set(params)):
-            return None
-        shape = json.dumps(conventional_schema(schema), ensure_ascii=False, separators=(",", ":"))
+        shape = json.dumps(conventional_schema(offered.tool.input_schema), ensure_ascii=False, separators=(",", ":"))
         if len(shape) > MAX_HINT_CHARS:
             shape = shape[:MAX_HINT_CHARS] + " ..."
         return f"{offered.tool.name} takes these arguments (JSON Schema): {shape}"
@@ -290,9 +281,9 @@ class Toolbox:
             return []
         try:
             value = json.loads(arguments or "{}")
-            validator = jsonschema.validators.validator_for(offered.tool.input_schema)(offered.tool.input_schema)
             if not isinstance(value, dict):
                 return []  # the call's own error says what is wrong: see ``agent._parse_arguments``
+            validator = jsonschema.validators.validator_for(offered.tool.input_schema)(offered.tool.input_schema)
             errors = [e for e in validator.iter_errors(value) if e.validator in ("required", "type")]
         except (json.JSONDecodeError, jsonschema.exceptions.SchemaError, referencing.exceptions.Unresolvable):
             return []
