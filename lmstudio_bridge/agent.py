@@ -464,7 +464,10 @@ async def _answer_step(
         },
     ]
     logger.debug("Answer step: %s", messages[1]["content"])
-    watch = ReplyWatch((), limits.reply_tokens, limits.reasoning_tokens)
+    # A call the model may still ask for settles the reply: the 1.5B wrote its call, then explained it and wrote
+    # it again, to the whole reply budget (2,048 tokens, 190 s), where the call alone takes seconds.
+    offered = callable_tools.known_names if callable_tools is not None else ()
+    watch = ReplyWatch(offered, limits.reply_tokens, limits.reasoning_tokens)
     result = await llm.complete(messages, window=window, watch=watch, progress=_writing("answer", say), **params)
     logger.debug("Answer step reply: %r", result.content[:500])
     return result

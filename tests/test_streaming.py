@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
-from mcp.types import CallToolResult, Tool
+from mcp.types import CallToolResult, TextContent, Tool
 
 from lmstudio_bridge import lmstudio
 from lmstudio_bridge.config import Settings
@@ -340,3 +340,61 @@ def test_a_long_line_written_again_and_again_is_a_loop() -> None:
     assert loop_start(text) == len("I see.\n") + len(line)
     assert loop_start("I see.\n" + line * 2) is None
     assert loop_start("I see.\n" + line * 3 + "Something else") is None
+
+
+async def test_a_call_at_the_answer_step_ends_that_reply() -> None:
+    """The 1.5B, asked for the answer or one more call, wrote the call, then explained it and wrote it again
+    until its reply budget: 2,048 tokens and 190 s for a call of 20 tokens."""
+    from lmstudio_bridge.agent import LoopLimits, run_agent
+    from lmstudio_bridge.toolbox import Toolbox
+
+    def call(zone: str) -> str:
+        return f'```json\n{{"name": "get_current_time", "arguments": {{"timezone": "{zone}"}}}}\n```\n'
+
+    words = ("".join(letters) for letters in itertools.product("abcdefgh", repeat=4))  # no loop, no counting
+    babble = (event({"content": f"Then we read {word} in it. "}) for word in words)
+    replies = iter(
+        [
+            Stream(content(call("Asia/Tokyo"))),
+            Stream(itertools.chain(content("We need Oslo too.\n", call("Europe/Oslo")), babble)),
+            Stream(content("Tokyo 09:00, Oslo 01:00.")),
+        ]
+    )
+    sent: list[dict[str, Any]] = []
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return next(replies)(request)
+
+    api = LMStudioAPI.from_settings(Settings(base_url=BASE, max_retries=0), transport=httpx.MockTransport(serve))
+    clock = _Clock()
+    try:
+        result = await run_agent(
+            llm=LLMClient(api, "m"),
+            toolbox=Toolbox([clock]),
+            task="What time is it in Tokyo and Oslo?",
+            servers=["clock"],
+            limits=LoopLimits(max_rounds=5, tool_timeout=5, result_chars=1000, reply_tokens=400),
+        )
+    finally:
+        await api.aclose()
+    assert clock.zones == ["Asia/Tokyo", "Europe/Oslo"] and result.answer == "Tokyo 09:00, Oslo 01:00."
+    assert "tools" not in sent[1] and result.generation.replies_cut == 1
+    assert result.generation.tokens < 60  # not the 400-token budget
+
+
+class _Clock:
+    name = "clock"
+    tools: ClassVar[list[Tool]] = [
+        Tool(
+            name="get_current_time",
+            input_schema={"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]},
+        )
+    ]
+
+    def __init__(self) -> None:
+        self.zones: list[str] = []
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout: float) -> CallToolResult:
+        self.zones.append(arguments["timezone"])
+        return CallToolResult(content=[TextContent(type="text", text=f"{arguments['timezone']}: 09:00")])
