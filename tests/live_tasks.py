@@ -900,7 +900,7 @@ CI_SUBSET = (
     "time_convert",
     "sum_tool",
     "git_branches",
-    "fs_yaml_search",
+    "notes_read",
     "memory_create",
 )
 """Run by ``pytest -m live`` in CI with the 0.5B model at the small-model settings: one task or more on
