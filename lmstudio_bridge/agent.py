@@ -465,7 +465,7 @@ async def _answer_step(
         {"role": "system", "content": system},
         {
             "role": "user",
-            "content": f"Task: {run.task}\n\nTool calls and their results:\n\n{_results_digest(run.messages)}\n\n{closing}",
+            "content": f"{_task_and_results(run)}\n\n{closing}",
         },
     ]
     logger.debug("Answer step: %s", messages[1]["content"])
@@ -506,7 +506,7 @@ async def _fitted(
             {"role": "system", "content": REPAIR_PROMPT},
             {
                 "role": "user",
-                "content": f"Task: {run.task}\n\nTool calls and their results:\n\n{_results_digest(run.messages)}\n\n"
+                "content": f"{_task_and_results(run)}\n\n"
                 f'The next call:\n{{"name": "{offered.api_name}", "arguments": {call.arguments}}}\n\n'
                 "What is wrong with its arguments:\n"
                 + "\n".join(f"- {p}" for p in problems)
@@ -533,6 +533,12 @@ async def _fitted(
             run.seen_calls.add(_signature(call))  # written the same way again, it is a repeat, not mended again
             return replace(call, arguments=arguments)
     return call
+
+
+def _task_and_results(run: _Run) -> str:
+    """The opening of a request made outside the conversation (the answer step, mending a call): the task,
+    then every call made for it with its result."""
+    return f"Task: {run.task}\n\nTool calls and their results:\n\n{_results_digest(run.messages)}"
 
 
 def _results_digest(messages: list[dict[str, Any]]) -> str:
