@@ -38,9 +38,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mcp.types import Tool
+
 from .context_window import ContextWindow
+from .grounding import Made, invented, left_out
 from .images import image_message
 from .lmstudio import ChatResult, LLMClient, Progress, ToolCallRequest
+from .policy import declares_changes, declares_read_only
 from .reasoning import split_reasoning
 from .reply_watch import ReplyWatch
 from .results import Generation, StopReason, TaskResult, TokenUsage, ToolCallRecord
@@ -96,6 +100,21 @@ MEND_TOKENS = 256
 
 TOOL_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
 """What a tool name looks like; a model that calls its last error message has not named a tool."""
+
+LEFT_OUT = (
+    "An answer written before: {answer}\n\nThat answer leaves out the results of {calls}. "
+    "Answer the task again in sentences that give the values from the results for every item it asks about."
+)
+"""Closes the answer step asked again when the answer says nothing of a result it should cover
+(``grounding.left_out``). Shown its own answer, the 1.5B gave all three cities' times where it had given
+Tokyo's alone, in the form the results write them; told only which results were left out, it turned
+them into 12-hour times, wrongly."""
+MADE_UP = (
+    "not run: the {where} to write ({value}) is in neither the task nor any tool result. If it should come "
+    "from a tool (a file's text, the time, a record), call that tool first and write what it returns; "
+    "if you wrote it on purpose, make this same call again."
+)
+"""The result of a call held back by ``_made_up``."""
 
 NO_ANSWER = "The model gave no answer: it asked for another tool call instead. The results of its tool calls:"
 
@@ -160,6 +179,8 @@ class _Run:
     usage: Counter[str] = field(default_factory=Counter)
     reasoning: list[str] = field(default_factory=list)
     seen_calls: set[str] = field(default_factory=set)
+    held: set[str] = field(default_factory=set)
+    """Calls held back once because they write values from nowhere (``_made_up``)."""
     strays: int = 0
     """Replies that were only a call of a tool that does not exist."""
     rounds: int = 0
@@ -261,6 +282,7 @@ async def run_agent(
         if llm.sees_images and (images := image_message([(o.label, o.images) for o in outcomes])) is not None:
             run.messages.append(images)
         asked = after_calls(reply, run, len(calls))
+    finish = await _covering(finish, llm, window, toolbox, run, limits, params, say)
     usage = TokenUsage(**{k: run.usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
     return TaskResult(
         answer=finish.answer.strip(),
@@ -386,8 +408,11 @@ async def _execute(
     """Runs one tool call; every failure becomes the text the model gets back."""
     offered = toolbox.lookup(call.name)
     await say(f"round {run.rounds}/{limits.max_rounds} · {offered.label if offered else call.name[:100]}")
-    run.seen_calls.add(_signature(call))
     arguments, error = _parse_arguments(call.arguments)
+    if error is None and offered is not None and (held := _made_up(call, arguments, offered.tool, run)):
+        run.records.append(ToolCallRecord(name=offered.label, ok=False, ms=0.0, error=held))
+        return ToolOutcome(label=offered.label, text=f"Error: {held}", error=held, ms=0.0)
+    run.seen_calls.add(_signature(call))
     if error is not None:
         label = offered.label if offered else call.name[:100]
         outcome = ToolOutcome(label=label, text=f"Error: {error}", error=error, ms=0.0)
@@ -405,6 +430,25 @@ async def _execute(
             outcome = replace(outcome, text=f"{outcome.text}\n{shape}")
     run.records.append(ToolCallRecord(name=outcome.label, ok=outcome.ok, ms=outcome.ms, error=outcome.error))
     return outcome
+
+
+def _made_up(call: ToolCallRequest, arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
+    """Why a call that may change something is held back, the first time it is made: a value it writes is
+    mostly in neither the task nor any result. The 1.5B wrote a made-up time to a file before asking for the
+    time, and "This is a copy of the original file." as the copy of a file it never read. Made again, the
+    call runs: a text the model writes of its own accord (a poem for a file) is its to write."""
+    signature = _signature(call)
+    if not declares_changes(tool) or signature in run.held:
+        return None
+    known = "\n".join([run.task, *(m.result for m in _calls_made(run.messages))])
+    found = invented(arguments, known)
+    if found is None:
+        return None
+    run.held.add(signature)
+    where, value = found
+    shown = json.dumps(value if len(value) <= 80 else value[:77] + "...", ensure_ascii=False)
+    logger.info("Held back a call of %s: its %s is in neither the task nor a result", call.name, where)
+    return MADE_UP.format(where=where, value=shown)
 
 
 def _rewrite_history_call(messages: list[dict[str, Any]], call_id: str, arguments: dict[str, Any]) -> None:
@@ -449,9 +493,10 @@ async def _answer_step(
     params: dict[str, Any],
     say: ProgressFn,
     callable_tools: Toolbox | None = None,
+    closing: str | None = None,
 ) -> ChatResult:
-    """One request without tools: the task and the results so far, and a request for the answer;
-    with ``callable_tools``, the model may instead name one more call the task needs.
+    """One request without tools: the task and the results so far, and a request for the answer (``closing``,
+    when given); with ``callable_tools``, the model may instead name one more call the task needs.
 
     Sent as a fresh two-message conversation rather than the whole history: small models
     given their own history tend to write the last call again instead of answering.
@@ -460,7 +505,8 @@ async def _answer_step(
     system = ANSWER_PROMPT
     if callable_tools is not None:
         system += " " + CONTINUE_PROMPT.format(tools=", ".join(callable_tools.names))
-    closing = ANSWER_NOW if callable_tools is None else f"{CALL_OR_ANSWER} Otherwise: {ANSWER_OR_CALL}"
+    if closing is None:
+        closing = ANSWER_NOW if callable_tools is None else f"{CALL_OR_ANSWER} Otherwise: {ANSWER_OR_CALL}"
     messages = [
         {"role": "system", "content": system},
         {
@@ -535,6 +581,37 @@ async def _fitted(
     return call
 
 
+async def _covering(
+    finish: Finish,
+    llm: LLMClient,
+    window: ContextWindow,
+    toolbox: Toolbox,
+    run: _Run,
+    limits: LoopLimits,
+    params: dict[str, Any],
+    say: ProgressFn,
+) -> Finish:
+    """The answer, or, when it says nothing of some of the results of one tool called for several items
+    (``grounding.left_out``), the answer to one more request that shows it and names them, if that one
+    leaves out fewer. The 1.5B fetched the time in three cities and answered with Tokyo's alone.
+    Only what read-only tools return is judged: a write's result is a receipt, which "Done." answers."""
+    made = [m for m in _calls_made(run.messages) if (t := toolbox.lookup(m.name)) and declares_read_only(t.tool)]
+    missing = left_out(finish.answer, run.task, made) if finish.stop != "no_answer" else []
+    if not missing:
+        return finish
+    await say(f"the answer leaves out {len(missing)} of the results · asking again")
+    shown = finish.answer if len(finish.answer) <= 1500 else finish.answer[:1500] + " ..."
+    calls = " and ".join(m.call for m in missing)
+    closing = LEFT_OUT.format(answer=shown, calls=calls)
+    result = await _answer_step(llm, window, run, limits, params, say, closing=closing)
+    run.add(result)
+    again = split_reasoning(result.message)[1].strip()
+    if again and bare_call(again) is None and len(left_out(again, run.task, made)) < len(missing):
+        return Finish(again, finish.stop, result.stats.cut)
+    logger.info("Kept the first answer: the one asked again leaves out as many results")
+    return finish
+
+
 def _task_and_results(run: _Run) -> str:
     """The opening of a request made outside the conversation (the answer step, mending a call): the task,
     then every call made for it with its result."""
@@ -542,27 +619,35 @@ def _task_and_results(run: _Run) -> str:
 
 
 def _results_digest(messages: list[dict[str, Any]]) -> str:
-    """Every tool call made so far as ``name arguments:`` and its result, in order; failed calls last, in one line each.
+    """Every tool call made so far as ``name arguments:`` and its result, in order; failed calls last, in one line each."""
+    done: list[str] = []
+    failed: list[str] = []
+    for made in _calls_made(messages):
+        if made.ok:
+            done.append(f"{made.call}:\n{made.result}")
+        else:
+            failed.append(f"- {made.call}: {made.result.splitlines()[0][:300]}")
+    if failed:
+        done.append("Calls that failed:\n" + "\n".join(failed))
+    return "\n\n".join(done) or "(no tool was called)"
+
+
+def _calls_made(messages: list[dict[str, Any]]) -> list[Made]:
+    """Every tool call in the conversation with its result, in order.
 
     Results are matched within their round: some servers number call ids from 0 every round.
     """
-    done: list[str] = []
-    failed: list[str] = []
+    made: list[Made] = []
     for index, message in enumerate(messages):
         calls = message.get("tool_calls") or ()
         following = messages[index + 1 : index + 1 + len(calls)]
         results = {m.get("tool_call_id"): m["content"] for m in following if m.get("role") == "tool"}
         for call in calls:
             function = call["function"]
-            made = f"{function['name']} {function['arguments'] or '{}'}"
             result = results.get(call["id"], "(no result)")
-            if result.startswith("Error: "):
-                failed.append(f"- {made}: {result.splitlines()[0][:300]}")
-            else:
-                done.append(f"{made}:\n{result}")
-    if failed:
-        done.append("Calls that failed:\n" + "\n".join(failed))
-    return "\n\n".join(done) or "(no tool was called)"
+            call_text = f"{function['name']} {function['arguments'] or '{}'}"
+            made.append(Made(call_text, function["name"], result, ok=not result.startswith("Error: ")))
+    return made
 
 
 def _signature(call: ToolCallRequest) -> str:

@@ -69,6 +69,11 @@ def declares_read_only(tool: Tool) -> bool:
     return bool(tool.annotations and tool.annotations.read_only_hint)
 
 
+def declares_changes(tool: Tool) -> bool:
+    """Whether the tool says it may change something (``readOnlyHint: false`` written in its annotations)."""
+    return tool.annotations is not None and tool.annotations.read_only_hint is False
+
+
 def matches(patterns: Iterable[str], server: str, tool: str) -> bool:
     """Whether any pattern matches the tool, by its bare name or as ``server.tool``."""
     label = f"{server}.{tool}"

@@ -886,3 +886,129 @@ async def test_a_mended_call_that_is_not_json_is_not_taken(llm: LLMClient) -> No
     # The call ran as the model wrote it (without the "path" the tool does not take), after one request to mend it.
     assert child.calls == [("search_files", {})]
     assert [("tools" in body) for body in script.bodies] == [True, False, False]
+
+
+# --- Values from nowhere, results left out ------------------------------------------------------
+
+
+def files_child(text: str = "Hello from the greeting file") -> StubChild:
+    path = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
+    content = {"type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}}}
+    tools = [
+        Tool(name="read_text_file", input_schema=path, annotations=ToolAnnotations(read_only_hint=True)),
+        Tool(name="write_file", input_schema=content, annotations=ToolAnnotations(read_only_hint=False)),
+    ]
+    return StubChild("filesystem", tools, lambda n, a: text if n == "read_text_file" else "Successfully wrote")
+
+
+COPY_TASK = "Make a copy of /w/greeting.txt named greeting-copy.txt in the same folder."
+MADE_UP_COPY = {"path": "/w/greeting-copy.txt", "content": "This is a copy of the original file."}
+
+
+async def test_a_write_of_a_value_from_nowhere_is_held_back_once(llm: LLMClient) -> None:
+    """The 1.5B "copied" a file it never read by writing a sentence of its own into the copy."""
+    child = files_child()
+    script = Script(
+        answer(calls=[("write_file", MADE_UP_COPY)]),
+        answer(calls=[("read_text_file", {"path": "/w/greeting.txt"})]),
+        answer(calls=[("write_file", {"path": "/w/greeting-copy.txt", "content": "Hello from the greeting file"})]),
+        answer("Copied."),
+    )
+    result = await run(llm, script, [child], task=COPY_TASK)
+    assert [n for n, _ in child.calls] == ["read_text_file", "write_file"]
+    assert child.calls[1][1]["content"] == "Hello from the greeting file"
+    held = script.bodies[1]["messages"][-1]
+    assert held["role"] == "tool" and held["content"].startswith("Error: not run: the content to write")
+    assert '"This is a copy of the original file."' in held["content"]
+    assert [(r.name, r.ok) for r in result.tool_calls] == [
+        ("filesystem.write_file", False),
+        ("filesystem.read_text_file", True),
+        ("filesystem.write_file", True),
+    ]
+
+
+async def test_a_write_held_back_runs_when_the_model_makes_it_again(llm: LLMClient) -> None:
+    """A text the model composes on purpose (a note, a poem) is its to write: the same call again runs."""
+    child = files_child()
+    poem = {"path": "/w/poem.txt", "content": "Waves fold into foam, gulls circle the quiet pier"}
+    script = Script(answer(calls=[("write_file", poem)]), answer(calls=[("write_file", poem)]), answer("Written."))
+    result = await run(llm, script, [child], task="Write a short poem about the sea to /w/poem.txt")
+    assert child.calls == [("write_file", poem)]
+    assert (result.answer, [r.ok for r in result.tool_calls]) == ("Written.", [False, True])
+
+
+@pytest.mark.parametrize(
+    ("task", "arguments"),
+    [
+        (COPY_TASK, {"path": "/w/greeting-copy.txt", "content": "Hello from the greeting file"}),  # from a result
+        ("Save a note that the meeting moved to 14:30 at /w/note.txt", {"path": "/w/note.txt", "content": "14:30"}),
+        ("Record that Ada Lovelace is a person", {"path": "/w/ada.txt", "content": "person"}),  # a label
+    ],
+)
+async def test_a_write_of_values_from_the_task_or_a_result_runs_at_once(
+    llm: LLMClient, task: str, arguments: dict[str, str]
+) -> None:
+    child = files_child()
+    script = Script(
+        answer(calls=[("read_text_file", {"path": "/w/greeting.txt"})]),
+        answer(calls=[("write_file", arguments)]),
+        answer("Done."),
+    )
+    result = await run(llm, script, [child], task=task)
+    assert child.calls[-1] == ("write_file", arguments) and all(r.ok for r in result.tool_calls)
+
+
+async def test_a_tool_that_does_not_say_it_writes_is_not_held_back(llm: LLMClient) -> None:
+    child = StubChild("notes", [tool("save", {"type": "object", "properties": {}})], lambda n, a: "saved")
+    made_up = {"text": "This is a copy of the original file."}
+    await run(llm, Script(answer(calls=[("save", made_up)]), answer("ok")), [child], task=COPY_TASK)
+    assert child.calls == [("save", made_up)]
+
+
+CITIES = {"Asia/Tokyo": "2026-12-01T02:20:42+09:00", "Europe/London": "2026-11-30T17:20:42+00:00"}
+
+
+def clock_child() -> StubChild:
+    def now(name: str, arguments: dict[str, Any]) -> str:
+        zone = arguments["timezone"]
+        return json.dumps({"timezone": zone, "datetime": CITIES[zone], "is_dst": False}, indent=2)
+
+    return StubChild("time", TIME_TOOLS, now)
+
+
+async def test_an_answer_that_leaves_out_items_is_asked_for_again(llm: LLMClient) -> None:
+    """The 1.5B fetched the time in three cities and answered with Tokyo's alone."""
+    script = Script(
+        text_call("get_current_time", {"timezone": "Asia/Tokyo"}),
+        text_call("get_current_time", {"timezone": "Europe/London"}),
+        answer("2026-12-01T02:20:42+09:00"),
+        answer("In Tokyo it is 02:20:42, in London 17:20:42."),
+    )
+    result = await run(llm, script, [clock_child()], task="What time is it in Tokyo and London?")
+    assert result.answer == "In Tokyo it is 02:20:42, in London 17:20:42."
+    again = script.bodies[3]["messages"]
+    assert "tools" not in script.bodies[3] and again[0]["content"] == ANSWER_PROMPT
+    assert again[1]["content"].endswith(
+        "An answer written before: 2026-12-01T02:20:42+09:00\n\nThat answer leaves out the results of "
+        'get_current_time {"timezone": "Europe/London"}. Answer the task again in sentences that give the '
+        "values from the results for every item it asks about."
+    )
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "In Tokyo it is 02:20, in London 17:20.",  # covers both: not asked again
+        "2026-12-01T02:20:42+09:00",  # asked again, and the second answer is no better: the first stays
+    ],
+)
+async def test_the_first_answer_stays_unless_the_one_asked_again_covers_more(llm: LLMClient, first: str) -> None:
+    script = Script(
+        text_call("get_current_time", {"timezone": "Asia/Tokyo"}),
+        text_call("get_current_time", {"timezone": "Europe/London"}),
+        answer(first),
+        answer("Tokyo is ahead."),
+    )
+    result = await run(llm, script, [clock_child()], task="What time is it in Tokyo and London?")
+    assert result.answer == first
+    assert len(script.bodies) == (3 if "London" in first else 4)

@@ -1,0 +1,87 @@
+"""Where the words a model writes come from: the task, the tool results, or nowhere.
+
+Small models write values no call gave them (a copy of a file they never read, the time before asking for
+it) and answer with one result of several. Both show in the words themselves: a written value whose words
+are mostly in neither the task nor any result was made up; a result none of whose own words are in the
+answer was left out. Words here are runs of letters (three or more) or of digits (two or more), in lower
+case, without the commonest words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+_WORD = re.compile(r"[^\W\d_]{3,}|\d{2,}")
+_SPACE = re.compile(r"\s+")
+CHECKED_WORDS = 4
+"""A written value with fewer words than this, and no digits, is a label (``person``, ``main``), not data."""
+
+
+_COMMON = frozenset(
+    {"the", "and", "are", "but", "for", "from", "has", "have", "its", "not", "that", "this", "was", "were"}
+    | {"will", "with", "you", "your", "all", "any", "can", "into"}
+)
+"""Words any sentence holds: they tell nothing of where a text comes from."""
+
+
+def words(text: str) -> set[str]:
+    return {w for w in (m.lower() for m in _WORD.findall(text)) if w not in _COMMON}
+
+
+@dataclass(frozen=True)
+class Made:
+    """One call made for the task, as the answer step shows it, and its result."""
+
+    call: str
+    """``name {arguments}``."""
+    name: str
+    result: str
+    ok: bool
+
+
+def invented(arguments: dict[str, Any], known: str) -> tuple[str, str] | None:
+    """The first value in ``arguments`` that is data (it has digits, or several words) and mostly made up:
+    at most half of its words are in ``known`` (the task and the results so far). As ``(where, value)``,
+    ``where`` being the argument's path (``content``, ``entities[0].observations[1]``)."""
+    seen = words(known)
+    for where, value in _strings(arguments):
+        own = words(value)
+        if not own or (not any(c.isdigit() for c in value) and len(_SPACE.split(value.strip())) < CHECKED_WORDS):
+            continue
+        if 2 * len(own & seen) <= len(own):
+            return where, value
+    return None
+
+
+def _strings(value: Any, where: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{where}[{index}]")
+
+
+def left_out(answer: str, task: str, made: Sequence[Made]) -> list[Made]:
+    """The results of one tool called for several items (three cities, two files) that the answer says
+    nothing of: none of a result's own words (those in neither the task nor another result) is in it.
+
+    Other results are not judged: a count or a "no" answers a result without quoting it, and a call that
+    led nowhere (a listing before the read) is not an item."""
+    results = [m for m in made if m.ok]
+    names = [m.name for m in results]
+    results = [m for m in results if names.count(m.name) > 1]
+    said = words(answer)
+    asked = words(task)
+    missing = []
+    for index, one in enumerate(results):
+        others = set().union(*(words(m.result) for i, m in enumerate(results) if i != index))
+        own = words(one.result) - asked - others
+        if own and not own & said:
+            missing.append(one)
+    return missing

@@ -1,0 +1,59 @@
+"""Where a model's words come from: values written from nowhere, results an answer leaves out."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmstudio_bridge.grounding import Made, invented, left_out, words
+
+TASK = "Write the current UTC time to /w/project/stamp.txt."
+
+
+def test_words_are_letter_runs_and_digit_runs_without_the_commonest() -> None:
+    assert words("The time is 2026-11-30T17:20:42+00:00 in London, at 5 pm.") == {
+        "time", "2026", "11", "30", "17", "20", "42", "00", "london"
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("arguments", "known", "found"),
+    [
+        ({"path": "/w/project/stamp.txt", "content": "2023-04-01T12:34:56Z"}, TASK, ("content", "2023-04-01T12:34:56Z")),
+        ({"path": "/w/project/stamp.txt", "content": "2026-11-30T17:20:42Z"}, TASK + ' "2026-11-30T17:20:42"', None),
+        ({"content": "This is a copy of the original greeting file."}, "Copy greeting.txt", ("content", "This is a copy of the original greeting file.")),
+        ({"content": "Hello from the greeting file"}, "Copy greeting.txt\nHello from the greeting file", None),
+        ({"entities": [{"name": "Ada Lovelace", "entityType": "Person", "observations": ["Wrote the first program"]}]},
+         "Remember that Ada Lovelace wrote the first program", None),
+        ({"entities": [{"observations": ["born 1867 in Warsaw"]}]}, "Marie Curie was born in Warsaw", None),
+        ({"entities": [{"observations": ["born 1867, died 1934"]}]}, "Marie Curie was born in Warsaw",
+         ("entities[0].observations[0]", "born 1867, died 1934")),
+        ({"entityType": "person", "branch": "main"}, "anything", None),  # labels, not data
+    ],
+)  # fmt: skip
+def test_a_value_is_invented_when_at_most_half_of_its_words_are_known(
+    arguments: dict, known: str, found: tuple[str, str] | None
+) -> None:
+    assert invented(arguments, known) == found
+
+
+def clock(zone: str, at: str, name: str = "get_current_time") -> Made:
+    return Made(f'{name} {{"timezone": "{zone}"}}', name, f'{{"timezone": "{zone}", "datetime": "{at}"}}', ok=True)
+
+
+TOKYO = clock("Asia/Tokyo", "2026-12-01T02:20:42+09:00")
+LONDON = clock("Europe/London", "2026-11-30T17:20:42+00:00")
+CITIES = "What time is it in Tokyo and London?"
+
+
+def test_the_results_of_one_tool_for_several_items_are_each_judged() -> None:
+    assert left_out("2026-12-01T02:20:42+09:00", CITIES, [TOKYO, LONDON]) == [LONDON]
+    assert left_out("It is 02:20 in Tokyo and 17:20 in London.", CITIES, [TOKYO, LONDON]) == []
+    assert left_out("I do not know.", CITIES, [TOKYO, LONDON]) == [TOKYO, LONDON]
+
+
+def test_a_lone_result_or_results_of_different_tools_or_failed_calls_are_not_judged() -> None:
+    """A count or a "no" answers a result without quoting it; a listing before a read is not an item."""
+    assert left_out("There are 4 commits.", "How many commits?", [TOKYO]) == []
+    assert left_out("Nothing.", CITIES, [TOKYO, clock("Europe/London", "17:20", name="convert_time")]) == []
+    failed = Made("get_current_time {}", "get_current_time", "Error: no timezone", ok=False)
+    assert left_out("2026-12-01T02:20:42+09:00", CITIES, [TOKYO, failed]) == []
