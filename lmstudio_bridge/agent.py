@@ -18,6 +18,13 @@ A call whose arguments do not fit its tool's schema (a required one left out, a
 value of the wrong type) is mended before it runs: the model is asked, in a short
 request of its own, to write it again (``_fitted``).
 
+What the model writes is checked against where it should come from (``grounding``):
+a call that may change something is not run when it writes numbers that are in
+neither the task nor any result (``_made_up``); an answer that holds such numbers
+is asked for once more, and the model may then make the call that gives them
+(``_unfounded``); an answer that says nothing of some of the items a tool was
+called for is asked for once more, with the items named (``_covering``).
+
 What happens after each reply is decided in one place, ``decide``; the loop only
 carries it out.
 
@@ -34,14 +41,14 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mcp.types import Tool
 
 from .context_window import ContextWindow
-from .grounding import Made, invented, left_out
+from .grounding import Made, invented, left_out, unfounded_numbers
 from .images import image_message
 from .lmstudio import ChatResult, LLMClient, Progress, ToolCallRequest
 from .policy import declares_changes, declares_read_only
@@ -109,10 +116,15 @@ LEFT_OUT = (
 (``grounding.left_out``). Shown its own answer, the 1.5B gave all three cities' times where it had given
 Tokyo's alone, in the form the results write them; told only which results were left out, it turned
 them into 12-hour times, wrongly."""
+UNFOUNDED = (
+    "An answer written before: {answer}\n\nIt gives {numbers}, which no result above holds. If the task needs "
+    "a call that gives {them}, reply with only that call, as JSON. Otherwise: answer the task again with only "
+    "values from the results."
+)
+"""Closes the answer step asked again when the answer holds numbers from nowhere (``_unfounded``)."""
 MADE_UP = (
-    "not run: the {where} to write ({value}) is in neither the task nor any tool result. If it should come "
-    "from a tool (a file's text, the time, a record), call that tool first and write what it returns; "
-    "if you wrote it on purpose, make this same call again."
+    "not run: the {where} to write holds {numbers}, which {are} in neither the task nor any tool result. "
+    "Call the tool that gives {them} first (the time, a file, a record), then write what it returns."
 )
 """The result of a call held back by ``_made_up``."""
 
@@ -164,9 +176,40 @@ class AskForAnswer:
     """For the progress line."""
     may_call: bool = False
     """The model may reply with one more call the task still needs, instead of the answer."""
+    closing: str | None = None
+    """What the answer step ends with, when not the usual request for the answer (``_answer_step``)."""
 
 
 Step = Finish | Call | AskForAnswer
+
+
+@dataclass(frozen=True)
+class _Model:
+    """The task's model and how each request to it goes: the context window, the loop's limits, the
+    sampling parameters and where progress lines go."""
+
+    llm: LLMClient
+    window: ContextWindow
+    limits: LoopLimits
+    params: dict[str, Any]
+    say: ProgressFn
+
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        where: str,
+        names: Collection[str] = (),
+        budget: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> ChatResult:
+        """One reply, stopped once it holds a whole call of one of ``names`` or runs past ``budget`` tokens
+        (the reply budget when not given); ``where`` opens its progress lines."""
+        limits = self.limits
+        watch = ReplyWatch(names, budget or limits.reply_tokens, limits.reasoning_tokens)
+        progress = _writing(where, self.say)
+        return await self.llm.complete(
+            messages, tools=tools, window=self.window, watch=watch, progress=progress, **self.params
+        )
 
 
 @dataclass
@@ -179,8 +222,8 @@ class _Run:
     usage: Counter[str] = field(default_factory=Counter)
     reasoning: list[str] = field(default_factory=list)
     seen_calls: set[str] = field(default_factory=set)
-    held: set[str] = field(default_factory=set)
-    """Calls held back once because they write values from nowhere (``_made_up``)."""
+    answered: Finish | None = None
+    """The answer the model gave before it was asked again (``_unfounded``)."""
     strays: int = 0
     """Replies that were only a call of a tool that does not exist."""
     rounds: int = 0
@@ -240,37 +283,35 @@ async def run_agent(
     say = progress or no_progress
     params = dict(sampling or {})
     window = llm.window(reply_tokens=limits.reply_tokens, max_tokens=params.get("max_tokens"))  # this task's own
+    model = _Model(llm, window, limits, params, say)
     asked: AskForAnswer | None = None
     while True:
         if asked is None and run.rounds >= limits.max_rounds:
             asked = AskForAnswer("round_limit", f"round limit {limits.max_rounds} reached")
         if asked is not None:
             await say(f"{asked.why} · asking for the answer")
-            result = await _answer_step(llm, window, run, limits, params, say, toolbox if asked.may_call else None)
+            tools = toolbox if asked.may_call else None
+            result = await _answer_step(model, run, tools, asked.closing)
         else:
             run.rounds += 1
             await say(f"round {run.rounds}/{limits.max_rounds} · waiting for {llm.model}")
-            watch = ReplyWatch(toolbox.known_names, limits.reply_tokens, limits.reasoning_tokens)
-            result = await llm.complete(
-                run.messages,
-                tools=toolbox.openai_tools,
-                window=window,
-                watch=watch,
-                progress=_writing(f"round {run.rounds}/{limits.max_rounds}", say),
-                **params,
-            )
+            where = f"round {run.rounds}/{limits.max_rounds}"
+            result = await model.complete(run.messages, where, toolbox.known_names, tools=toolbox.openai_tools)
         run.add(result)
         reply = read_reply(result, toolbox, task)
         if reply.reasoning:
             run.reasoning.append(reply.reasoning)
         step = decide(reply, run, limits, asked)
         if isinstance(step, Finish):
-            finish = step
+            if (again := _unfounded(step, run, limits)) is not None:
+                asked = again
+                continue
+            finish = _better(run.answered, step, run) if run.answered is not None else step
             break
         if isinstance(step, AskForAnswer):
             asked = step
             continue
-        calls = [await _fitted(call, llm, window, toolbox, run, limits, params, say) for call in step.calls]
+        calls = [await _fitted(call, model, toolbox, run) for call in step.calls]
         if not (calls := _new_calls(calls, run.seen_calls)):  # mended into a call already made
             asked = AskForAnswer(asked.stop if asked else "answered", "the model repeated a call it already made")
             continue
@@ -282,7 +323,7 @@ async def run_agent(
         if llm.sees_images and (images := image_message([(o.label, o.images) for o in outcomes])) is not None:
             run.messages.append(images)
         asked = after_calls(reply, run, len(calls))
-    finish = await _covering(finish, llm, window, toolbox, run, limits, params, say)
+    finish = await _covering(finish, model, toolbox, run)
     usage = TokenUsage(**{k: run.usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
     return TaskResult(
         answer=finish.answer.strip(),
@@ -326,6 +367,37 @@ def decide(reply: Reply, run: _Run, limits: LoopLimits, asked: AskForAnswer | No
     if stray is not None:
         return AskForAnswer("answered", "the model called a tool that does not exist")
     return _final(reply, run, "answered")
+
+
+def _unfounded(finish: Finish, run: _Run, limits: LoopLimits) -> AskForAnswer | None:
+    """Once per task that called tools, when the answer holds numbers no result gave (``grounding.unfounded_numbers``): the
+    answer step again, which shows the answer, names those numbers, and may ask for the call that gives
+    them. The 0.5B read one of two files and gave a port for both; wrote a time it never asked for."""
+    if finish.stop != "answered" or run.answered is not None or not run.records:
+        return None  # an answer without any call is the model's own (a sum, a fact), not read off results
+    numbers = unfounded_numbers(finish.answer, _known(run))
+    if not numbers:
+        return None
+    run.answered = finish
+    shown = finish.answer if len(finish.answer) <= 1500 else finish.answer[:1500] + " ..."
+    them = "it" if len(numbers) == 1 else "them"
+    closing = UNFOUNDED.format(answer=shown, numbers=", ".join(numbers[:5]), them=them)
+    may_call = run.rounds < limits.max_rounds
+    return AskForAnswer("answered", "the answer gives numbers no result holds", may_call=may_call, closing=closing)
+
+
+def _better(first: Finish, again: Finish, run: _Run) -> Finish:
+    """The answer given when asked again, unless it holds more numbers from nowhere than the first."""
+    known = _known(run)
+    if len(unfounded_numbers(again.answer, known)) > len(unfounded_numbers(first.answer, known)):
+        return first
+    return again
+
+
+def _known(run: _Run) -> str:
+    """The task and the result of every call that worked: where the values a model writes should come from
+    (an error may quote the model's own made-up values back to it)."""
+    return "\n".join([run.task, *(m.result for m in _calls_made(run.messages) if m.ok)])
 
 
 def after_calls(reply: Reply, run: _Run, count: int) -> AskForAnswer | None:
@@ -408,11 +480,11 @@ async def _execute(
     """Runs one tool call; every failure becomes the text the model gets back."""
     offered = toolbox.lookup(call.name)
     await say(f"round {run.rounds}/{limits.max_rounds} · {offered.label if offered else call.name[:100]}")
+    run.seen_calls.add(_signature(call))
     arguments, error = _parse_arguments(call.arguments)
-    if error is None and offered is not None and (held := _made_up(call, arguments, offered.tool, run)):
+    if error is None and offered is not None and (held := _made_up(arguments, offered.tool, run)):
         run.records.append(ToolCallRecord(name=offered.label, ok=False, ms=0.0, error=held))
         return ToolOutcome(label=offered.label, text=f"Error: {held}", error=held, ms=0.0)
-    run.seen_calls.add(_signature(call))
     if error is not None:
         label = offered.label if offered else call.name[:100]
         outcome = ToolOutcome(label=label, text=f"Error: {error}", error=error, ms=0.0)
@@ -432,23 +504,17 @@ async def _execute(
     return outcome
 
 
-def _made_up(call: ToolCallRequest, arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
-    """Why a call that may change something is held back, the first time it is made: a value it writes is
-    mostly in neither the task nor any result. The 1.5B wrote a made-up time to a file before asking for the
-    time, and "This is a copy of the original file." as the copy of a file it never read. Made again, the
-    call runs: a text the model writes of its own accord (a poem for a file) is its to write."""
-    signature = _signature(call)
-    if not declares_changes(tool) or signature in run.held:
+def _made_up(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
+    """Why a call of a tool that may change something is not run: a value it writes holds numbers that are in
+    neither the task nor any result. The 1.5B wrote "2023-04-10T12:34:56Z" to a file before asking for the
+    time. Made again as it is, the call is a repeat: the task goes to its answer."""
+    if not declares_changes(tool) or (found := invented(arguments, _known(run))) is None:
         return None
-    known = "\n".join([run.task, *(m.result for m in _calls_made(run.messages))])
-    found = invented(arguments, known)
-    if found is None:
-        return None
-    run.held.add(signature)
-    where, value = found
-    shown = json.dumps(value if len(value) <= 80 else value[:77] + "...", ensure_ascii=False)
-    logger.info("Held back a call of %s: its %s is in neither the task nor a result", call.name, where)
-    return MADE_UP.format(where=where, value=shown)
+    where, numbers = found
+    logger.info("Did not run a call of %s: its %s holds numbers from nowhere: %s", tool.name, where, numbers)
+    shown = ", ".join(numbers[:5])
+    many = len(numbers) > 1
+    return MADE_UP.format(where=where, numbers=shown, are="are" if many else "is", them="them" if many else "it")
 
 
 def _rewrite_history_call(messages: list[dict[str, Any]], call_id: str, arguments: dict[str, Any]) -> None:
@@ -486,12 +552,8 @@ def _writing(where: str, say: ProgressFn) -> Callable[[Progress], Awaitable[None
 
 
 async def _answer_step(
-    llm: LLMClient,
-    window: ContextWindow,
+    model: _Model,
     run: _Run,
-    limits: LoopLimits,
-    params: dict[str, Any],
-    say: ProgressFn,
     callable_tools: Toolbox | None = None,
     closing: str | None = None,
 ) -> ChatResult:
@@ -518,22 +580,12 @@ async def _answer_step(
     # A call the model may still ask for settles the reply: the 1.5B wrote its call, then explained it and wrote
     # it again, to the whole reply budget (2,048 tokens, 190 s), where the call alone takes seconds.
     offered = callable_tools.known_names if callable_tools is not None else ()
-    watch = ReplyWatch(offered, limits.reply_tokens, limits.reasoning_tokens)
-    result = await llm.complete(messages, window=window, watch=watch, progress=_writing("answer", say), **params)
+    result = await model.complete(messages, "answer", offered)
     logger.debug("Answer step reply: %r", result.content[:500])
     return result
 
 
-async def _fitted(
-    call: ToolCallRequest,
-    llm: LLMClient,
-    window: ContextWindow,
-    toolbox: Toolbox,
-    run: _Run,
-    limits: LoopLimits,
-    params: dict[str, Any],
-    say: ProgressFn,
-) -> ToolCallRequest:
+async def _fitted(call: ToolCallRequest, model: _Model, toolbox: Toolbox, run: _Run) -> ToolCallRequest:
     """The call, with arguments that fit its tool's schema when they did not and the model mends them.
 
     A small model that names the right tool often gets its arguments' shape wrong (``create_entities``
@@ -544,10 +596,11 @@ async def _fitted(
     problems = toolbox.shape_problems(call.name, call.arguments)
     offered = toolbox.lookup(call.name)
     attempt = 0
+    limits = model.limits
     while problems and offered is not None and attempt < REPAIR_ATTEMPTS and run.rounds < limits.max_rounds:
         attempt += 1
         run.rounds += 1
-        await say(f"round {run.rounds}/{limits.max_rounds} · mending the arguments of {offered.label}")
+        await model.say(f"round {run.rounds}/{limits.max_rounds} · mending the arguments of {offered.label}")
         messages = [
             {"role": "system", "content": REPAIR_PROMPT},
             {
@@ -563,8 +616,7 @@ async def _fitted(
         # A call written again is about as long as the call itself: a reply much longer is a runaway (the 0.5B
         # filled an observation list with made-up dates until the whole reply budget).
         budget = min(limits.reply_tokens, MEND_TOKENS + len(call.arguments) // 2)
-        watch = ReplyWatch(toolbox.known_names, budget, limits.reasoning_tokens)
-        result = await llm.complete(messages, window=window, watch=watch, progress=_writing("mending", say), **params)
+        result = await model.complete(messages, "mending", toolbox.known_names, budget)
         run.add(result)
         found, _ = extract_tool_calls(result.content, toolbox.known_names)
         again = next((c for c in found if toolbox.lookup(c.name) is offered), None)
@@ -581,16 +633,7 @@ async def _fitted(
     return call
 
 
-async def _covering(
-    finish: Finish,
-    llm: LLMClient,
-    window: ContextWindow,
-    toolbox: Toolbox,
-    run: _Run,
-    limits: LoopLimits,
-    params: dict[str, Any],
-    say: ProgressFn,
-) -> Finish:
+async def _covering(finish: Finish, model: _Model, toolbox: Toolbox, run: _Run) -> Finish:
     """The answer, or, when it says nothing of some of the results of one tool called for several items
     (``grounding.left_out``), the answer to one more request that shows it and names them, if that one
     leaves out fewer. The 1.5B fetched the time in three cities and answered with Tokyo's alone.
@@ -599,11 +642,11 @@ async def _covering(
     missing = left_out(finish.answer, run.task, made) if finish.stop != "no_answer" else []
     if not missing:
         return finish
-    await say(f"the answer leaves out {len(missing)} of the results · asking again")
+    await model.say(f"the answer leaves out {len(missing)} of the results · asking again")
     shown = finish.answer if len(finish.answer) <= 1500 else finish.answer[:1500] + " ..."
     calls = " and ".join(m.call for m in missing)
     closing = LEFT_OUT.format(answer=shown, calls=calls)
-    result = await _answer_step(llm, window, run, limits, params, say, closing=closing)
+    result = await _answer_step(model, run, closing=closing)
     run.add(result)
     again = split_reasoning(result.message)[1].strip()
     if again and bare_call(again) is None and len(left_out(again, run.task, made)) < len(missing):

@@ -1,9 +1,8 @@
 """Where the words a model writes come from: the task, the tool results, or nowhere.
 
-Small models write values no call gave them (a copy of a file they never read, the time before asking for
-it) and answer with one result of several. Both show in the words themselves: a written value whose words
-are mostly in neither the task nor any result was made up; a result none of whose own words are in the
-answer was left out. Words here are runs of letters (three or more) or of digits (two or more), in lower
+Small models write values no call gave them (a time they never asked for, the port of a file they never
+read) and answer with one result of several. Both show in the words themselves: a number in neither the
+task nor any result was made up; a result none of whose own words are in the answer was left out. Words here are runs of letters (three or more) or of digits (two or more), in lower
 case, without the commonest words.
 """
 
@@ -16,8 +15,6 @@ from typing import Any
 
 _WORD = re.compile(r"[^\W\d_]{3,}|\d{2,}")
 _SPACE = re.compile(r"\s+")
-CHECKED_WORDS = 4
-"""A written value with fewer words than this, and no digits, is a label (``person``, ``main``), not data."""
 
 
 _COMMON = frozenset(
@@ -42,18 +39,22 @@ class Made:
     ok: bool
 
 
-def invented(arguments: dict[str, Any], known: str) -> tuple[str, str] | None:
-    """The first value in ``arguments`` that is data (it has digits, or several words) and mostly made up:
-    at most half of its words are in ``known`` (the task and the results so far). As ``(where, value)``,
-    ``where`` being the argument's path (``content``, ``entities[0].observations[1]``)."""
-    seen = words(known)
+def invented(arguments: dict[str, Any], known: str) -> tuple[str, list[str]] | None:
+    """The first value in ``arguments`` that holds numbers from nowhere (``unfounded_numbers``), as
+    ``(where, numbers)``, ``where`` being the argument's path (``content``, ``entities[0].observations[1]``)."""
     for where, value in _strings(arguments):
-        own = words(value)
-        if not own or (not any(c.isdigit() for c in value) and len(_SPACE.split(value.strip())) < CHECKED_WORDS):
-            continue
-        if 2 * len(own & seen) <= len(own):
-            return where, value
+        if numbers := unfounded_numbers(value, known):
+            return where, numbers
     return None
+
+
+def unfounded_numbers(answer: str, known: str) -> list[str]:
+    """The numbers (two digits or more) in the answer that are in neither the task nor any result
+    (``known``), in order: a time, a port or a date the model made up. A count or a single digit is not
+    judged: "4 commits" is read off a log, not copied from it."""
+    seen = words(known)
+    found = [w for w in _WORD.findall(answer) if w.isdigit() and w not in seen]
+    return list(dict.fromkeys(found))
 
 
 def _strings(value: Any, where: str = "") -> Iterator[tuple[str, str]]:

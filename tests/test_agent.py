@@ -901,54 +901,71 @@ def files_child(text: str = "Hello from the greeting file") -> StubChild:
     return StubChild("filesystem", tools, lambda n, a: text if n == "read_text_file" else "Successfully wrote")
 
 
-COPY_TASK = "Make a copy of /w/greeting.txt named greeting-copy.txt in the same folder."
-MADE_UP_COPY = {"path": "/w/greeting-copy.txt", "content": "This is a copy of the original file."}
+STAMP_TASK = "Write the current UTC time to /w/stamp.txt."
+MADE_UP_STAMP = {"path": "/w/stamp.txt", "content": "2023-04-10T12:34:56Z"}
 
 
-async def test_a_write_of_a_value_from_nowhere_is_held_back_once(llm: LLMClient) -> None:
-    """The 1.5B "copied" a file it never read by writing a sentence of its own into the copy."""
-    child = files_child()
+async def test_a_write_of_numbers_from_nowhere_is_not_run(llm: LLMClient) -> None:
+    """The 1.5B wrote a made-up time to the file before asking for the time."""
+    files, clock = files_child(), clock_child()
+    real = {"path": "/w/stamp.txt", "content": "2026-11-30T17:20:42+00:00"}
     script = Script(
-        answer(calls=[("write_file", MADE_UP_COPY)]),
-        answer(calls=[("read_text_file", {"path": "/w/greeting.txt"})]),
-        answer(calls=[("write_file", {"path": "/w/greeting-copy.txt", "content": "Hello from the greeting file"})]),
-        answer("Copied."),
+        answer(calls=[("write_file", MADE_UP_STAMP)]),
+        answer(calls=[("get_current_time", {"timezone": "UTC"})]),
+        answer(calls=[("write_file", real)]),
+        answer("Wrote 2026-11-30T17:20:42+00:00 to /w/stamp.txt."),
     )
-    result = await run(llm, script, [child], task=COPY_TASK)
-    assert [n for n, _ in child.calls] == ["read_text_file", "write_file"]
-    assert child.calls[1][1]["content"] == "Hello from the greeting file"
+    result = await run(llm, script, [files, clock], task=STAMP_TASK)
+    assert files.calls == [("write_file", real)]
     held = script.bodies[1]["messages"][-1]
-    assert held["role"] == "tool" and held["content"].startswith("Error: not run: the content to write")
-    assert '"This is a copy of the original file."' in held["content"]
+    assert held == {
+        "role": "tool",
+        "tool_call_id": "id0",
+        "content": "Error: not run: the content to write holds 2023, 04, 10, 12, 34, which are in neither the "
+        "task nor any tool result. Call the tool that gives them first (the time, a file, a record), then "
+        "write what it returns.",
+    }
     assert [(r.name, r.ok) for r in result.tool_calls] == [
         ("filesystem.write_file", False),
-        ("filesystem.read_text_file", True),
+        ("time.get_current_time", True),
         ("filesystem.write_file", True),
     ]
 
 
-async def test_a_write_held_back_runs_when_the_model_makes_it_again(llm: LLMClient) -> None:
-    """A text the model composes on purpose (a note, a poem) is its to write: the same call again runs."""
-    child = files_child()
-    poem = {"path": "/w/poem.txt", "content": "Waves fold into foam, gulls circle the quiet pier"}
-    script = Script(answer(calls=[("write_file", poem)]), answer(calls=[("write_file", poem)]), answer("Written."))
-    result = await run(llm, script, [child], task="Write a short poem about the sea to /w/poem.txt")
-    assert child.calls == [("write_file", poem)]
-    assert (result.answer, [r.ok for r in result.tool_calls]) == ("Written.", [False, True])
+async def test_a_write_of_numbers_from_nowhere_made_again_ends_in_the_answer(llm: LLMClient) -> None:
+    files = files_child()
+    script = Script(
+        text_call("write_file", MADE_UP_STAMP),
+        text_call("write_file", MADE_UP_STAMP),  # the answer step: the same call again
+        answer("The time is 2023-04-10T12:34:56Z."),  # the error quotes these numbers: still from nowhere
+        answer("The time could not be written."),
+    )
+    result = await run(llm, script, [files, clock_child()], task=STAMP_TASK)
+    assert files.calls == [] and result.answer == "The time could not be written."
+    assert "reply with only that call" not in script.bodies[2]["messages"][1]["content"]
+    asked_again = script.bodies[3]["messages"][1]["content"]
+    assert "It gives 2023, 04, 10, 12, 34, which no result above holds." in asked_again
+
+
+COPY_TASK = "Make a copy of /w/greeting.txt named greeting-copy.txt in the same folder."
 
 
 @pytest.mark.parametrize(
     ("task", "arguments"),
     [
-        (COPY_TASK, {"path": "/w/greeting-copy.txt", "content": "Hello from the greeting file"}),  # from a result
+        (COPY_TASK, {"path": "/w/greeting-copy.txt", "content": "Hello from the greeting file, 2026"}),  # a result
         ("Save a note that the meeting moved to 14:30 at /w/note.txt", {"path": "/w/note.txt", "content": "14:30"}),
-        ("Record that Ada Lovelace is a person", {"path": "/w/ada.txt", "content": "person"}),  # a label
+        (
+            "Write a short poem about the sea to /w/poem.txt",
+            {"path": "/w/poem.txt", "content": "Waves fold, gulls circle"},
+        ),
+        ("Write that Ada Lovelace is 1 person", {"path": "/w/ada.txt", "content": "7 persons"}),  # one digit: a count
     ],
 )
-async def test_a_write_of_values_from_the_task_or_a_result_runs_at_once(
+async def test_a_write_of_numbers_from_the_task_or_a_result_or_of_none_runs(
     llm: LLMClient, task: str, arguments: dict[str, str]
 ) -> None:
-    child = files_child()
+    child = files_child("Hello from the greeting file, 2026")
     script = Script(
         answer(calls=[("read_text_file", {"path": "/w/greeting.txt"})]),
         answer(calls=[("write_file", arguments)]),
@@ -960,12 +977,15 @@ async def test_a_write_of_values_from_the_task_or_a_result_runs_at_once(
 
 async def test_a_tool_that_does_not_say_it_writes_is_not_held_back(llm: LLMClient) -> None:
     child = StubChild("notes", [tool("save", {"type": "object", "properties": {}})], lambda n, a: "saved")
-    made_up = {"text": "This is a copy of the original file."}
-    await run(llm, Script(answer(calls=[("save", made_up)]), answer("ok")), [child], task=COPY_TASK)
-    assert child.calls == [("save", made_up)]
+    await run(llm, Script(answer(calls=[("save", MADE_UP_STAMP)]), answer("ok")), [child], task=STAMP_TASK)
+    assert child.calls == [("save", MADE_UP_STAMP)]
 
 
-CITIES = {"Asia/Tokyo": "2026-12-01T02:20:42+09:00", "Europe/London": "2026-11-30T17:20:42+00:00"}
+CITIES = {
+    "Asia/Tokyo": "2026-12-01T02:20:42+09:00",
+    "Europe/London": "2026-11-30T17:20:42+00:00",
+    "UTC": "2026-11-30T17:20:42+00:00",
+}
 
 
 def clock_child() -> StubChild:
@@ -1012,3 +1032,53 @@ async def test_the_first_answer_stays_unless_the_one_asked_again_covers_more(llm
     result = await run(llm, script, [clock_child()], task="What time is it in Tokyo and London?")
     assert result.answer == first
     assert len(script.bodies) == (3 if "London" in first else 4)
+
+
+def env_files() -> StubChild:
+    files = {"/w/api.env": "PORT=8081\nNAME=api", "/w/web.env": "PORT=3005\nNAME=web"}
+    path = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
+    reads = ToolAnnotations(read_only_hint=True)
+    return StubChild(
+        "filesystem", [Tool(name="read_text_file", input_schema=path, annotations=reads)], lambda n, a: files[a["path"]]
+    )
+
+
+PORTS = "Which ports do /w/api.env and /w/web.env set?"
+
+
+async def test_an_answer_with_numbers_from_nowhere_may_still_make_the_call_that_gives_them(llm: LLMClient) -> None:
+    """The 0.5B read one of two files and gave a port for both."""
+    child = env_files()
+    script = Script(
+        text_call("read_text_file", {"path": "/w/api.env"}),
+        answer("api.env sets 8081 and web.env sets 8080."),
+        text_call("read_text_file", {"path": "/w/web.env"}),
+        answer("api.env sets 8081 and web.env sets 3005."),
+    )
+    result = await run(llm, script, [child], task=PORTS)
+    assert [a["path"] for _, a in child.calls] == ["/w/api.env", "/w/web.env"]
+    assert result.answer == "api.env sets 8081 and web.env sets 3005."
+    again = script.bodies[2]["messages"][1]["content"]
+    assert again.endswith(
+        "An answer written before: api.env sets 8081 and web.env sets 8080.\n\nIt gives 8080, which no result above "
+        "holds. If the task needs a call that gives it, reply with only that call, as JSON. Otherwise: answer the "
+        "task again with only values from the results."
+    )
+    assert "read_text_file" in script.bodies[2]["messages"][0]["content"]  # the tools it may still call
+
+
+@pytest.mark.parametrize(
+    ("again", "kept"),
+    [
+        ("api.env sets 8081; web.env was not read.", "api.env sets 8081; web.env was not read."),
+        ("api.env sets 9999 and web.env sets 7777.", "api.env sets 8081 and web.env sets 8080."),  # worse
+    ],
+)
+async def test_the_answer_asked_again_is_kept_unless_it_makes_up_more(llm: LLMClient, again: str, kept: str) -> None:
+    script = Script(
+        text_call("read_text_file", {"path": "/w/api.env"}),
+        answer("api.env sets 8081 and web.env sets 8080."),
+        answer(again),
+    )
+    result = await run(llm, script, [env_files()], task=PORTS)
+    assert result.answer == kept and len(script.bodies) == 3  # asked again once, not again after that

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lmstudio_bridge.grounding import Made, invented, left_out, words
+from lmstudio_bridge.grounding import Made, invented, left_out, unfounded_numbers, words
 
 TASK = "Write the current UTC time to /w/project/stamp.txt."
 
@@ -18,20 +18,16 @@ def test_words_are_letter_runs_and_digit_runs_without_the_commonest() -> None:
 @pytest.mark.parametrize(
     ("arguments", "known", "found"),
     [
-        ({"path": "/w/project/stamp.txt", "content": "2023-04-01T12:34:56Z"}, TASK, ("content", "2023-04-01T12:34:56Z")),
+        ({"path": "/w/project/stamp.txt", "content": "2023-04-01T12:34:56Z"}, TASK, ("content", ["2023", "04", "01", "12", "34", "56"])),
         ({"path": "/w/project/stamp.txt", "content": "2026-11-30T17:20:42Z"}, TASK + ' "2026-11-30T17:20:42"', None),
-        ({"content": "This is a copy of the original greeting file."}, "Copy greeting.txt", ("content", "This is a copy of the original greeting file.")),
-        ({"content": "Hello from the greeting file"}, "Copy greeting.txt\nHello from the greeting file", None),
-        ({"entities": [{"name": "Ada Lovelace", "entityType": "Person", "observations": ["Wrote the first program"]}]},
-         "Remember that Ada Lovelace wrote the first program", None),
-        ({"entities": [{"observations": ["born 1867 in Warsaw"]}]}, "Marie Curie was born in Warsaw", None),
-        ({"entities": [{"observations": ["born 1867, died 1934"]}]}, "Marie Curie was born in Warsaw",
-         ("entities[0].observations[0]", "born 1867, died 1934")),
-        ({"entityType": "person", "branch": "main"}, "anything", None),  # labels, not data
+        ({"content": "This is a copy of the original greeting file."}, "Copy greeting.txt", None),  # no numbers
+        ({"entities": [{"name": "Marie Curie", "observations": ["born in 1867", "two prizes"]}]}, "Marie Curie",
+         ("entities[0].observations[0]", ["1867"])),
+        ({"content": "3 files"}, "anything", None),  # a count
     ],
 )  # fmt: skip
-def test_a_value_is_invented_when_at_most_half_of_its_words_are_known(
-    arguments: dict, known: str, found: tuple[str, str] | None
+def test_a_value_is_invented_when_it_holds_numbers_from_nowhere(
+    arguments: dict, known: str, found: tuple[str, list[str]] | None
 ) -> None:
     assert invented(arguments, known) == found
 
@@ -57,3 +53,9 @@ def test_a_lone_result_or_results_of_different_tools_or_failed_calls_are_not_jud
     assert left_out("Nothing.", CITIES, [TOKYO, clock("Europe/London", "17:20", name="convert_time")]) == []
     failed = Made("get_current_time {}", "get_current_time", "Error: no timezone", ok=False)
     assert left_out("2026-12-01T02:20:42+09:00", CITIES, [TOKYO, failed]) == []
+
+
+def test_numbers_from_nowhere_are_those_of_two_digits_or_more_in_no_result() -> None:
+    known = "Which ports do api.env and web.env set?\nPORT=8081"
+    assert unfounded_numbers("api.env sets 8081, web.env 8080 and 8080 again, in 2 files.", known) == ["8080"]
+    assert unfounded_numbers("There are 4 commits.", known) == []
