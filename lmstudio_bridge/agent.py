@@ -303,10 +303,10 @@ async def run_agent(
             run.reasoning.append(reply.reasoning)
         step = decide(reply, run, limits, asked)
         if isinstance(step, Finish):
-            if (again := _unfounded(step, run, limits)) is not None:
+            if (again := _unfounded(step, run, model)) is not None:
                 asked = again
                 continue
-            finish = _better(run.answered, step, run) if run.answered is not None else step
+            finish = _better(run.answered, step, run, model) if run.answered is not None else step
             break
         if isinstance(step, AskForAnswer):
             asked = step
@@ -369,35 +369,36 @@ def decide(reply: Reply, run: _Run, limits: LoopLimits, asked: AskForAnswer | No
     return _final(reply, run, "answered")
 
 
-def _unfounded(finish: Finish, run: _Run, limits: LoopLimits) -> AskForAnswer | None:
+def _unfounded(finish: Finish, run: _Run, model: _Model) -> AskForAnswer | None:
     """Once per task that called tools, when the answer holds numbers no result gave (``grounding.unfounded_numbers``): the
     answer step again, which shows the answer, names those numbers, and may ask for the call that gives
     them. The 0.5B read one of two files and gave a port for both; wrote a time it never asked for."""
     if finish.stop != "answered" or run.answered is not None or not run.records:
         return None  # an answer without any call is the model's own (a sum, a fact), not read off results
-    numbers = unfounded_numbers(finish.answer, _known(run))
+    numbers = unfounded_numbers(finish.answer, _known(run, model))
     if not numbers:
         return None
     run.answered = finish
     shown = finish.answer if len(finish.answer) <= 1500 else finish.answer[:1500] + " ..."
     them = "it" if len(numbers) == 1 else "them"
     closing = UNFOUNDED.format(answer=shown, numbers=", ".join(numbers[:5]), them=them)
-    may_call = run.rounds < limits.max_rounds
+    may_call = run.rounds < model.limits.max_rounds
     return AskForAnswer("answered", "the answer gives numbers no result holds", may_call=may_call, closing=closing)
 
 
-def _better(first: Finish, again: Finish, run: _Run) -> Finish:
-    """The answer given when asked again, unless it holds more numbers from nowhere than the first."""
-    known = _known(run)
-    if len(unfounded_numbers(again.answer, known)) > len(unfounded_numbers(first.answer, known)):
-        return first
-    return again
+def _better(first: Finish, again: Finish, run: _Run, model: _Model) -> Finish:
+    """The answer given when asked again, if it holds fewer numbers from nowhere than the first."""
+    known = _known(run, model)
+    if len(unfounded_numbers(again.answer, known)) < len(unfounded_numbers(first.answer, known)):
+        return again
+    return first
 
 
-def _known(run: _Run) -> str:
+def _known(run: _Run, model: _Model | None = None) -> str:
     """The task and the result of every call that worked: where the values a model writes should come from
-    (an error may quote the model's own made-up values back to it)."""
-    return "\n".join([run.task, *(m.result for m in _calls_made(run.messages) if m.ok)])
+    (an error may quote the model's own made-up values back to it). An answer may also name the model."""
+    results = [m.result for m in _calls_made(run.messages) if m.ok]
+    return "\n".join([run.task, *results, model.llm.model if model else ""])
 
 
 def after_calls(reply: Reply, run: _Run, count: int) -> AskForAnswer | None:

@@ -24,6 +24,10 @@ _COMMON = frozenset(
 """Words any sentence holds: they tell nothing of where a text comes from."""
 
 
+LONG_NUMBER = 5
+"""Digits from this many on are found in the results as part of a longer run, too."""
+
+
 def words(text: str) -> set[str]:
     return {w for w in (m.lower() for m in _WORD.findall(text)) if w not in _COMMON}
 
@@ -49,12 +53,18 @@ def invented(arguments: dict[str, Any], known: str) -> tuple[str, list[str]] | N
 
 
 def unfounded_numbers(answer: str, known: str) -> list[str]:
-    """The numbers (two digits or more) in the answer that are in neither the task nor any result
-    (``known``), in order: a time, a port or a date the model made up. A count or a single digit is not
-    judged: "4 commits" is read off a log, not copied from it."""
+    """The numbers in the answer that are in neither the task nor any result (``known``), in order: a time,
+    a port or a year the model made up. Counts are not judged: a single digit, or one number under 100
+    alone ("12 commits" is read off a log, not copied from it)."""
     seen = words(known)
-    found = [w for w in _WORD.findall(answer) if w.isdigit() and w not in seen]
-    return list(dict.fromkeys(found))
+    found = [w for w in _WORD.findall(answer) if w.isdigit() and w not in seen and not _quoted(w, known)]
+    found = list(dict.fromkeys(found))
+    return [] if len(found) == 1 and len(found[0]) < 3 else found
+
+
+def _quoted(number: str, known: str) -> bool:
+    """A long number cut out of a longer run in the results (an answer quotes the start of an ID)."""
+    return len(number) >= LONG_NUMBER and number in known
 
 
 def _strings(value: Any, where: str = "") -> Iterator[tuple[str, str]]:

@@ -59,3 +59,6 @@ def test_numbers_from_nowhere_are_those_of_two_digits_or_more_in_no_result() -> 
     known = "Which ports do api.env and web.env set?\nPORT=8081"
     assert unfounded_numbers("api.env sets 8081, web.env 8080 and 8080 again, in 2 files.", known) == ["8080"]
     assert unfounded_numbers("There are 4 commits.", known) == []
+    assert unfounded_numbers("There are 12 commits.", known) == []  # a count
+    assert unfounded_numbers("There are 12 commits, 34 of them merges.", known) == ["12", "34"]
+    assert unfounded_numbers("It starts 0123456789, then 567.", "0123456789012345") == ["567"]
