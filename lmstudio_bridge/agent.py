@@ -126,7 +126,9 @@ MADE_UP = (
     "not run: the {where} to write holds {numbers}, which {are} in neither the task nor any tool result. "
     "Call the tool that gives {them} first (the time, a file, a record), then write what it returns."
 )
-"""The result of a call held back by ``_made_up``."""
+"""The result of a call ``_made_up`` does not run."""
+SHOWN_ANSWER = 1500
+"""Most characters of an answer shown again when it is asked for once more."""
 
 NO_ANSWER = "The model gave no answer: it asked for another tool call instead. The results of its tool calls:"
 
@@ -370,20 +372,25 @@ def decide(reply: Reply, run: _Run, limits: LoopLimits, asked: AskForAnswer | No
 
 
 def _unfounded(finish: Finish, run: _Run, model: _Model) -> AskForAnswer | None:
-    """Once per task that called tools, when the answer holds numbers no result gave (``grounding.unfounded_numbers``): the
-    answer step again, which shows the answer, names those numbers, and may ask for the call that gives
-    them. The 0.5B read one of two files and gave a port for both; wrote a time it never asked for."""
+    """Once per task that called tools, when the answer holds numbers no result gave
+    (``grounding.unfounded_numbers``): the answer step again, which shows the answer, names those numbers,
+    and may ask for the call that gives them. The 0.5B read one of two files and gave a port for both."""
     if finish.stop != "answered" or run.answered is not None or not run.records:
         return None  # an answer without any call is the model's own (a sum, a fact), not read off results
     numbers = unfounded_numbers(finish.answer, _known(run, model))
     if not numbers:
         return None
     run.answered = finish
-    shown = finish.answer if len(finish.answer) <= 1500 else finish.answer[:1500] + " ..."
+    shown = _shown(finish.answer)
     them = "it" if len(numbers) == 1 else "them"
     closing = UNFOUNDED.format(answer=shown, numbers=", ".join(numbers[:5]), them=them)
     may_call = run.rounds < model.limits.max_rounds
     return AskForAnswer("answered", "the answer gives numbers no result holds", may_call=may_call, closing=closing)
+
+
+def _shown(answer: str) -> str:
+    """An answer as a request shows it again: its first 1,500 characters."""
+    return answer if len(answer) <= SHOWN_ANSWER else answer[:SHOWN_ANSWER] + " ..."
 
 
 def _better(first: Finish, again: Finish, run: _Run, model: _Model) -> Finish:
@@ -644,7 +651,7 @@ async def _covering(finish: Finish, model: _Model, toolbox: Toolbox, run: _Run) 
     if not missing:
         return finish
     await model.say(f"the answer leaves out {len(missing)} of the results · asking again")
-    shown = finish.answer if len(finish.answer) <= 1500 else finish.answer[:1500] + " ..."
+    shown = _shown(finish.answer)
     calls = " and ".join(m.call for m in missing)
     closing = LEFT_OUT.format(answer=shown, calls=calls)
     result = await _answer_step(model, run, closing=closing)

@@ -2,8 +2,7 @@
 
 Small models write values no call gave them (a time they never asked for, the port of a file they never
 read) and answer with one result of several. Both show in the words themselves: a number in neither the
-task nor any result was made up; a result none of whose own words are in the answer was left out. Words here are runs of letters (three or more) or of digits (two or more), in lower
-case, without the commonest words.
+task nor any result was made up; a result none of whose own words are in the answer was left out.
 """
 
 from __future__ import annotations
@@ -14,21 +13,18 @@ from dataclasses import dataclass
 from typing import Any
 
 _WORD = re.compile(r"[^\W\d_]{3,}|\d{2,}")
-_SPACE = re.compile(r"\s+")
-
-
 _COMMON = frozenset(
     {"the", "and", "are", "but", "for", "from", "has", "have", "its", "not", "that", "this", "was", "were"}
     | {"will", "with", "you", "your", "all", "any", "can", "into"}
 )
 """Words any sentence holds: they tell nothing of where a text comes from."""
-
-
 LONG_NUMBER = 5
 """Digits from this many on are found in the results as part of a longer run, too."""
 
 
 def words(text: str) -> set[str]:
+    """The text's words: runs of letters (three or more) or of digits (two or more), in lower case, without
+    the commonest words."""
     return {w for w in (m.lower() for m in _WORD.findall(text)) if w not in _COMMON}
 
 
