@@ -965,12 +965,18 @@ async def run_live_task(
     read_only_tools: dict[str, bool] | None = None,
     keep: bool = False,
     pass_read_only: bool = True,
+    root: Path | None = None,
 ) -> Run:
     """Builds the task's fixtures, runs it through the bridge within ``cap`` seconds, and checks it.
 
     A question (a task marked read-only) is passed with ``read_only: true``, as the tool's description
-    tells a host to do, unless ``pass_read_only`` is false."""
-    root = Path(tempfile.mkdtemp(prefix="live-"))
+    tells a host to do, unless ``pass_read_only`` is false. The fixtures go under ``root``, made afresh,
+    or else under a new temporary directory of a random name, as users' paths differ."""
+    if root is None:
+        root = Path(tempfile.mkdtemp(prefix="live-"))
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
     ws = Workspace(root, node_modules)
     run = Run(task=live, ws=ws, started=datetime.now(UTC))
     try:

@@ -14,6 +14,11 @@ and ``server-everything``. Each task checks what it did and what the answer says
   (default 240 s).
 - ``LIVE_TIMES=path`` appends each run's transcript as a JSON line.
 
+Each task's fixtures go under a path of its own name (``$TMPDIR/lmstudio-bridge-live/TASK``), not a
+random one, so that at the small-model settings (temperature 0) a task sends the model the same prompt
+on every run, and a failure here comes from a change in the bridge, not from the letters of a
+temporary directory. ``python -m bench.live_tasks`` keeps random paths: it measures what users get.
+
 The tests without the ``live`` mark run in the main suite: they check the checks, on runs made up
 here, so a live task can both pass and fail.
 """
@@ -99,6 +104,7 @@ async def test_live_task(name: str, live_llm: str, node_modules: Path, read_only
         sampling=os.environ.get("LIVE_SAMPLING", "small"),
         cap=float(os.environ.get("LIVE_CAP", "240")),
         read_only_tools=read_only_tools,
+        root=Path(tempfile.gettempdir()) / "lmstudio-bridge-live" / name,
     )
     record = run.record(os.environ.get("LIVE_MODEL", "0.5b"), os.environ.get("LIVE_SAMPLING", "small"))
     if path := os.environ.get("LIVE_TIMES"):
