@@ -22,7 +22,9 @@ What the model writes is checked against where it should come from (``grounding`
 a call that may change something is not run when it writes numbers that are in
 neither the task nor any result (``_made_up``); an answer that holds such numbers
 is asked for once more, and the model may then make the call that gives them
-(``_unfounded``); an answer that says nothing of some of the items a tool was
+(``_unfounded``); an answer given before a call was made for every item the task
+lists together (two cities, two files) is asked for once more as a call for the
+items left (``_not_called``); an answer that says nothing of some of the items a tool was
 called for is asked for once more, with the items named (``_covering``).
 
 What happens after each reply is decided in one place, ``decide``; the loop only
@@ -48,7 +50,7 @@ from typing import Any
 from mcp.types import Tool
 
 from .context_window import ContextWindow
-from .grounding import Made, invented, left_out, unfounded_numbers
+from .grounding import Made, invented, left_out, not_called_for, unfounded_numbers
 from .images import image_message
 from .lmstudio import ChatResult, LLMClient, Progress, ToolCallRequest
 from .policy import declares_changes, declares_read_only
@@ -116,6 +118,13 @@ LEFT_OUT = (
 (``grounding.left_out``). Shown its own answer, the 1.5B gave all three cities' times where it had given
 Tokyo's alone, in the form the results write them; told only which results were left out, it turned
 them into 12-hour times, wrongly."""
+NOT_CALLED = (
+    "The task also names {items}, and no call above is for {them}. Reply with only the call for {them}, as JSON."
+)
+"""Closes the answer step asked again when the task lists items together and a call was made for some
+of them only (``_not_called``). Replayed on the answer steps where the 1.5B had fetched New York's weather
+alone and answered "33", and where the 0.5B had read api.env alone: 8 of 8 replies were the call for
+the item named."""
 UNFOUNDED = (
     "An answer written before: {answer}\n\nIt gives {numbers}, which no result above holds. If the task needs "
     "a call that gives {them}, reply with only that call, as JSON. Otherwise: answer the task again with only "
@@ -226,6 +235,8 @@ class _Run:
     seen_calls: set[str] = field(default_factory=set)
     answered: Finish | None = None
     """The answer the model gave before it was asked again (``_unfounded``)."""
+    not_called: frozenset[str] | None = None
+    """The items the model was last asked to call for (``_not_called``)."""
     strays: int = 0
     """Replies that were only a call of a tool that does not exist."""
     rounds: int = 0
@@ -305,7 +316,7 @@ async def run_agent(
             run.reasoning.append(reply.reasoning)
         step = decide(reply, run, limits, asked)
         if isinstance(step, Finish):
-            if (again := _unfounded(step, run, model)) is not None:
+            if (again := _not_called(step, run, model) or _unfounded(step, run, model)) is not None:
                 asked = again
                 continue
             finish = _better(run.answered, step, run, model) if run.answered is not None else step
@@ -369,6 +380,23 @@ def decide(reply: Reply, run: _Run, limits: LoopLimits, asked: AskForAnswer | No
     if stray is not None:
         return AskForAnswer("answered", "the model called a tool that does not exist")
     return _final(reply, run, "answered")
+
+
+def _not_called(finish: Finish, run: _Run, model: _Model) -> AskForAnswer | None:
+    """When the model answers before a call was made for every item the task lists together
+    (``grounding.not_called_for``): the answer step again, asking for the call for the items left. Again
+    only while that leaves fewer items than the last time. The 1.5B fetched New York's weather and answered
+    "33" to a question about New York and Los Angeles; the 0.5B read one of two files and made up the other's port."""
+    if finish.stop != "answered" or not run.records or run.rounds >= model.limits.max_rounds:
+        return None
+    missing = frozenset(not_called_for(run.task, _calls_made(run.messages)))
+    if not missing or (run.not_called is not None and not missing < run.not_called):
+        return None
+    run.not_called = missing
+    named = sorted(missing, key=run.task.find)
+    items = ", ".join(named[:-1]) + " and " + named[-1] if len(named) > 1 else named[0]
+    closing = NOT_CALLED.format(items=items, them="it" if len(missing) == 1 else "them")
+    return AskForAnswer("answered", f"no call was made for {items}", may_call=True, closing=closing)
 
 
 def _unfounded(finish: Finish, run: _Run, model: _Model) -> AskForAnswer | None:

@@ -92,3 +92,60 @@ def left_out(answer: str, task: str, made: Sequence[Made]) -> list[Made]:
         if own and not own & said:
             missing.append(one)
     return missing
+
+
+_ITEM = re.compile(
+    r"""
+      "[^"\n]+" | `[^`\n]+`                     # quoted
+    | [\w.~-]*/[\w./~-]*\w                      # a path
+    | \b[\w-]+\.[A-Za-z][A-Za-z0-9]{0,9}\b      # a file name
+    | \b[A-Z][\w-]*(?:[ ][A-Z][\w-]*)*          # a name: words with capitals
+    """,
+    re.VERBOSE,
+)
+"""What a task names as one item of a list: a name, a file, a path, a quoted value."""
+_BETWEEN = re.compile(r"(?:\s*,\s*(?:(?:and|or)\s+)?|\s+(?:and|or|&)\s+)(?:(?:for|in|of|at|from|on|the)\s+)?", re.I)
+"""What stands between the items of a list: ``, `` / `` and `` / ``, and for `` ..."""
+
+
+def not_called_for(task: str, made: Sequence[Made]) -> list[str]:
+    """Items the task lists together (``Tokyo, London and New York``, ``api.env and web.env``) that no call
+    is for, when a call was made for another of them: the model fetched one city's weather of two.
+
+    A call is for an item when its arguments name it (``Asia/Tokyo`` names Tokyo); an item a result names is
+    taken as found there (a listing that shows a file)."""
+    arguments = " ".join(_plain(m.call) for m in made)
+    seen = " ".join([arguments, *(_plain(m.result) for m in made)])
+    missing: list[str] = []
+    for group in _lists(task):
+        if any(_names(arguments, item) for item in group):
+            missing += [item for item in group if not _names(seen, item)]
+    return list(dict.fromkeys(missing))
+
+
+def _lists(text: str) -> list[list[str]]:
+    """The lists of items the text holds: items that only ``_BETWEEN`` separates, two or more."""
+    lists: list[list[str]] = []
+    current: list[str] = []
+    end = -1
+    for match in _ITEM.finditer(text):
+        if current and not _BETWEEN.fullmatch(text[end : match.start()]):
+            if len(current) > 1:
+                lists.append(current)
+            current = []
+        current.append(match.group().strip('"`'))
+        end = match.end()
+    if len(current) > 1:
+        lists.append(current)
+    return lists
+
+
+def _plain(text: str) -> str:
+    """Lower case, every run of other characters than letters and digits one space, a space at each end:
+    ``America/New_York`` is `` america new york ``."""
+    return " " + " ".join(re.findall(r"[^\W_]+", text.lower())) + " "
+
+
+def _names(plain_text: str, item: str) -> bool:
+    """Whether the (``_plain``) text names the item, or, for a path, its last part (``web.env``)."""
+    return _plain(item) in plain_text or _plain(item.rstrip("/").rsplit("/", 1)[-1]) in plain_text

@@ -1044,9 +1044,10 @@ def env_files() -> StubChild:
 
 
 PORTS = "Which ports do /w/api.env and /w/web.env set?"
+WEB_PORT = "Which port does the web service in /w use?"
 
 
-async def test_an_answer_with_numbers_from_nowhere_may_still_make_the_call_that_gives_them(llm: LLMClient) -> None:
+async def test_an_answer_before_a_call_for_every_item_listed_is_asked_for_as_the_call_left(llm: LLMClient) -> None:
     """The 0.5B read one of two files and gave a port for both."""
     child = env_files()
     script = Script(
@@ -1060,7 +1061,46 @@ async def test_an_answer_with_numbers_from_nowhere_may_still_make_the_call_that_
     assert result.answer == "api.env sets 8081 and web.env sets 3005."
     again = script.bodies[2]["messages"][1]["content"]
     assert again.endswith(
-        "An answer written before: api.env sets 8081 and web.env sets 8080.\n\nIt gives 8080, which no result above "
+        "The task also names /w/web.env, and no call above is for it. Reply with only the call for it, as JSON."
+    )
+    assert "read_text_file" in script.bodies[2]["messages"][0]["content"]  # the tools it may still call
+
+
+async def test_items_are_asked_for_again_only_while_fewer_are_left(llm: LLMClient) -> None:
+    """Asked for the call for London and New York, the model fetches London's time: New York is asked for
+    alone. Asked for it, the model answers: that answer stands."""
+    child = clock_child()
+    script = Script(
+        text_call("get_current_time", {"timezone": "Asia/Tokyo"}),
+        answer("Tokyo 02:20."),
+        text_call("get_current_time", {"timezone": "Europe/London"}),
+        answer("Tokyo 02:20, London 17:20."),
+        answer("Tokyo 02:20, London 17:20; New York was not asked."),
+    )
+    result = await run(llm, script, [child], task="What time is it in Tokyo, London and New York?")
+    asked = [body["messages"][1]["content"].rsplit("\n\n", 1)[1] for body in script.bodies[2::2]]
+    assert asked == [
+        "The task also names London and New York, and no call above is for them. Reply with only the call for them, as JSON.",
+        "The task also names New York, and no call above is for it. Reply with only the call for it, as JSON.",
+    ]
+    assert result.answer == "Tokyo 02:20, London 17:20; New York was not asked." and len(script.bodies) == 5
+
+
+async def test_an_answer_with_numbers_from_nowhere_may_still_make_the_call_that_gives_them(llm: LLMClient) -> None:
+    """The model read the wrong file of two and gave a port from nowhere."""
+    child = env_files()
+    script = Script(
+        text_call("read_text_file", {"path": "/w/api.env"}),
+        answer("The web service uses port 8080."),
+        text_call("read_text_file", {"path": "/w/web.env"}),
+        answer("The web service uses port 3005."),
+    )
+    result = await run(llm, script, [child], task=WEB_PORT)
+    assert [a["path"] for _, a in child.calls] == ["/w/api.env", "/w/web.env"]
+    assert result.answer == "The web service uses port 3005."
+    again = script.bodies[2]["messages"][1]["content"]
+    assert again.endswith(
+        "An answer written before: The web service uses port 8080.\n\nIt gives 8080, which no result above "
         "holds. If the task needs a call that gives it, reply with only that call, as JSON. Otherwise: answer the "
         "task again with only values from the results."
     )
@@ -1070,15 +1110,18 @@ async def test_an_answer_with_numbers_from_nowhere_may_still_make_the_call_that_
 @pytest.mark.parametrize(
     ("again", "kept"),
     [
-        ("api.env sets 8081; web.env was not read.", "api.env sets 8081; web.env was not read."),
-        ("api.env sets 9999 and web.env sets 7777.", "api.env sets 8081 and web.env sets 8080."),  # worse
+        (
+            "api.env sets 8081; the web service's file was not read.",
+            "api.env sets 8081; the web service's file was not read.",
+        ),
+        ("The web service uses port 9999 or 7777.", "The web service uses port 8080."),  # worse
     ],
 )
 async def test_the_answer_asked_again_is_kept_unless_it_makes_up_more(llm: LLMClient, again: str, kept: str) -> None:
     script = Script(
         text_call("read_text_file", {"path": "/w/api.env"}),
-        answer("api.env sets 8081 and web.env sets 8080."),
+        answer("The web service uses port 8080."),
         answer(again),
     )
-    result = await run(llm, script, [env_files()], task=PORTS)
+    result = await run(llm, script, [env_files()], task=WEB_PORT)
     assert result.answer == kept and len(script.bodies) == 3  # asked again once, not again after that

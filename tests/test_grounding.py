@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lmstudio_bridge.grounding import Made, invented, left_out, unfounded_numbers, words
+from lmstudio_bridge.grounding import Made, invented, left_out, not_called_for, unfounded_numbers, words
 
 TASK = "Write the current UTC time to /w/project/stamp.txt."
 
@@ -62,3 +62,44 @@ def test_numbers_from_nowhere_are_those_of_two_digits_or_more_in_no_result() -> 
     assert unfounded_numbers("There are 12 commits.", known) == []  # a count
     assert unfounded_numbers("There are 12 commits, 34 of them merges.", known) == ["12", "34"]
     assert unfounded_numbers("It starts 0123456789, then 567.", "0123456789012345") == ["567"]
+
+
+def read(path: str, result: str = "PORT=8081") -> Made:
+    return Made(f'read_text_file {{"path": "{path}"}}', "read_text_file", result, ok=True)
+
+
+@pytest.mark.parametrize(
+    ("task", "made", "missing"),
+    [
+        ("What time is it in Tokyo, London and New York?", [clock("Asia/Tokyo", "02:20")], ["London", "New York"]),
+        (
+            "What time is it in Tokyo, London and New York?",
+            [clock("Asia/Tokyo", "02:20"), clock("America/New_York", "12:20")],
+            ["London"],
+        ),
+        ("Which ports do /w/api.env and /w/web.env set?", [read("/w/api.env")], ["/w/web.env"]),
+        ("What weather is there for New York and for Los Angeles?", [clock("New York", "1")], ["Los Angeles"]),
+        ('Look up "alpha", "beta" or "gamma".', [clock("beta", "1")], ["alpha", "gamma"]),
+    ],
+)
+def test_items_listed_together_with_no_call_for_them_are_named(task: str, made: list[Made], missing: list[str]) -> None:
+    assert not_called_for(task, made) == missing
+
+
+@pytest.mark.parametrize(
+    ("task", "made"),
+    [
+        # a call for every item: an argument names it as the tool spells it
+        ("Which ports do /w/api.env and /w/web.env set?", [read("/w/api.env"), read("web.env")]),
+        # no call for any item: the model answers from elsewhere, or the task is about something else
+        ("What time is it in Tokyo and London?", [read("/w/notes.txt")]),
+        # an item a result shows is found there: a listing
+        ("Are a.txt and b.txt in /w?", [read("/w/a.txt", "a.txt b.txt")]),
+        # no list: items that other words stand between
+        ("If it's 9:30 am in New York, what time is it in London?", [clock("America/New_York", "09:30")]),
+        ("Read /w/contact.txt and save the person it describes.", [read("/w/contact.txt")]),
+        ("Make a copy of /w/greeting.txt named greeting-copy.txt.", [read("/w/greeting.txt")]),
+    ],
+)
+def test_nothing_is_missing_unless_a_listed_item_has_no_call_while_another_has(task: str, made: list[Made]) -> None:
+    assert not_called_for(task, made) == []
