@@ -20,7 +20,8 @@ request of its own, to write it again (``_fitted``).
 
 What the model writes is checked against where it should come from (``grounding``):
 a call that may change something is not run when it writes numbers that are in
-neither the task nor any result (``_made_up``); an answer that holds such numbers
+neither the task nor any result (``_made_up``), and the model is asked for the call
+that gives them (``after_calls``); an answer that holds such numbers
 is asked for once more, and the model may then make the call that gives them
 (``_unfounded``); an answer given before a call was made for every item the task
 lists together (two cities, two files) is asked for once more as a call for the
@@ -125,6 +126,12 @@ NOT_CALLED = (
 of them only (``_not_called``). Replayed on the answer steps where the 1.5B had fetched New York's weather
 alone and answered "33", and where the 0.5B had read api.env alone: 8 of 8 replies were the call for
 the item named."""
+HELD_BACK = (
+    "The write above was not run. Reply with only the call that gives the values to write, as JSON: one of {tools}."
+)
+"""Closes the answer step after a write ``_made_up`` did not run. Replayed on the 1.5B's answer step after
+its write of a made-up time: 4 of 5 replies called ``get_current_time``, where the usual closing had it
+write the same time again."""
 UNFOUNDED = (
     "An answer written before: {answer}\n\nIt gives {numbers}, which no result above holds. If the task needs "
     "a call that gives {them}, reply with only that call, as JSON. Otherwise: answer the task again with only "
@@ -189,6 +196,8 @@ class AskForAnswer:
     """The model may reply with one more call the task still needs, instead of the answer."""
     closing: str | None = None
     """What the answer step ends with, when not the usual request for the answer (``_answer_step``)."""
+    wants_call: bool = False
+    """The step asks for a call: one without its required arguments is mended, not taken for wandering."""
 
 
 Step = Finish | Call | AskForAnswer
@@ -237,6 +246,8 @@ class _Run:
     """The answer the model gave before it was asked again (``_unfounded``)."""
     not_called: frozenset[str] | None = None
     """The items the model was last asked to call for (``_not_called``)."""
+    held_back: bool = False
+    """A write of numbers from nowhere was not run in the last round (``_made_up``)."""
     strays: int = 0
     """Replies that were only a call of a tool that does not exist."""
     rounds: int = 0
@@ -335,7 +346,7 @@ async def run_agent(
         )
         if llm.sees_images and (images := image_message([(o.label, o.images) for o in outcomes])) is not None:
             run.messages.append(images)
-        asked = after_calls(reply, run, len(calls))
+        asked = after_calls(reply, run, len(calls), toolbox)
     finish = await _covering(finish, model, toolbox, run)
     usage = TokenUsage(**{k: run.usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
     return TaskResult(
@@ -361,7 +372,7 @@ def decide(reply: Reply, run: _Run, limits: LoopLimits, asked: AskForAnswer | No
     if asked is not None:
         # The reply to an answer step: a call not made yet goes on with the task, anything else ends it.
         # A read-only call without its required arguments is the model wandering, not a step the task needs.
-        needed = [c for c in new_calls if c.id not in reply.unfit]
+        needed = [c for c in new_calls if asked.wants_call or c.id not in reply.unfit]
         if needed and rounds_left:
             return Call(needed)
         if asked.may_call and (reply.calls or bare_call(reply.text) is not None):
@@ -396,7 +407,7 @@ def _not_called(finish: Finish, run: _Run, model: _Model) -> AskForAnswer | None
     named = sorted(missing, key=run.task.find)
     items = ", ".join(named[:-1]) + " and " + named[-1] if len(named) > 1 else named[0]
     closing = NOT_CALLED.format(items=items, them="it" if len(missing) == 1 else "them")
-    return AskForAnswer("answered", f"no call was made for {items}", may_call=True, closing=closing)
+    return AskForAnswer("answered", f"no call was made for {items}", may_call=True, closing=closing, wants_call=True)
 
 
 def _unfounded(finish: Finish, run: _Run, model: _Model) -> AskForAnswer | None:
@@ -436,15 +447,22 @@ def _known(run: _Run, model: _Model | None = None) -> str:
     return "\n".join([run.task, *results, model.llm.model if model else ""])
 
 
-def after_calls(reply: Reply, run: _Run, count: int) -> AskForAnswer | None:
+def after_calls(reply: Reply, run: _Run, count: int, toolbox: Toolbox) -> AskForAnswer | None:
     """After the calls of a model that writes them as text: the answer step, which may still ask for a
     call the task needs, a failed one written again too. Such a model, given the tool list again, calls
     whatever it sees (the 0.5B, after "no such file", called ten tools in one reply), or answers with the
-    error. A model that uses ``tool_calls`` goes on with the tools."""
-    if reply.written_as_text:
-        failed = not all(record.ok for record in run.records[-count:])
-        return AskForAnswer("answered", "a call failed" if failed else "results in", may_call=True)
-    return None
+    error. A model that uses ``tool_calls`` goes on with the tools.
+
+    After a write of numbers from nowhere that was not run, the step asks for the call that gives them, of
+    the tools that only read: asked for the answer, the 1.5B wrote the same made-up time again."""
+    held, run.held_back = run.held_back, False
+    if not reply.written_as_text:
+        return None
+    if held and (reading := [t.api_name for t in toolbox.tools if declares_read_only(t.tool)]):
+        closing = HELD_BACK.format(tools=", ".join(reading))
+        return AskForAnswer("answered", "a write was not run", may_call=True, closing=closing, wants_call=True)
+    failed = not all(record.ok for record in run.records[-count:])
+    return AskForAnswer("answered", "a call failed" if failed else "results in", may_call=True)
 
 
 def _new_calls(calls: list[ToolCallRequest], seen: set[str]) -> list[ToolCallRequest]:
@@ -520,6 +538,7 @@ async def _execute(
     arguments, error = _parse_arguments(call.arguments)
     if error is None and offered is not None and (held := _made_up(arguments, offered.tool, run)):
         run.records.append(ToolCallRecord(name=offered.label, ok=False, ms=0.0, error=held))
+        run.held_back = True
         return ToolOutcome(label=offered.label, text=f"Error: {held}", error=held, ms=0.0)
     if error is not None:
         label = offered.label if offered else call.name[:100]

@@ -947,6 +947,32 @@ async def test_a_write_of_numbers_from_nowhere_made_again_ends_in_the_answer(llm
     assert "It gives 2023, 04, 10, 12, 34, which no result above holds." in asked_again
 
 
+async def test_after_a_write_written_as_text_is_not_run_the_call_that_gives_its_values_is_asked_for(
+    llm: LLMClient,
+) -> None:
+    """Asked for the answer after its made-up time was not written, the 1.5B wrote the same time again."""
+    files, clock = files_child(), clock_child()
+    real = {"path": "/w/stamp.txt", "content": "2026-11-30T17:20:42+00:00"}
+    script = Script(
+        text_call("write_file", MADE_UP_STAMP),
+        text_call("get_current_time", {}),  # asked for the call: without the timezone it requires
+        text_call("get_current_time", {"timezone": "UTC"}),  # the request that mends it
+        text_call("write_file", real),
+        answer("Wrote 2026-11-30T17:20:42+00:00 to /w/stamp.txt."),
+    )
+    result = await run(llm, script, [files, clock], task=STAMP_TASK)
+    assert files.calls == [("write_file", real)]
+    assert script.bodies[1]["messages"][1]["content"].endswith(
+        "The write above was not run. Reply with only the call that gives the values to write, as JSON: one of "
+        "read_text_file, get_current_time, convert_time."
+    )
+    assert [(r.name, r.ok) for r in result.tool_calls] == [
+        ("filesystem.write_file", False),
+        ("time.get_current_time", True),
+        ("filesystem.write_file", True),
+    ]
+
+
 COPY_TASK = "Make a copy of /w/greeting.txt named greeting-copy.txt in the same folder."
 
 
