@@ -51,7 +51,7 @@ from typing import Any
 from mcp.types import Tool
 
 from .context_window import ContextWindow
-from .grounding import Made, invented, left_out, not_called_for, unfounded_numbers
+from .grounding import Made, invented, left_out, not_called_for, unfounded_numbers, written_back
 from .images import image_message
 from .lmstudio import ChatResult, LLMClient, Progress, ToolCallRequest
 from .policy import declares_changes, declares_read_only
@@ -132,6 +132,11 @@ HELD_BACK = (
 """Closes the answer step after a write ``_made_up`` did not run. Replayed on the 1.5B's answer step after
 its write of a made-up time: 4 of 5 replies called ``get_current_time``, where the usual closing had it
 write the same time again."""
+WRITTEN_BACK = (
+    "not run: the {where} to write is what {call} returned above, unchanged; written back where it was read, "
+    "it changes nothing the task asks for."
+)
+"""The result of a call ``_written_back`` does not run."""
 UNFOUNDED = (
     "An answer written before: {answer}\n\nIt gives {numbers}, which no result above holds. If the task needs "
     "a call that gives {them}, reply with only that call, as JSON. Otherwise: answer the task again with only "
@@ -536,10 +541,14 @@ async def _execute(
     await say(f"round {run.rounds}/{limits.max_rounds} · {offered.label if offered else call.name[:100]}")
     run.seen_calls.add(_signature(call))
     arguments, error = _parse_arguments(call.arguments)
-    if error is None and offered is not None and (held := _made_up(arguments, offered.tool, run)):
-        run.records.append(ToolCallRecord(name=offered.label, ok=False, ms=0.0, error=held))
-        run.held_back = True
-        return ToolOutcome(label=offered.label, text=f"Error: {held}", error=held, ms=0.0)
+    if error is None and offered is not None and declares_changes(offered.tool):
+        if held := _made_up(arguments, offered.tool, run):
+            run.held_back = True
+        else:
+            held = _written_back(arguments, offered.tool, run)
+        if held:
+            run.records.append(ToolCallRecord(name=offered.label, ok=False, ms=0.0, error=held))
+            return ToolOutcome(label=offered.label, text=f"Error: {held}", error=held, ms=0.0)
     if error is not None:
         label = offered.label if offered else call.name[:100]
         outcome = ToolOutcome(label=label, text=f"Error: {error}", error=error, ms=0.0)
@@ -563,13 +572,24 @@ def _made_up(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
     """Why a call of a tool that may change something is not run: a value it writes holds numbers that are in
     neither the task nor any result. The 1.5B wrote "2023-04-10T12:34:56Z" to a file before asking for the
     time. Made again as it is, the call is a repeat: the task goes to its answer."""
-    if not declares_changes(tool) or (found := invented(arguments, _known(run))) is None:
+    if (found := invented(arguments, _known(run))) is None:
         return None
     where, numbers = found
     logger.info("Did not run a call of %s: its %s holds numbers from nowhere: %s", tool.name, where, numbers)
     shown = ", ".join(numbers[:5])
     many = len(numbers) > 1
     return MADE_UP.format(where=where, numbers=shown, are="are" if many else "is", them="them" if many else "it")
+
+
+def _written_back(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
+    """Why a call of a tool that may change something is not run: it writes back, unchanged, what a call read
+    from the same place (``grounding.written_back``). After saving a contact in the knowledge graph, the 1.5B
+    wrote the text it had read from contact.txt back to contact.txt."""
+    if (found := written_back(arguments, _calls_made(run.messages))) is None:
+        return None
+    where, read = found
+    logger.info("Did not run a call of %s: its %s is what %s returned, unchanged", tool.name, where, read.call[:200])
+    return WRITTEN_BACK.format(where=where, call=read.name)
 
 
 def _rewrite_history_call(messages: list[dict[str, Any]], call_id: str, arguments: dict[str, Any]) -> None:

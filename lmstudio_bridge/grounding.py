@@ -7,6 +7,7 @@ task nor any result was made up; a result none of whose own words are in the ans
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -149,3 +150,25 @@ def _plain(text: str) -> str:
 def _names(plain_text: str, item: str) -> bool:
     """Whether the (``_plain``) text names the item, or, for a path, its last part (``web.env``)."""
     return _plain(item) in plain_text or _plain(item.rstrip("/").rsplit("/", 1)[-1]) in plain_text
+
+
+def written_back(arguments: dict[str, Any], made: Sequence[Made]) -> tuple[str, Made] | None:
+    """A value to write that is, unchanged, what an earlier call returned, going back where that call read it
+    (another value of the write is one of that call's arguments): ``(where, that call)``. The 1.5B saved the
+    person of contact.txt in the knowledge graph, then wrote contact.txt's text back to contact.txt."""
+    values = list(_strings(arguments))
+    for one in made:
+        if not one.ok or not (read := _squeezed(one.result)):
+            continue
+        try:
+            places = {value for _, value in _strings(json.loads(one.call[len(one.name) :] or "{}"))}
+        except json.JSONDecodeError:
+            continue
+        for where, value in values:
+            if _squeezed(value) == read and any(v in places for w, v in values if w != where):
+                return where, one
+    return None
+
+
+def _squeezed(text: str) -> str:
+    return " ".join(text.split())

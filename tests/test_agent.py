@@ -973,6 +973,24 @@ async def test_after_a_write_written_as_text_is_not_run_the_call_that_gives_its_
     ]
 
 
+async def test_a_write_back_of_what_was_read_unchanged_is_not_run(llm: LLMClient) -> None:
+    """After saving the person of contact.txt, the 1.5B wrote the file's text back to contact.txt."""
+    files = files_child("Name: Linus Pauling\nJob: chemist\n")
+    contact = {"path": "/w/contact.txt"}
+    script = Script(
+        text_call("read_text_file", contact),
+        text_call("write_file", {**contact, "content": "Name: Linus Pauling\nJob: chemist"}),
+        answer("Linus Pauling is a chemist."),
+    )
+    result = await run(llm, script, [files], task="Read /w/contact.txt and tell me who it describes.")
+    assert files.calls == [("read_text_file", contact)] and result.answer == "Linus Pauling is a chemist."
+    assert [(r.name, r.error) for r in result.tool_calls][1] == (
+        "filesystem.write_file",
+        "not run: the content to write is what read_text_file returned above, unchanged; written back where it "
+        "was read, it changes nothing the task asks for.",
+    )
+
+
 COPY_TASK = "Make a copy of /w/greeting.txt named greeting-copy.txt in the same folder."
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lmstudio_bridge.grounding import Made, invented, left_out, not_called_for, unfounded_numbers, words
+from lmstudio_bridge.grounding import Made, invented, left_out, not_called_for, unfounded_numbers, words, written_back
 
 TASK = "Write the current UTC time to /w/project/stamp.txt."
 
@@ -103,3 +103,25 @@ def test_items_listed_together_with_no_call_for_them_are_named(task: str, made: 
 )
 def test_nothing_is_missing_unless_a_listed_item_has_no_call_while_another_has(task: str, made: list[Made]) -> None:
     assert not_called_for(task, made) == []
+
+
+CONTACT = read("/w/contact.txt", "Name: Linus Pauling\nJob: chemist\n")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "made", "found"),
+    [
+        ({"path": "/w/contact.txt", "content": "Name: Linus Pauling\nJob: chemist"}, [CONTACT], ("content", CONTACT)),
+        ({"path": "/w/contact-copy.txt", "content": "Name: Linus Pauling\nJob: chemist"}, [CONTACT], None),  # a copy
+        ({"path": "/w/contact.txt", "content": "Name: Linus Pauling\nJob: physicist"}, [CONTACT], None),  # an edit
+        (
+            {"path": "/w/contact.txt", "content": "Error: no such file"},
+            [Made('read_text_file {"path": "/w/contact.txt"}', "read_text_file", "Error: no such file", ok=False)],
+            None,
+        ),
+    ],
+)
+def test_a_write_of_what_a_call_read_back_to_where_it_read_it_is_found(
+    arguments: dict, made: list[Made], found: tuple[str, Made] | None
+) -> None:
+    assert written_back(arguments, made) == found
