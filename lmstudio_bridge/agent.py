@@ -763,8 +763,7 @@ def _calls_made(messages: list[dict[str, Any]]) -> list[Made]:
         for call in calls:
             function = call["function"]
             result = results.get(call["id"], "(no result)")
-            call_text = f"{function['name']} {function['arguments'] or '{}'}"
-            made.append(Made(call_text, function["name"], result, ok=not result.startswith("Error: ")))
+            made.append(Made(function["name"], function["arguments"], result, ok=not result.startswith("Error: ")))
     return made
 
 

@@ -33,11 +33,16 @@ def words(text: str) -> set[str]:
 class Made:
     """One call made for the task, as the answer step shows it, and its result."""
 
-    call: str
-    """``name {arguments}``."""
     name: str
+    arguments: str
+    """As the call was written: JSON text."""
     result: str
     ok: bool
+
+    @property
+    def call(self) -> str:
+        """``name {arguments}``."""
+        return f"{self.name} {self.arguments or '{}'}"
 
 
 def invented(arguments: dict[str, Any], known: str) -> tuple[str, list[str]] | None:
@@ -115,7 +120,7 @@ def not_called_for(task: str, made: Sequence[Made]) -> list[str]:
 
     A call is for an item when its arguments name it (``Asia/Tokyo`` names Tokyo); an item a result names is
     taken as found there (a listing that shows a file)."""
-    arguments = " ".join(_plain(m.call) for m in made)
+    arguments = " ".join(_plain(m.arguments) for m in made)
     seen = " ".join([arguments, *(_plain(m.result) for m in made)])
     missing: list[str] = []
     for group in _lists(task):
@@ -161,7 +166,7 @@ def written_back(arguments: dict[str, Any], made: Sequence[Made]) -> tuple[str, 
         if not one.ok or not (read := _squeezed(one.result)):
             continue
         try:
-            places = {value for _, value in _strings(json.loads(one.call[len(one.name) :] or "{}"))}
+            places = {value for _, value in _strings(json.loads(one.arguments or "{}"))}
         except json.JSONDecodeError:
             continue
         for where, value in values:

@@ -1091,25 +1091,6 @@ PORTS = "Which ports do /w/api.env and /w/web.env set?"
 WEB_PORT = "Which port does the web service in /w use?"
 
 
-async def test_an_answer_before_a_call_for_every_item_listed_is_asked_for_as_the_call_left(llm: LLMClient) -> None:
-    """The 0.5B read one of two files and gave a port for both."""
-    child = env_files()
-    script = Script(
-        text_call("read_text_file", {"path": "/w/api.env"}),
-        answer("api.env sets 8081 and web.env sets 8080."),
-        text_call("read_text_file", {"path": "/w/web.env"}),
-        answer("api.env sets 8081 and web.env sets 3005."),
-    )
-    result = await run(llm, script, [child], task=PORTS)
-    assert [a["path"] for _, a in child.calls] == ["/w/api.env", "/w/web.env"]
-    assert result.answer == "api.env sets 8081 and web.env sets 3005."
-    again = script.bodies[2]["messages"][1]["content"]
-    assert again.endswith(
-        "The task also names /w/web.env, and no call above is for it. Reply with only the call for it, as JSON."
-    )
-    assert "read_text_file" in script.bodies[2]["messages"][0]["content"]  # the tools it may still call
-
-
 async def test_items_are_asked_for_again_only_while_fewer_are_left(llm: LLMClient) -> None:
     """Asked for the call for London and New York, the model fetches London's time: New York is asked for
     alone. Asked for it, the model answers: that answer stands."""
@@ -1130,24 +1111,41 @@ async def test_items_are_asked_for_again_only_while_fewer_are_left(llm: LLMClien
     assert result.answer == "Tokyo 02:20, London 17:20; New York was not asked." and len(script.bodies) == 5
 
 
-async def test_an_answer_with_numbers_from_nowhere_may_still_make_the_call_that_gives_them(llm: LLMClient) -> None:
-    """The model read the wrong file of two and gave a port from nowhere."""
+@pytest.mark.parametrize(
+    ("task", "first", "closing", "last"),
+    [
+        # The 0.5B read one of two files and gave a port for both: the file left is asked for.
+        (
+            PORTS,
+            "api.env sets 8081 and web.env sets 8080.",
+            "The task also names /w/web.env, and no call above is for it. Reply with only the call for it, as JSON.",
+            "api.env sets 8081 and web.env sets 3005.",
+        ),
+        # The model read the wrong file of two and gave a port from nowhere: the port is asked about.
+        (
+            WEB_PORT,
+            "The web service uses port 8080.",
+            "An answer written before: The web service uses port 8080.\n\nIt gives 8080, which no result above "
+            "holds. If the task needs a call that gives it, reply with only that call, as JSON. Otherwise: answer "
+            "the task again with only values from the results.",
+            "The web service uses port 3005.",
+        ),
+    ],
+)
+async def test_an_answer_asked_again_may_still_make_the_call_the_task_needs(
+    llm: LLMClient, task: str, first: str, closing: str, last: str
+) -> None:
     child = env_files()
     script = Script(
         text_call("read_text_file", {"path": "/w/api.env"}),
-        answer("The web service uses port 8080."),
+        answer(first),
         text_call("read_text_file", {"path": "/w/web.env"}),
-        answer("The web service uses port 3005."),
+        answer(last),
     )
-    result = await run(llm, script, [child], task=WEB_PORT)
+    result = await run(llm, script, [child], task=task)
     assert [a["path"] for _, a in child.calls] == ["/w/api.env", "/w/web.env"]
-    assert result.answer == "The web service uses port 3005."
-    again = script.bodies[2]["messages"][1]["content"]
-    assert again.endswith(
-        "An answer written before: The web service uses port 8080.\n\nIt gives 8080, which no result above "
-        "holds. If the task needs a call that gives it, reply with only that call, as JSON. Otherwise: answer the "
-        "task again with only values from the results."
-    )
+    assert result.answer == last
+    assert script.bodies[2]["messages"][1]["content"].endswith(closing)
     assert "read_text_file" in script.bodies[2]["messages"][0]["content"]  # the tools it may still call
 
 

@@ -33,7 +33,7 @@ def test_a_value_is_invented_when_it_holds_numbers_from_nowhere(
 
 
 def clock(zone: str, at: str, name: str = "get_current_time") -> Made:
-    return Made(f'{name} {{"timezone": "{zone}"}}', name, f'{{"timezone": "{zone}", "datetime": "{at}"}}', ok=True)
+    return Made(name, f'{{"timezone": "{zone}"}}', f'{{"timezone": "{zone}", "datetime": "{at}"}}', ok=True)
 
 
 TOKYO = clock("Asia/Tokyo", "2026-12-01T02:20:42+09:00")
@@ -51,7 +51,7 @@ def test_a_lone_result_or_results_of_different_tools_or_failed_calls_are_not_jud
     """A count or a "no" answers a result without quoting it; a listing before a read is not an item."""
     assert left_out("There are 4 commits.", "How many commits?", [TOKYO]) == []
     assert left_out("Nothing.", CITIES, [TOKYO, clock("Europe/London", "17:20", name="convert_time")]) == []
-    failed = Made("get_current_time {}", "get_current_time", "Error: no timezone", ok=False)
+    failed = Made("get_current_time", "{}", "Error: no timezone", ok=False)
     assert left_out("2026-12-01T02:20:42+09:00", CITIES, [TOKYO, failed]) == []
 
 
@@ -65,7 +65,7 @@ def test_numbers_from_nowhere_are_those_of_two_digits_or_more_in_no_result() -> 
 
 
 def read(path: str, result: str = "PORT=8081") -> Made:
-    return Made(f'read_text_file {{"path": "{path}"}}', "read_text_file", result, ok=True)
+    return Made("read_text_file", f'{{"path": "{path}"}}', result, ok=True)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ CONTACT = read("/w/contact.txt", "Name: Linus Pauling\nJob: chemist\n")
         ({"path": "/w/contact.txt", "content": "Name: Linus Pauling\nJob: physicist"}, [CONTACT], None),  # an edit
         (
             {"path": "/w/contact.txt", "content": "Error: no such file"},
-            [Made('read_text_file {"path": "/w/contact.txt"}', "read_text_file", "Error: no such file", ok=False)],
+            [Made("read_text_file", '{"path": "/w/contact.txt"}', "Error: no such file", ok=False)],
             None,
         ),
     ],
