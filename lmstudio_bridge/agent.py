@@ -51,7 +51,7 @@ from typing import Any
 from mcp.types import Tool
 
 from .context_window import ContextWindow
-from .grounding import Made, invented, left_out, not_called_for, unfounded_numbers, written_back
+from .grounding import Made, invented, left_out, not_called_for, unfounded_numbers, unread, written_back
 from .images import image_message
 from .lmstudio import ChatResult, LLMClient, Progress, ToolCallRequest
 from .policy import declares_changes, declares_read_only
@@ -148,6 +148,11 @@ MADE_UP = (
     "Call the tool that gives {them} first (the time, a file, a record), then write what it returns."
 )
 """The result of a call ``_made_up`` does not run."""
+UNREAD = (
+    "not run: the {where} to write is in neither the task nor any tool result, and no call has read {places}, "
+    "which the task names. Call the tool that reads {them} first, then write what it returns."
+)
+"""The result of a call ``_unread`` does not run."""
 SHOWN_ANSWER = 1500
 """Most characters of an answer shown again when it is asked for once more."""
 
@@ -542,7 +547,7 @@ async def _execute(
     run.seen_calls.add(_signature(call))
     arguments, error = _parse_arguments(call.arguments)
     if error is None and offered is not None and declares_changes(offered.tool):
-        if held := _made_up(arguments, offered.tool, run):
+        if held := _made_up(arguments, offered.tool, run) or _unread(arguments, offered.tool, run):
             run.held_back = True
         else:
             held = _written_back(arguments, offered.tool, run)
@@ -579,6 +584,17 @@ def _made_up(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
     shown = ", ".join(numbers[:5])
     many = len(numbers) > 1
     return MADE_UP.format(where=where, numbers=shown, are="are" if many else "is", them="them" if many else "it")
+
+
+def _unread(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
+    """Why a call of a tool that may change something is not run: it writes a text from nowhere while the task
+    names a file no call has read (``grounding.unread``). Asked for a copy of greeting.txt, the 1.5B wrote
+    a sentence of its own to the copy."""
+    if (found := unread(run.task, arguments, _calls_made(run.messages))) is None:
+        return None
+    where, places = found
+    logger.info("Did not run a call of %s: its %s is from nowhere, and no call has read %s", tool.name, where, places)
+    return UNREAD.format(where=where, places=" or ".join(places), them="them" if len(places) > 1 else "it")
 
 
 def _written_back(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:

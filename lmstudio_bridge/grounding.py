@@ -175,5 +175,25 @@ def written_back(arguments: dict[str, Any], made: Sequence[Made]) -> tuple[str, 
     return None
 
 
+_PLACE = re.compile(r"(?<![\w.~/-])(?:~|\.{1,2})?/[\w./~-]*\w|\b[\w-]+\.[A-Za-z][A-Za-z0-9]{0,9}\b")
+"""A path (``/srv/app``, ``~/notes``, ``./src``) or a file name, as a task names the places it is about."""
+
+
+def unread(task: str, arguments: dict[str, Any], made: Sequence[Made]) -> tuple[str, list[str]] | None:
+    """A text to write that is in neither the task nor any result, while the task names a file or path that
+    no call (this write included) names and no result shows: ``(where, those places)``. Asked to copy
+    greeting.txt, the 1.5B wrote "This is a copy of the original greeting file." to the copy without
+    reading the original. A text the model composes for a place the task names alone is its own to write."""
+    known = _squeezed(" ".join([task, *(m.result for m in made if m.ok)])).lower()
+    written = [(where, v) for where, v in _strings(arguments) if len(v.split()) > 1]
+    invented_text = next((where for where, v in written if _squeezed(v).lower() not in known), None)
+    if invented_text is None:
+        return None
+    calls = " ".join([_plain(json.dumps(arguments)), *(_plain(m.arguments) for m in made)])
+    seen = " ".join([calls, *(_plain(m.result) for m in made if m.ok)])
+    places = [p for p in dict.fromkeys(_PLACE.findall(task)) if not _names(seen, p)]
+    return (invented_text, places) if places else None
+
+
 def _squeezed(text: str) -> str:
     return " ".join(text.split())

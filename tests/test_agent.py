@@ -994,6 +994,34 @@ async def test_a_write_back_of_what_was_read_unchanged_is_not_run(llm: LLMClient
 COPY_TASK = "Make a copy of /w/greeting.txt named greeting-copy.txt in the same folder."
 
 
+async def test_a_copy_written_before_the_original_was_read_is_not_run_and_the_read_is_asked_for(
+    llm: LLMClient,
+) -> None:
+    """Asked for a copy of greeting.txt, the 1.5B wrote a sentence of its own to the copy without reading it."""
+    files = files_child("Hello from the greeting file")
+    copy = {"path": "/w/greeting-copy.txt"}
+    script = Script(
+        text_call("write_file", {**copy, "content": "This is a copy of the original greeting file."}),
+        text_call("read_text_file", {"path": "/w/greeting.txt"}),
+        text_call("write_file", {**copy, "content": "Hello from the greeting file"}),
+        answer("Copied /w/greeting.txt to /w/greeting-copy.txt."),
+    )
+    result = await run(llm, script, [files], task=COPY_TASK)
+    assert files.calls == [
+        ("read_text_file", {"path": "/w/greeting.txt"}),
+        ("write_file", {**copy, "content": "Hello from the greeting file"}),
+    ]
+    first = result.tool_calls[0]
+    assert (first.name, first.error) == (
+        "filesystem.write_file",
+        "not run: the content to write is in neither the task nor any tool result, and no call has read "
+        "/w/greeting.txt, which the task names. Call the tool that reads it first, then write what it returns.",
+    )
+    assert script.bodies[1]["messages"][1]["content"].endswith(
+        "Reply with only the call that gives the values to write, as JSON: one of read_text_file."
+    )
+
+
 @pytest.mark.parametrize(
     ("task", "arguments"),
     [

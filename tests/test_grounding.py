@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from lmstudio_bridge.grounding import Made, invented, left_out, not_called_for, unfounded_numbers, words, written_back
+from lmstudio_bridge.grounding import (
+    Made,
+    invented,
+    left_out,
+    not_called_for,
+    unfounded_numbers,
+    unread,
+    words,
+    written_back,
+)
 
 TASK = "Write the current UTC time to /w/project/stamp.txt."
 
@@ -125,3 +134,40 @@ def test_a_write_of_what_a_call_read_back_to_where_it_read_it_is_found(
     arguments: dict, made: list[Made], found: tuple[str, Made] | None
 ) -> None:
     assert written_back(arguments, made) == found
+
+
+COPY = "Make a copy of /w/greeting.txt named greeting-copy.txt in the same folder."
+OWN_TEXT = {"path": "/w/greeting-copy.txt", "content": "This is a copy of the original greeting file."}
+
+
+@pytest.mark.parametrize(
+    ("task", "arguments", "made", "found"),
+    [
+        (COPY, OWN_TEXT, [], ("content", ["/w/greeting.txt"])),
+        (COPY, OWN_TEXT, [read("/w/other.txt", "Hi")], ("content", ["/w/greeting.txt"])),
+        (
+            "Save what ~/notes/a.md says to b.md",
+            {"path": "b.md", "content": "my own words"},
+            [],
+            ("content", ["~/notes/a.md"]),
+        ),
+        # the place read: what is written is the model's to judge
+        (COPY, OWN_TEXT, [read("/w/greeting.txt", "Hello")], None),
+        # the text is the result's, the task's, or not text at all
+        (COPY, {**OWN_TEXT, "content": "Hello  there"}, [read("/w/x", "hello there")], None),
+        (COPY, {**OWN_TEXT, "content": "Hello"}, [], None),
+        (
+            "Write 'see you at noon' to /w/a.txt and /w/b.txt",
+            {"path": "/w/a.txt", "content": "see you at noon"},
+            [],
+            None,
+        ),
+        # the only place the task names is the one written: the text is the model's own
+        ("Write a short poem about the sea to /w/poem.txt", {"path": "/w/poem.txt", "content": "Waves fold"}, [], None),
+        ("Write a note about cats and/or dogs to /w/n.txt", {"path": "/w/n.txt", "content": "Cats purr"}, [], None),
+    ],
+)
+def test_a_text_from_nowhere_written_before_the_file_the_task_names_was_read_is_found(
+    task: str, arguments: dict, made: list[Made], found: tuple[str, list[str]] | None
+) -> None:
+    assert unread(task, arguments, made) == found
