@@ -399,7 +399,9 @@ def decide(reply: Reply, run: _Run, limits: LoopLimits, asked: AskForAnswer | No
         run.strays += 1
         return Call([ToolCallRequest(id=f"call_stray_{run.rounds}", name=stray.name, arguments=stray.raw_arguments)])
     if stray is not None:
-        return AskForAnswer("answered", "the model called a tool that does not exist")
+        # Made up again: the answer step, which may still ask for a real call. After "there is no tool named
+        # 'copy_file'" and copy_file again, the 0.5B, shown the tools there are, asked to read the file.
+        return AskForAnswer("answered", "the model called a tool that does not exist", may_call=rounds_left)
     return _final(reply, run, "answered")
 
 

@@ -13,7 +13,7 @@ import pytest
 import respx
 from mcp.types import CallToolResult, TextContent, Tool, ToolAnnotations
 
-from lmstudio_bridge.agent import ANSWER_PROMPT, LoopLimits, run_agent
+from lmstudio_bridge.agent import ANSWER_OR_CALL, ANSWER_PROMPT, CALL_OR_ANSWER, LoopLimits, run_agent
 from lmstudio_bridge.config import Settings
 from lmstudio_bridge.errors import ToolCallFailed, ToolTimeout
 from lmstudio_bridge.lmstudio import LLMClient, LMStudioAPI
@@ -656,6 +656,17 @@ async def test_made_up_calls_do_not_go_on_for_ever(llm: LLMClient) -> None:
     assert len(script.bodies) == 3 and "tools" not in script.bodies[-1]
     assert [c.name for c in result.tool_calls] == ["copy_file"]
     assert result.answer == "I could not copy it."
+
+
+async def test_a_tool_made_up_twice_leaves_the_model_one_step_to_call_a_real_one(llm: LLMClient) -> None:
+    """The 0.5B called copy_file twice; shown the tools there are, it asked to read the file to copy."""
+    child = echo_child()
+    made_up = answer('{"name": "copy_file", "arguments": {"path": "a"}}')
+    script = Script(made_up, made_up, answer('{"name": "echo", "arguments": {"text": "a"}}'), answer("It says a."))
+    result = await run(llm, script, [child])
+    assert child.calls == [("echo", {"text": "a"})] and result.answer == "It says a."
+    assert [c.name for c in result.tool_calls] == ["copy_file", "echo.echo"]
+    assert script.bodies[2]["messages"][1]["content"].endswith(f"{CALL_OR_ANSWER} Otherwise: {ANSWER_OR_CALL}")
 
 
 READ_SCHEMA = {
