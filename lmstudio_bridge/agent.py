@@ -258,6 +258,8 @@ class _Run:
     """The items the model was last asked to call for (``_not_called``)."""
     held_back: bool = False
     """A write of numbers from nowhere was not run in the last round (``_made_up``)."""
+    not_run: set[str] = field(default_factory=set)
+    """The ids of calls that reached no tool: of a tool that does not exist, held back, or unreadable."""
     strays: int = 0
     """Replies that were only a call of a tool that does not exist."""
     rounds: int = 0
@@ -554,8 +556,11 @@ async def _execute(
         else:
             held = _written_back(arguments, offered.tool, run)
         if held:
+            run.not_run.add(call.id)
             run.records.append(ToolCallRecord(name=offered.label, ok=False, ms=0.0, error=held))
             return ToolOutcome(label=offered.label, text=f"Error: {held}", error=held, ms=0.0)
+    if error is not None or offered is None:
+        run.not_run.add(call.id)
     if error is not None:
         label = offered.label if offered else call.name[:100]
         outcome = ToolOutcome(label=label, text=f"Error: {error}", error=error, ms=0.0)
@@ -592,7 +597,7 @@ def _unread(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
     """Why a call of a tool that may change something is not run: it writes a text from nowhere while the task
     names a file no call has read (``grounding.unread``). Asked for a copy of greeting.txt, the 1.5B wrote
     a sentence of its own to the copy."""
-    if (found := unread(run.task, arguments, _calls_made(run.messages))) is None:
+    if (found := unread(run.task, arguments, _calls_made(run.messages, run.not_run))) is None:
         return None
     where, places = found
     logger.info("Did not run a call of %s: its %s is from nowhere, and no call has read %s", tool.name, where, places)
@@ -768,8 +773,9 @@ def _results_digest(messages: list[dict[str, Any]]) -> str:
     return "\n\n".join(done) or "(no tool was called)"
 
 
-def _calls_made(messages: list[dict[str, Any]]) -> list[Made]:
-    """Every tool call in the conversation with its result, in order.
+def _calls_made(messages: list[dict[str, Any]], not_run: Collection[str] = ()) -> list[Made]:
+    """Every tool call in the conversation with its result, in order; those whose ids are in ``not_run`` reached
+    no tool.
 
     Results are matched within their round: some servers number call ids from 0 every round.
     """
@@ -781,7 +787,8 @@ def _calls_made(messages: list[dict[str, Any]]) -> list[Made]:
         for call in calls:
             function = call["function"]
             result = results.get(call["id"], "(no result)")
-            made.append(Made(function["name"], function["arguments"], result, ok=not result.startswith("Error: ")))
+            ok = not result.startswith("Error: ")
+            made.append(Made(function["name"], function["arguments"], result, ok, ran=call["id"] not in not_run))
     return made
 
 

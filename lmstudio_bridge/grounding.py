@@ -38,6 +38,8 @@ class Made:
     """As the call was written: JSON text."""
     result: str
     ok: bool
+    ran: bool = True
+    """False for a call that reached no tool: one the model made up, or one the bridge held back."""
 
     @property
     def call(self) -> str:
@@ -112,6 +114,8 @@ _ITEM = re.compile(
 """What a task names as one item of a list: a name, a file, a path, a quoted value."""
 _BETWEEN = re.compile(r"(?:\s*,\s*(?:(?:and|or)\s+)?|\s+(?:and|or|&)\s+)(?:(?:for|in|of|at|from|on|the)\s+)?", re.I)
 """What stands between the items of a list: ``, `` / `` and `` / ``, and for `` ..."""
+_PLACE = re.compile(r"(?<![\w.~/-])(?:~|\.{1,2})?/[\w./~-]*\w|\b[\w-]+\.[A-Za-z][A-Za-z0-9]{0,9}\b")
+"""A path (``/srv/app``, ``~/notes``, ``./src``) or a file name, as a task names the places it is about."""
 
 
 def not_called_for(task: str, made: Sequence[Made]) -> list[str]:
@@ -175,15 +179,12 @@ def written_back(arguments: dict[str, Any], made: Sequence[Made]) -> tuple[str, 
     return None
 
 
-_PLACE = re.compile(r"(?<![\w.~/-])(?:~|\.{1,2})?/[\w./~-]*\w|\b[\w-]+\.[A-Za-z][A-Za-z0-9]{0,9}\b")
-"""A path (``/srv/app``, ``~/notes``, ``./src``) or a file name, as a task names the places it is about."""
-
-
 def unread(task: str, arguments: dict[str, Any], made: Sequence[Made]) -> tuple[str, list[str]] | None:
     """A text to write that is in neither the task nor any result, while the task names a file or path that
-    no call (this write included) names and no result shows: ``(where, those places)``. Asked to copy
+    no call that ran (this write included) names and no result shows: ``(where, those places)``. Asked to copy
     greeting.txt, the 1.5B wrote "This is a copy of the original greeting file." to the copy without
     reading the original. A text the model composes for a place the task names alone is its own to write."""
+    made = [m for m in made if m.ran]
     known = _squeezed(" ".join([task, *(m.result for m in made if m.ok)])).lower()
     written = [(where, v) for where, v in _strings(arguments) if len(v.split()) > 1]
     invented_text = next((where for where, v in written if _squeezed(v).lower() not in known), None)

@@ -1033,6 +1033,16 @@ async def test_a_copy_written_before_the_original_was_read_is_not_run_and_the_re
     )
 
 
+async def test_a_call_of_a_tool_that_does_not_exist_read_nothing_for_a_write(llm: LLMClient) -> None:
+    """The 1.5B called a made-up copy_file with greeting.txt as its source before writing its own text."""
+    files = files_child()
+    made_up = {"source": "/w/greeting.txt", "destination": "/w/greeting-copy.txt"}
+    own = {"path": "/w/greeting-copy.txt", "content": "This is a copy of the original greeting file."}
+    script = Script(answer(json.dumps({"name": "copy_file", "arguments": made_up})), text_call("write_file", own))
+    result = await run(llm, script, [files], task=COPY_TASK)
+    assert files.calls == [] and result.tool_calls[1].error.startswith("not run: the content to write is in neither")
+
+
 @pytest.mark.parametrize(
     ("task", "arguments"),
     [

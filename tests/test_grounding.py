@@ -145,6 +145,13 @@ OWN_TEXT = {"path": "/w/greeting-copy.txt", "content": "This is a copy of the or
     [
         (COPY, OWN_TEXT, [], ("content", ["/w/greeting.txt"])),
         (COPY, OWN_TEXT, [read("/w/other.txt", "Hi")], ("content", ["/w/greeting.txt"])),
+        # a call of a tool that does not exist, or one held back, read nothing
+        (
+            COPY,
+            OWN_TEXT,
+            [Made("copy_file", '{"from": "/w/greeting.txt"}', "Error", False, False)],
+            ("content", ["/w/greeting.txt"]),
+        ),
         (
             "Save what ~/notes/a.md says to b.md",
             {"path": "b.md", "content": "my own words"},
