@@ -400,6 +400,8 @@ def decide(reply: Reply, run: _Run, limits: LoopLimits, asked: AskForAnswer | No
         # Once per task: a small model may go on calling names it makes up (or its last error) for ever.
         run.strays += 1
         return Call([ToolCallRequest(id=f"call_stray_{run.rounds}", name=stray.name, arguments=stray.raw_arguments)])
+    if _echoed_error(reply.text, run.messages):
+        return AskForAnswer("answered", "the model wrote back a tool's error", may_call=rounds_left)
     if stray is not None:
         # Made up again: the answer step, which may still ask for a real call. After "there is no tool named
         # 'copy_file'" and copy_file again, the 0.5B, shown the tools there are, asked to read the file.
@@ -519,6 +521,15 @@ def read_reply(result: ChatResult, toolbox: Toolbox, task: str | None = None) ->
 
 def _unfit(calls: list[ToolCallRequest], toolbox: Toolbox) -> frozenset[str]:
     return frozenset(c.id for c in calls if toolbox.incomplete_read(c.name, c.arguments))
+
+
+def _echoed_error(text: str, messages: list[dict[str, Any]]) -> bool:
+    """Whether a reply is only a tool's error, word for word: after "there is no tool named 'copy_file'", the
+    1.5B replied with that error, which would have been the task's answer."""
+    said = " ".join(text.split())
+    return said.startswith("Error: ") and any(
+        m.get("role") == "tool" and " ".join(str(m.get("content")).split()) == said for m in messages
+    )
 
 
 def _final(reply: Reply, run: _Run, stop: StopReason) -> Finish:

@@ -658,6 +658,15 @@ async def test_made_up_calls_do_not_go_on_for_ever(llm: LLMClient) -> None:
     assert result.answer == "I could not copy it."
 
 
+async def test_a_tool_error_written_back_is_not_the_answer(llm: LLMClient) -> None:
+    """The 1.5B replied to "there is no tool named 'copy_file'" with that error, word for word."""
+    made_up = answer('{"name": "copy_file", "arguments": {"path": "a"}}')
+    echoed = answer("Error: there is no tool named 'copy_file'. Available tools: echo, add")
+    script = Script(made_up, echoed, answer("There is no copy tool; the file was not copied."))
+    result = await run(llm, script, [echo_child()])
+    assert result.answer == "There is no copy tool; the file was not copied." and "tools" not in script.bodies[2]
+
+
 async def test_a_tool_made_up_twice_leaves_the_model_one_step_to_call_a_real_one(llm: LLMClient) -> None:
     """The 0.5B called copy_file twice; shown the tools there are, it asked to read the file to copy."""
     child = echo_child()
