@@ -51,7 +51,7 @@ from typing import Any
 from mcp.types import Tool
 
 from .context_window import ContextWindow
-from .grounding import Made, invented, left_out, not_called_for, unfounded_numbers, unread, written_back
+from .grounding import Made, invented, left_out, not_called_for, squeezed, unfounded_numbers, unread, written_back
 from .images import image_message
 from .lmstudio import ChatResult, LLMClient, Progress, ToolCallRequest
 from .policy import declares_changes, declares_read_only
@@ -526,9 +526,9 @@ def _unfit(calls: list[ToolCallRequest], toolbox: Toolbox) -> frozenset[str]:
 def _echoed_error(text: str, messages: list[dict[str, Any]]) -> bool:
     """Whether a reply is only a tool's error, word for word: after "there is no tool named 'copy_file'", the
     1.5B replied with that error, which would have been the task's answer."""
-    said = " ".join(text.split())
+    said = squeezed(text)
     return said.startswith("Error: ") and any(
-        m.get("role") == "tool" and " ".join(str(m.get("content")).split()) == said for m in messages
+        m.get("role") == "tool" and squeezed(str(m.get("content"))) == said for m in messages
     )
 
 

@@ -167,14 +167,14 @@ def written_back(arguments: dict[str, Any], made: Sequence[Made]) -> tuple[str, 
     person of contact.txt in the knowledge graph, then wrote contact.txt's text back to contact.txt."""
     values = list(_strings(arguments))
     for one in made:
-        if not one.ok or not (read := _squeezed(one.result)):
+        if not one.ok or not (read := squeezed(one.result)):
             continue
         try:
             places = {value for _, value in _strings(json.loads(one.arguments or "{}"))}
         except json.JSONDecodeError:
             continue
         for where, value in values:
-            if _squeezed(value) == read and any(v in places for w, v in values if w != where):
+            if squeezed(value) == read and any(v in places for w, v in values if w != where):
                 return where, one
     return None
 
@@ -185,9 +185,9 @@ def unread(task: str, arguments: dict[str, Any], made: Sequence[Made]) -> tuple[
     greeting.txt, the 1.5B wrote "This is a copy of the original greeting file." to the copy without
     reading the original. A text the model composes for a place the task names alone is its own to write."""
     made = [m for m in made if m.ran]
-    known = _squeezed(" ".join([task, *(m.result for m in made if m.ok)])).lower()
+    known = squeezed(" ".join([task, *(m.result for m in made if m.ok)])).lower()
     written = [(where, v) for where, v in _strings(arguments) if len(v.split()) > 1]
-    invented_text = next((where for where, v in written if _squeezed(v).lower() not in known), None)
+    invented_text = next((where for where, v in written if squeezed(v).lower() not in known), None)
     if invented_text is None:
         return None
     calls = " ".join([_plain(json.dumps(arguments)), *(_plain(m.arguments) for m in made)])
@@ -196,5 +196,6 @@ def unread(task: str, arguments: dict[str, Any], made: Sequence[Made]) -> tuple[
     return (invented_text, places) if places else None
 
 
-def _squeezed(text: str) -> str:
+def squeezed(text: str) -> str:
+    """The text with every run of whitespace one space, and none at the ends."""
     return " ".join(text.split())
