@@ -153,6 +153,10 @@ UNREAD = (
     "which the task names. Call the tool that reads {them} first, then write what it returns."
 )
 """The result of a call ``_unread`` does not run."""
+ANSWER_TOKENS = 512
+"""The reply budget of an answer step, on top of a third of its request's length in characters (about the tokens
+of the task and the results, which an answer restates at most), up to the reply budget. At the 2,048 tokens of
+the reply budget, the 0.5B, asked to answer after its calls had failed, wrote steps it would take for 116 s."""
 SHOWN_ANSWER = 1500
 """Most characters of an answer shown again when it is asked for once more."""
 
@@ -513,7 +517,7 @@ def read_reply(result: ChatResult, toolbox: Toolbox, task: str | None = None) ->
         )
         for index, c in enumerate(found)
     ]
-    logger.debug("Recovered %d tool call(s) written as text", len(calls))
+    logger.debug("Recovered %d tool call(s) written as text: %r", len(calls), result.content[:500])
     message["content"] = rest or None
     answer = split_reasoning({**message, "content": rest})[1]
     return Reply(message, calls, answer, reasoning, written_as_text=True, cut=cut, unfit=_unfit(calls, toolbox))
@@ -689,7 +693,8 @@ async def _answer_step(
     # A call the model may still ask for settles the reply: the 1.5B wrote its call, then explained it and wrote
     # it again, to the whole reply budget (2,048 tokens, 190 s), where the call alone takes seconds.
     offered = callable_tools.known_names if callable_tools is not None else ()
-    result = await model.complete(messages, "answer", offered)
+    budget = min(model.limits.reply_tokens, ANSWER_TOKENS + len(messages[1]["content"]) // 3)
+    result = await model.complete(messages, "answer", offered, budget)
     logger.debug("Answer step reply: %r", result.content[:500])
     return result
 

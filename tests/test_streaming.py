@@ -383,6 +383,38 @@ async def test_a_call_at_the_answer_step_ends_that_reply() -> None:
     assert result.generation.tokens < 60  # not the 400-token budget
 
 
+async def test_an_answer_step_s_reply_is_bounded_by_what_it_restates() -> None:
+    """The 0.5B, asked for the answer after its calls failed, wrote the steps it would take until the reply
+    budget: 2,048 tokens and 116 s. An answer restates the task and the results at most."""
+    from lmstudio_bridge.agent import ANSWER_TOKENS, LoopLimits, run_agent
+    from lmstudio_bridge.toolbox import Toolbox
+
+    call = '{"name": "get_current_time", "arguments": {"timezone": "Asia/Tokyo"}}'
+    words = ("".join(letters) for letters in itertools.product("abcdefgh", repeat=4))
+    babble = (event({"content": f"Step: we check {word} first. "}) for word in words)
+    replies = iter([Stream(content(call)), Stream(babble)])
+    sent: list[dict[str, Any]] = []
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return next(replies)(request)
+
+    api = LMStudioAPI.from_settings(Settings(base_url=BASE, max_retries=0), transport=httpx.MockTransport(serve))
+    try:
+        result = await run_agent(
+            llm=LLMClient(api, "m"),
+            toolbox=Toolbox([_Clock()]),
+            task="What time is it in Tokyo?",
+            servers=["clock"],
+            limits=LoopLimits(max_rounds=5, tool_timeout=5, result_chars=1000, reply_tokens=2048),
+        )
+    finally:
+        await api.aclose()
+    asked = len(sent[1]["messages"][1]["content"])
+    assert result.generation.answer_cut == "budget" and result.answer.startswith("Step: we check aaaa first.")
+    assert ANSWER_TOKENS <= result.generation.tokens - 1 <= ANSWER_TOKENS + asked // 3 + 2 < 2048
+
+
 class _Clock:
     name = "clock"
     tools: ClassVar[list[Tool]] = [
