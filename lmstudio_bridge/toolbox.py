@@ -138,7 +138,7 @@ class OfferedTool:
         ``2024-01-15T14:30:25``, which empties the log): given the ``task``, such a value is dropped unless
         the task itself holds it.
         """
-        arguments = self._unwrapped(arguments)
+        arguments = self._listed(self._unwrapped(arguments))
         schema = self.tool.input_schema or {}
         params = schema.get("properties") or {}
         if not params:
@@ -169,6 +169,43 @@ class OfferedTool:
         unwrapped = {**{k: v for k, v in arguments.items() if k in params}, **inner}
         logger.debug("Unwrapped schema-shaped arguments for %s: %s", self.label, arguments)
         return unwrapped
+
+    def _listed(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Arguments that are one item of the tool's list parameter, written without the list, put in it:
+        ``add_observations`` takes ``{"observations": [{"entityName": ..., "contents": [...]}]}``, and the 0.5B
+        wrote ``{"entityName": "Marie Curie", "contents": [...]}``. Taken as written, every name was dropped as
+        one the tool does not have. A text where a list of texts goes becomes a list of it (``"contents": "..."``).
+        """
+        params = (self.tool.input_schema or {}).get("properties") or {}
+        lists = [name for name, p in params.items() if _items(p).get("properties")]
+        if len(lists) == 1 and len(params) == 1 and arguments and lists[0] not in arguments:
+            item = _items(params[lists[0]])
+            if set(arguments) & set(item["properties"]):
+                logger.debug("Put the arguments of %s in its list %s: %s", self.label, lists[0], arguments)
+                return {lists[0]: [_texts_listed(arguments, item)]}
+        return _texts_listed(arguments, self.tool.input_schema or {})
+
+
+def _items(param: Any) -> dict[str, Any]:
+    """The item schema of an array parameter whose items are objects or texts; empty for any other."""
+    if not isinstance(param, dict) or param.get("type") != "array" or not isinstance(param.get("items"), dict):
+        return {}
+    items: dict[str, Any] = param["items"]
+    return items
+
+
+def _texts_listed(value: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """The object with each text where its schema takes a list of texts made a list of that one text, in it and
+    in the objects of its lists."""
+    params = schema.get("properties") or {}
+    fitted = dict(value)
+    for name, given in value.items():
+        item = _items(params.get(name))
+        if isinstance(given, str) and item.get("type") == "string":
+            fitted[name] = [given]
+        elif isinstance(given, list) and item.get("properties"):
+            fitted[name] = [_texts_listed(one, item) if isinstance(one, dict) else one for one in given]
+    return fitted
 
 
 def _copied_example(name: str, value: Any, schema: dict[str, Any], task: str) -> bool:

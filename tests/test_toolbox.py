@@ -111,6 +111,53 @@ def test_what_a_tool_takes_shows_the_required_arguments_as_a_call_writes_them() 
     assert found(Toolbox([StubChild("t", [tool("now")])]), "now").takes() == "{}: does now"
 
 
+OBSERVATIONS = {
+    "type": "object",
+    "properties": {
+        "observations": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "entityName": {"type": "string"},
+                    "contents": {"type": "array", "items": {"type": "string"}},
+                },
+                "required": ["entityName", "contents"],
+            },
+        }
+    },
+    "required": ["observations"],
+}
+"""``add_observations`` of the published memory server."""
+
+
+def test_one_item_written_without_its_list_is_put_in_it() -> None:
+    """The 0.5B wrote add_observations' item alone; every name of it was dropped as one the tool does not have."""
+    box = Toolbox([StubChild("memory", [tool("add_observations", OBSERVATIONS), tool("open_nodes", NAMES)])])
+    add = found(box, "add_observations")
+    item = {"entityName": "Marie Curie", "contents": ["born in Warsaw"]}
+    assert add.prepare_arguments(item) == {"observations": [item]}
+    assert add.prepare_arguments({"entityName": "Marie Curie", "contents": "born in Warsaw"}) == {
+        "observations": [item]
+    }
+    assert add.prepare_arguments({"observations": [{**item, "contents": "born in Warsaw"}]}) == {"observations": [item]}
+    assert add.prepare_arguments({"observations": [item]}) == {"observations": [item]}
+    assert add.prepare_arguments({"city": "Warsaw"}) == {}  # nothing of an item: dropped, as before
+    assert add.prepare_arguments({}) == {}
+    names = found(box, "open_nodes")
+    assert names.prepare_arguments({"names": "Marie Curie"}) == {"names": ["Marie Curie"]}
+    assert names.prepare_arguments({"names": 3}) == {"names": 3}  # the server says what is wrong
+    two = {**OBSERVATIONS, "properties": {**OBSERVATIONS["properties"], "dry_run": {"type": "boolean"}}}
+    assert found(Toolbox([StubChild("m", [tool("add", two)])]), "add").prepare_arguments(item) == {}
+
+
+NAMES = {
+    "type": "object",
+    "properties": {"names": {"type": "array", "items": {"type": "string"}}},
+    "required": ["names"],
+}
+
+
 def test_the_closest_names_are_suggested_for_a_tool_that_does_not_exist() -> None:
     box = Toolbox([StubChild("fs", [tool("list_directory"), tool("read_file"), tool("write_file")])])
     assert box.closest("read_directory")[0] == "list_directory"
