@@ -176,14 +176,21 @@ class OfferedTool:
         wrote ``{"entityName": "Marie Curie", "contents": [...]}``. Taken as written, every name was dropped as
         one the tool does not have. A text where a list of texts goes becomes a list of it (``"contents": "..."``).
         """
-        params = (self.tool.input_schema or {}).get("properties") or {}
-        lists = [name for name, p in params.items() if _items(p).get("properties")]
-        if len(lists) == 1 and len(params) == 1 and arguments and lists[0] not in arguments:
-            item = _items(params[lists[0]])
+        name = self.list_parameter()
+        if name is not None and arguments and name not in arguments:
+            item = _items(self.tool.input_schema["properties"][name])
             if set(arguments) & set(item["properties"]):
-                logger.debug("Put the arguments of %s in its list %s: %s", self.label, lists[0], arguments)
-                return {lists[0]: [_texts_listed(arguments, item)]}
+                logger.debug("Put the arguments of %s in its list %s: %s", self.label, name, arguments)
+                return {name: [_texts_listed(arguments, item)]}
         return _texts_listed(arguments, self.tool.input_schema or {})
+
+    def list_parameter(self) -> str | None:
+        """The tool's one parameter, when it is a list of objects (``entities`` of ``create_entities``)."""
+        params = (self.tool.input_schema or {}).get("properties") or {}
+        if len(params) != 1:
+            return None
+        name, param = next(iter(params.items()))
+        return name if _items(param).get("properties") else None
 
 
 def _items(param: Any) -> dict[str, Any]:
@@ -348,13 +355,15 @@ class Toolbox:
         they are not a JSON object or the tool is unknown. ``task``: see ``OfferedTool.prepare_arguments``."""
         offered = self.lookup(call_name)
         try:
-            value = json.loads(arguments or "{}")
+            written = value = json.loads(arguments or "{}")
         except json.JSONDecodeError:
             return arguments
+        if offered is not None and isinstance(value, list) and (name := offered.list_parameter()) is not None:
+            value = {name: value}  # the list alone, as the 0.5B wrote create_entities' entities
         if offered is None or not isinstance(value, dict):
             return arguments
         prepared = offered.prepare_arguments(value, task)
-        return arguments if prepared == value else json.dumps(prepared, ensure_ascii=False)
+        return arguments if prepared == written else json.dumps(prepared, ensure_ascii=False)
 
     def closest(self, name: str, n: int = 3) -> list[str]:
         """Offered names that look like ``name`` (for a model that made one up)."""

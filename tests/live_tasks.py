@@ -1111,6 +1111,7 @@ def _agent_log(log: str, limit: int = 60_000) -> str:
         "lmstudio_bridge.lmstudio",
         "lmstudio_bridge.server",
         "lmstudio_bridge.service",
+        "lmstudio_bridge.toolbox",
         "Traceback",
         "ERROR",
         "WARNING",

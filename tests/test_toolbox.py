@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,6 +148,9 @@ def test_one_item_written_without_its_list_is_put_in_it() -> None:
     names = found(box, "open_nodes")
     assert names.prepare_arguments({"names": "Marie Curie"}) == {"names": ["Marie Curie"]}
     assert names.prepare_arguments({"names": 3}) == {"names": 3}  # the server says what is wrong
+    # The list alone, as the 0.5B wrote create_entities' entities: put under the tool's one parameter.
+    assert json.loads(box.prepared("add_observations", json.dumps([item]))) == {"observations": [item]}
+    assert box.prepared("open_nodes", '["Marie Curie"]') == '["Marie Curie"]'  # a list of texts: not judged
     two = {**OBSERVATIONS, "properties": {**OBSERVATIONS["properties"], "dry_run": {"type": "boolean"}}}
     assert found(Toolbox([StubChild("m", [tool("add", two)])]), "add").prepare_arguments(item) == {}
 
