@@ -128,8 +128,9 @@ class OfferedTool:
         return line
 
     def prepare_arguments(self, arguments: dict[str, Any], task: str | None = None) -> dict[str, Any]:
-        """The arguments to send: unwrapped from the schema's shape, without names the tool does not have,
-        and without optional values copied from the parameter's own description.
+        """The arguments to send: unwrapped from the schema's shape, one item written alone put in its list
+        (``_listed``), without names the tool does not have, and without optional values copied from the
+        parameter's own description.
 
         A small model invents parameters (``"time": "14:30"`` for a tool that takes only ``timezone``);
         a server may refuse them, and kept in the conversation they mislead the model's answer. A tool
@@ -194,7 +195,7 @@ class OfferedTool:
 
 
 def _items(param: Any) -> dict[str, Any]:
-    """The item schema of an array parameter whose items are objects or texts; empty for any other."""
+    """The item schema of an array parameter; empty for any other parameter."""
     if not isinstance(param, dict) or param.get("type") != "array" or not isinstance(param.get("items"), dict):
         return {}
     items: dict[str, Any] = param["items"]
@@ -352,7 +353,8 @@ class Toolbox:
 
     def prepared(self, call_name: str, arguments: str, task: str | None = None) -> str:
         """A call's arguments (JSON text) as they will be sent, for the conversation; as written when
-        they are not a JSON object or the tool is unknown. ``task``: see ``OfferedTool.prepare_arguments``."""
+        they are not a JSON object (or the list of the tool's one list parameter) or the tool is unknown.
+        ``task``: see ``OfferedTool.prepare_arguments``."""
         offered = self.lookup(call_name)
         try:
             written = value = json.loads(arguments or "{}")
