@@ -175,12 +175,14 @@ class OfferedTool:
         """Arguments that are one item of the tool's list parameter, written without the list, put in it:
         ``add_observations`` takes ``{"observations": [{"entityName": ..., "contents": [...]}]}``, and the 0.5B
         wrote ``{"entityName": "Marie Curie", "contents": [...]}``. Taken as written, every name was dropped as
-        one the tool does not have. A text where a list of texts goes becomes a list of it (``"contents": "..."``).
+        one the tool does not have. Only names the item has: given ``create_entities`` with a contact's ``name``,
+        ``job`` and ``city`` put in the list, the 1.5B, asked to mend it, wrote it again as it was; given the
+        call without them (``{}``), it wrote the entity. A text where a list of texts goes becomes a list of it.
         """
         name = self.list_parameter()
         if name is not None and arguments and name not in arguments:
             item = _items(self.tool.input_schema["properties"][name])
-            if set(arguments) & set(item["properties"]):
+            if set(arguments) <= set(item["properties"]):
                 logger.debug("Put the arguments of %s in its list %s: %s", self.label, name, arguments)
                 return {name: [_texts_listed(arguments, item)]}
         return _texts_listed(arguments, self.tool.input_schema or {})

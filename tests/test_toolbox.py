@@ -143,7 +143,8 @@ def test_one_item_written_without_its_list_is_put_in_it() -> None:
     }
     assert add.prepare_arguments({"observations": [{**item, "contents": "born in Warsaw"}]}) == {"observations": [item]}
     assert add.prepare_arguments({"observations": [item]}) == {"observations": [item]}
-    assert add.prepare_arguments({"city": "Warsaw"}) == {}  # nothing of an item: dropped, as before
+    assert add.prepare_arguments({"city": "Warsaw"}) == {}  # not an item: dropped, as before
+    assert add.prepare_arguments({"entityName": "Marie Curie", "born": "Warsaw"}) == {}  # nor one with other names
     assert add.prepare_arguments({}) == {}
     names = found(box, "open_nodes")
     assert names.prepare_arguments({"names": "Marie Curie"}) == {"names": ["Marie Curie"]}
