@@ -58,7 +58,7 @@ from .policy import declares_changes, declares_read_only
 from .reasoning import split_reasoning
 from .reply_watch import ReplyWatch
 from .results import Generation, StopReason, TaskResult, TokenUsage, ToolCallRecord
-from .text_tool_calls import bare_call, extract_tool_calls
+from .text_tool_calls import TextToolCall, bare_call, extract_tool_calls, made_up_calls
 from .toolbox import Toolbox, ToolOutcome
 
 logger = logging.getLogger(__name__)
@@ -119,6 +119,8 @@ LEFT_OUT = (
 (``grounding.left_out``). Shown its own answer, the 1.5B gave all three cities' times where it had given
 Tokyo's alone, in the form the results write them; told only which results were left out, it turned
 them into 12-hour times, wrongly."""
+NO_SUCH_TOOL = "There is no tool named {name}."
+"""Opens the last answer step after the model, in the answer step, made up a call again (``decide``)."""
 NOT_CALLED = (
     "The task also names {items}, and no call above is for {them}. Reply with only the call for {them}, as JSON."
 )
@@ -187,6 +189,8 @@ class Reply:
     """Why the bridge stopped the reply early, if it did."""
     unfit: frozenset[str] = frozenset()
     """Ids of calls of read-only tools that lack required arguments (``Toolbox.incomplete_read``)."""
+    made_up: TextToolCall | None = None
+    """A call the text makes of a tool that is not offered (``_made_up_call``)."""
 
 
 @dataclass(frozen=True)
@@ -391,14 +395,18 @@ def decide(reply: Reply, run: _Run, limits: LoopLimits, asked: AskForAnswer | No
         needed = [c for c in new_calls if asked.wants_call or c.id not in reply.unfit]
         if needed and rounds_left:
             return Call(needed)
-        if asked.may_call and (reply.calls or bare_call(reply.text) is not None):
+        if asked.may_call and (made_up := reply.made_up) is not None and TOOL_NAME.fullmatch(made_up.name):
+            # Told only to answer, the 1.5B described the copy as if made; told the tool does not exist, it said so.
+            closing = f"{NO_SUCH_TOOL.format(name=made_up.name)} {ANSWER_NOW}"
+            return AskForAnswer(asked.stop, "the model called a tool that does not exist", closing=closing)
+        if asked.may_call and (reply.calls or reply.made_up is not None):
             return AskForAnswer(asked.stop, "the model asked for a call instead of answering")
         return _final(reply, run, asked.stop)
     if reply.calls and not new_calls:
         return AskForAnswer("answered", "the model repeated a call it already made")
     if new_calls:
         return Call(new_calls)
-    stray = bare_call(reply.text)
+    stray = reply.made_up
     if stray is not None and rounds_left and TOOL_NAME.fullmatch(stray.name) and not run.strays:
         # A call of a tool that is not offered: a failed call the model hears about, not an answer.
         # Once per task: a small model may go on calling names it makes up (or its last error) for ever.
@@ -509,7 +517,8 @@ def read_reply(result: ChatResult, toolbox: Toolbox, task: str | None = None) ->
             message[key] = result.message[key]
     found, rest = extract_tool_calls(result.content, toolbox.known_names)
     if not found:
-        return Reply(message, [], text, reasoning, written_as_text=False, cut=cut)
+        made_up = _made_up_call(text, toolbox.known_names)
+        return Reply(message, [], text, reasoning, written_as_text=False, cut=cut, made_up=made_up)
     tag = abs(hash(result.content)) % 10**8
     calls = [
         ToolCallRequest(
@@ -521,6 +530,15 @@ def read_reply(result: ChatResult, toolbox: Toolbox, task: str | None = None) ->
     message["content"] = rest or None
     answer = split_reasoning({**message, "content": rest})[1]
     return Reply(message, calls, answer, reasoning, written_as_text=True, cut=cut, unfit=_unfit(calls, toolbox))
+
+
+def _made_up_call(text: str, known: Collection[str]) -> TextToolCall | None:
+    """The call a reply makes of a tool that is not offered: the whole reply, whatever it names, or a call in
+    its prose or a fenced block whose name looks like a tool's. Told there is no copy_file tool, the 1.5B
+    answered with how to copy the file "using the `copy_file` tool with the following arguments", and the call."""
+    if (bare := bare_call(text)) is not None:
+        return bare
+    return next((c for c in made_up_calls(text, known) if TOOL_NAME.fullmatch(c.name)), None)
 
 
 def _unfit(calls: list[ToolCallRequest], toolbox: Toolbox) -> frozenset[str]:

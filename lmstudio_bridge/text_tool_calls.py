@@ -24,7 +24,7 @@ from typing import Any
 
 from .reasoning import reasoning_spans
 
-__all__ = ["TextToolCall", "bare_call", "complete_calls", "extract_tool_calls"]
+__all__ = ["TextToolCall", "bare_call", "complete_calls", "extract_tool_calls", "made_up_calls"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,13 @@ def bare_call(content: str | None) -> TextToolCall | None:
     """
     found, rest = extract_tool_calls(content, _EVERY_NAME)
     return found[0] if len(found) == 1 and not rest else None
+
+
+def made_up_calls(content: str | None, offered: Collection[str]) -> list[TextToolCall]:
+    """The call-shaped JSON objects in ``content`` (the whole of it, a fenced block, or standing in the prose)
+    that name no tool in ``offered``, in order."""
+    found, _ = extract_tool_calls(content, _EVERY_NAME)
+    return [call for call in found if call.name not in offered]
 
 
 def complete_calls(content: str, offered: Collection[str]) -> tuple[list[TextToolCall], str]:

@@ -13,7 +13,7 @@ import pytest
 import respx
 from mcp.types import CallToolResult, TextContent, Tool, ToolAnnotations
 
-from lmstudio_bridge.agent import ANSWER_OR_CALL, ANSWER_PROMPT, CALL_OR_ANSWER, LoopLimits, run_agent
+from lmstudio_bridge.agent import ANSWER_NOW, ANSWER_OR_CALL, ANSWER_PROMPT, CALL_OR_ANSWER, LoopLimits, run_agent
 from lmstudio_bridge.config import Settings
 from lmstudio_bridge.errors import ToolCallFailed, ToolTimeout
 from lmstudio_bridge.lmstudio import LLMClient, LMStudioAPI
@@ -676,6 +676,33 @@ async def test_a_tool_made_up_twice_leaves_the_model_one_step_to_call_a_real_one
     assert child.calls == [("echo", {"text": "a"})] and result.answer == "It says a."
     assert [c.name for c in result.tool_calls] == ["copy_file", "echo.echo"]
     assert script.bodies[2]["messages"][1]["content"].endswith(f"{CALL_OR_ANSWER} Otherwise: {ANSWER_OR_CALL}")
+
+
+HOW_TO_COPY = (
+    "To make a copy of a, you can use the `copy_file` tool with the following arguments:\n\n"
+    '```json\n{"name": "copy_file", "arguments": {"source": "a", "destination": "b"}}\n```'
+)
+"""The 1.5B's answer after "there is no tool named 'copy_file'" (copied from a live run, paths shortened)."""
+
+
+async def test_an_answer_telling_how_to_call_a_tool_that_does_not_exist_is_not_the_answer(llm: LLMClient) -> None:
+    made_up = answer(calls=[("copy_file", {"source": "a", "destination": "b"})])
+    search = answer('{"name": "echo", "arguments": {"text": "a"}}')
+    honest = "There is no copy_file tool, so a was not copied."
+    script = Script(made_up, search, answer(HOW_TO_COPY), answer(honest))
+    result = await run(llm, script, [echo_child()])
+    last = script.bodies[-1]
+    assert len(script.bodies) == 4 and "tools" not in last
+    assert last["messages"][1]["content"].endswith(f"There is no tool named copy_file. {ANSWER_NOW}")
+    assert result.answer == honest and [c.name for c in result.tool_calls] == ["copy_file", "echo.echo"]
+
+
+async def test_a_call_of_a_tool_that_does_not_exist_in_prose_is_a_failed_call(llm: LLMClient) -> None:
+    script = Script(answer(HOW_TO_COPY), answer("There is no copy tool; a was not copied."))
+    result = await run(llm, script, [echo_child()])
+    told = script.bodies[1]["messages"][-1]
+    assert told["role"] == "tool" and told["content"].startswith("Error: there is no tool named 'copy_file'.")
+    assert [c.name for c in result.tool_calls] == ["copy_file"] and result.answer.startswith("There is no copy")
 
 
 READ_SCHEMA = {
