@@ -9,7 +9,8 @@ Recognised, in this order of precedence:
    list of such objects, as the whole of a fenced code block or standing in the prose.
    It counts only when it names an offered tool: it may be JSON the user asked for.
    An answer that opens as such a call but breaks off (out of tokens) counts, with its raw
-   arguments, so that the model hears its call was broken.
+   arguments, so that the model hears its call was broken; one whose arguments are whole but
+   followed by brackets that close nothing (``}]}``) counts with those arguments.
 
 Reasoning (``<think>...</think>``, see ``reasoning.reasoning_spans``) is not searched for calls.
 """
@@ -57,6 +58,8 @@ _ARGUMENTS_KEY = re.compile(r'"(?:arguments|parameters)"\s*:\s*')
 _CALL_KEYS = frozenset({"name", "arguments", "parameters", "type", "id"})
 _WRAPPER_KEYS = frozenset({"function", "type", "id"})
 _DECODER = json.JSONDecoder()
+_CLOSERS = "]} \t\r\n"
+"""What may follow a call's whole arguments in a call whose brackets do not match (``_cut_off_call``)."""
 _NOT_JSON = (ValueError, RecursionError)
 """What decoding raises: bad JSON, or nesting too deep for the decoder."""
 
@@ -246,6 +249,12 @@ def _cut_off_call(text: str, offered: Collection[str]) -> list[_Found]:
         return []
     key = _ARGUMENTS_KEY.search(text, name.end())
     raw = text[key.end() :].strip().removesuffix("```").rstrip() if key else ""
+    try:  # whole arguments, then brackets that close nothing: the 0.5B ended a call with "}]}"
+        value, end = _DECODER.raw_decode(raw)
+    except _NOT_JSON:
+        value, end = None, 0
+    if isinstance(value, dict) and not raw[end:].strip(_CLOSERS):
+        return [((0, len(text)), [_with_arguments(_unescape(name.group(1)), value)])]
     return [((0, len(text)), [TextToolCall(_unescape(name.group(1)), None, raw)])]
 
 

@@ -550,6 +550,21 @@ def test_a_call_missing_its_closing_brackets_is_recovered(content: str, rest: st
 @pytest.mark.parametrize(
     "content",
     [
+        pytest.param('{"name": "search", "arguments": {"q": "db", "deep": {"q": 1}}]}', id="bare"),
+        pytest.param(
+            f'{FENCE}json\n{{"name": "search", "arguments": {{"q": "db", "deep": {{"q": 1}}}}]}}\n{FENCE}', id="fenced"
+        ),
+    ],
+)
+def test_whole_arguments_followed_by_brackets_that_close_nothing_are_the_call(content: str) -> None:
+    """The 0.5B ended a git_diff call with "}]}"; its arguments were whole, and the call was refused as not JSON."""
+    calls, rest = extract_tool_calls(content, OFFERED)
+    assert names_and_arguments(calls) == [("search", {"q": "db", "deep": {"q": 1}})] and rest == ""
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
         pytest.param('{"name": "search", "arguments": {"q": "unfinished', id="inside-a-string"),
         pytest.param('{"name": "search", "arguments": {"q": 1]}', id="mismatched"),
         pytest.param('{"name": "search", "arguments": {"q": }', id="broken-not-just-unclosed"),
