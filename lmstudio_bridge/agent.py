@@ -759,6 +759,7 @@ async def _fitted(call: ToolCallRequest, model: _Model, toolbox: Toolbox, run: _
             break
         problems = toolbox.shape_problems(call.name, arguments)
         if not problems:
+            arguments = toolbox.without_added(call.name, call.arguments, arguments, _known(run))
             logger.info("Mended the arguments of %s: %s", offered.label, arguments[:300])
             run.seen_calls.add(_signature(call))  # written the same way again, it is a repeat, not mended again
             return replace(call, arguments=arguments)

@@ -387,6 +387,30 @@ class Toolbox:
         kept = {k: v for k, v in arguments.items() if k in required or _mentioned(v, task)}
         return kept if len(kept) < len(arguments) else None
 
+    def without_added(self, name: str, before: str, mended: str, known: str) -> str:
+        """A mended call's arguments (JSON text) without the optional ones it did not have before (``before``)
+        and whose values ``known`` (the task and the results) does not hold.
+
+        Mending fixes a call's shape; values the model fills in while doing it are guesses. Asked to mend a
+        ``git_log`` call that lacked ``repo_path``, the 0.5B also added a day in 2023 to search, and the log
+        came back empty.
+        """
+        offered = self.lookup(name)
+        try:
+            had, value = json.loads(before or "{}"), json.loads(mended)
+        except json.JSONDecodeError:
+            return mended
+        if offered is None or not isinstance(had, dict) or not isinstance(value, dict):
+            return mended
+        required = set((offered.tool.input_schema or {}).get("required") or ())
+        kept = {k: v for k, v in value.items() if k in required or k in had or _mentioned(v, known)}
+        if len(kept) == len(value):
+            return mended
+        logger.debug(
+            "Dropped arguments %s added to %s when it was mended", sorted(set(value) - set(kept)), offered.label
+        )
+        return json.dumps(kept, ensure_ascii=False)
+
     def unknown_tool(self, name: str) -> str:
         """What a model is told when it calls a tool that is not offered."""
         closest = [self._by_name[c] for c in self.closest(name)]

@@ -887,6 +887,25 @@ async def test_a_call_whose_arguments_do_not_fit_is_mended_before_it_runs(llm: L
     assert all("job" not in json.dumps(m.get("tool_calls", "")) for m in kept)  # history: the call as it ran
 
 
+async def test_mending_a_call_does_not_add_optional_arguments_from_nowhere(llm: LLMClient) -> None:
+    """Seen with the 0.5B: git_log written with ``path`` instead of ``repo_path``; asked to mend it, it also added
+    a day in 2023 to search, and the log came back empty."""
+    schema = {
+        "type": "object",
+        "properties": {"repo_path": {"type": "string"}, "max_count": {"type": "integer"}, "since": {"type": "string"}},
+        "required": ["repo_path"],
+    }
+    child = StubChild("git", [tool("git_log", schema)], lambda n, a: "Author: Grace Hopper")
+    mended = {"repo_path": "/r", "max_count": 3, "since": "2023-04-01T00:00:00Z"}
+    script = Script(
+        answer('{"name": "git_log", "arguments": {"path": "/r"}}'),
+        answer(json.dumps({"name": "git_log", "arguments": mended})),
+        answer("Grace Hopper."),
+    )
+    await run(llm, script, [child], task="Who made the 3 latest commits in /r?")
+    assert child.calls == [("git_log", {"repo_path": "/r", "max_count": 3})]
+
+
 async def test_a_call_that_fits_is_sent_as_written(llm: LLMClient) -> None:
     child = StubChild("memory", [tool("create_entities", MEMORY_SCHEMA)], lambda n, a: "created")
     good = {"entities": [{"name": "Ada", "entityType": "person", "observations": []}]}
