@@ -368,6 +368,10 @@ async def run_agent(
             run.messages.append(images)
         asked = after_calls(reply, run, len(calls), toolbox)
     finish = await _covering(finish, model, toolbox, run)
+    # Told once already (``_unfounded``), a small model may keep them: the caller is told instead.
+    unfounded = (
+        unfounded_numbers(finish.answer, _known(run, model)) if run.records and finish.stop != "no_answer" else []
+    )
     usage = TokenUsage(**{k: run.usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
     return TaskResult(
         answer=finish.answer.strip(),
@@ -382,6 +386,7 @@ async def run_agent(
         read_only=toolbox.read_only,
         tools_offered=[t.label for t in toolbox.tools],
         generation=run.generation(answer_cut=finish.cut),
+        unfounded_numbers=unfounded,
     )
 
 

@@ -119,6 +119,9 @@ def render_task(result: TaskResult, *, include_reasoning: bool = False) -> str:
             "\n\n[The answer was cut off: it ran past the bridge's reply budget (LMSTUDIO_BRIDGE_REPLY_TOKENS). "
             "Ask for a shorter answer, or raise the budget.]"
         )
+    if numbers := result.unfounded_numbers:
+        shown = ", ".join(numbers[:5]) + (f" and {len(numbers) - 5} more" if len(numbers) > 5 else "")
+        text += f"\n\n[Check the answer: it gives {shown}, which neither the task nor any tool result holds.]"
     if result.stop_reason == "no_answer":
         text += "\n\n[The model did not answer; a larger model, or a narrower task, may do better.]"
     if result.refused_calls:

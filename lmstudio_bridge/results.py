@@ -148,6 +148,10 @@ class TaskResult(BaseModel):
     )
     next_call: str | None = Field(default=None, description="the exact call that fetches the answer, while it runs")
 
+    unfounded_numbers: list[str] = Field(
+        default_factory=list,
+        description="numbers the answer gives that neither the task nor any tool result holds: check them",
+    )
     tools_withheld: list[str] = Field(
         default_factory=list, description="server.tool of every tool the policy kept from the model"
     )

@@ -1271,3 +1271,10 @@ async def test_the_answer_asked_again_is_kept_unless_it_makes_up_more(llm: LLMCl
     )
     result = await run(llm, script, [env_files()], task=WEB_PORT)
     assert result.answer == kept and len(script.bodies) == 3  # asked again once, not again after that
+    # A number from nowhere kept in the answer is named to the caller.
+    from lmstudio_bridge.render import render_task
+
+    unfounded = ["8080"] if "8080" in kept else []
+    assert result.unfounded_numbers == unfounded
+    note = "[Check the answer: it gives 8080, which neither the task nor any tool result holds.]"
+    assert render_task(result) == (f"{kept}\n\n{note}" if unfounded else kept)
