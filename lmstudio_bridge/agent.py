@@ -58,7 +58,7 @@ from .policy import declares_changes, declares_read_only
 from .reasoning import split_reasoning
 from .reply_watch import ReplyWatch
 from .results import Generation, StopReason, TaskResult, TokenUsage, ToolCallRecord
-from .text_tool_calls import TextToolCall, bare_call, extract_tool_calls, made_up_calls
+from .text_tool_calls import TextToolCall, bare_call, extract_tool_calls, made_up_call
 from .toolbox import Toolbox, ToolOutcome
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ LEFT_OUT = (
 Tokyo's alone, in the form the results write them; told only which results were left out, it turned
 them into 12-hour times, wrongly."""
 NO_SUCH_TOOL = "There is no tool named {name}."
-"""Opens the last answer step after the model, in the answer step, made up a call again (``decide``)."""
+"""Opens the last answer step after the model made up a call in the answer step (``decide``)."""
 NOT_CALLED = (
     "The task also names {items}, and no call above is for {them}. Reply with only the call for {them}, as JSON."
 )
@@ -190,7 +190,7 @@ class Reply:
     unfit: frozenset[str] = frozenset()
     """Ids of calls of read-only tools that lack required arguments (``Toolbox.incomplete_read``)."""
     made_up: TextToolCall | None = None
-    """A call the text makes of a tool that is not offered (``_made_up_call``)."""
+    """A call the text makes of a tool that is not offered (``text_tool_calls.made_up_call``)."""
 
 
 @dataclass(frozen=True)
@@ -522,7 +522,9 @@ def read_reply(result: ChatResult, toolbox: Toolbox, task: str | None = None) ->
             message[key] = result.message[key]
     found, rest = extract_tool_calls(result.content, toolbox.known_names)
     if not found:
-        made_up = _made_up_call(text, toolbox.known_names)
+        # A call in the prose counts too: told there is no copy_file tool, the 1.5B answered with how to copy the
+        # file "using the `copy_file` tool with the following arguments", and the call.
+        made_up = made_up_call(text, toolbox.known_names, TOOL_NAME)
         return Reply(message, [], text, reasoning, written_as_text=False, cut=cut, made_up=made_up)
     tag = abs(hash(result.content)) % 10**8
     calls = [
@@ -535,15 +537,6 @@ def read_reply(result: ChatResult, toolbox: Toolbox, task: str | None = None) ->
     message["content"] = rest or None
     answer = split_reasoning({**message, "content": rest})[1]
     return Reply(message, calls, answer, reasoning, written_as_text=True, cut=cut, unfit=_unfit(calls, toolbox))
-
-
-def _made_up_call(text: str, known: Collection[str]) -> TextToolCall | None:
-    """The call a reply makes of a tool that is not offered: the whole reply, whatever it names, or a call in
-    its prose or a fenced block whose name looks like a tool's. Told there is no copy_file tool, the 1.5B
-    answered with how to copy the file "using the `copy_file` tool with the following arguments", and the call."""
-    if (bare := bare_call(text)) is not None:
-        return bare
-    return next((c for c in made_up_calls(text, known) if TOOL_NAME.fullmatch(c.name)), None)
 
 
 def _unfit(calls: list[ToolCallRequest], toolbox: Toolbox) -> frozenset[str]:

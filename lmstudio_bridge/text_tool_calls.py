@@ -25,7 +25,7 @@ from typing import Any
 
 from .reasoning import reasoning_spans
 
-__all__ = ["TextToolCall", "bare_call", "complete_calls", "extract_tool_calls", "made_up_calls"]
+__all__ = ["TextToolCall", "bare_call", "complete_calls", "extract_tool_calls", "made_up_call"]
 
 
 @dataclass(frozen=True)
@@ -95,11 +95,14 @@ def bare_call(content: str | None) -> TextToolCall | None:
     return found[0] if len(found) == 1 and not rest else None
 
 
-def made_up_calls(content: str | None, offered: Collection[str]) -> list[TextToolCall]:
-    """The call-shaped JSON objects in ``content`` (the whole of it, a fenced block, or standing in the prose)
-    that name no tool in ``offered``, in order."""
-    found, _ = extract_tool_calls(content, _EVERY_NAME)
-    return [call for call in found if call.name not in offered]
+def made_up_call(content: str | None, offered: Collection[str], tool_name: re.Pattern[str]) -> TextToolCall | None:
+    """The call ``content`` makes of a tool not in ``offered``: the whole of it when it is nothing but one call
+    (what ``bare_call`` finds), else the first call-shaped object in a fenced block or the prose that names
+    no offered tool, with a name ``tool_name`` matches."""
+    found, rest = extract_tool_calls(content, _EVERY_NAME)
+    if len(found) == 1 and not rest:
+        return found[0]
+    return next((c for c in found if c.name not in offered and tool_name.fullmatch(c.name)), None)
 
 
 def complete_calls(content: str, offered: Collection[str]) -> tuple[list[TextToolCall], str]:
