@@ -51,7 +51,18 @@ from typing import Any
 from mcp.types import Tool
 
 from .context_window import ContextWindow
-from .grounding import Made, invented, left_out, not_called_for, squeezed, unfounded_numbers, unread, written_back
+from .grounding import (
+    Made,
+    gives,
+    invented,
+    left_out,
+    not_called_for,
+    squeezed,
+    unfounded_numbers,
+    unread,
+    values_left_out,
+    written_back,
+)
 from .images import image_message
 from .lmstudio import ChatResult, LLMClient, Progress, ToolCallRequest
 from .policy import declares_changes, declares_read_only
@@ -119,6 +130,12 @@ LEFT_OUT = (
 (``grounding.left_out``). Shown its own answer, the 1.5B gave all three cities' times where it had given
 Tokyo's alone, in the form the results write them; told only which results were left out, it turned
 them into 12-hour times, wrongly."""
+VALUES_LEFT_OUT = ANSWER_NOW.removesuffix(".") + ", {values} included."
+"""Closes the answer step asked again when the answer gives some of a record's numbers, not all
+(``grounding.values_left_out``). Replayed on the 0.5B's last answer step in ``weather_chicago``, which had
+answered "light rain / drizzle with an humidity of 82%": naming the field and its number ("temperature 36
+included") gave the temperature; naming the field alone, or showing the answer and what it left out, gave
+the same answer again."""
 NO_SUCH_TOOL = "There is no tool named {name}."
 """Opens the last answer step after the model made up a call in the answer step (``decide``)."""
 NOT_CALLED = (
@@ -765,24 +782,36 @@ async def _fitted(call: ToolCallRequest, model: _Model, toolbox: Toolbox, run: _
 
 
 async def _covering(finish: Finish, model: _Model, toolbox: Toolbox, run: _Run) -> Finish:
-    """The answer, or, when it says nothing of some of the results of one tool called for several items
-    (``grounding.left_out``), the answer to one more request that shows it and names them, if that one
-    leaves out fewer. The 1.5B fetched the time in three cities and answered with Tokyo's alone.
+    """The answer, or the answer to one more request when it leaves out part of the results, if that one
+    gives more of them:
+
+    - the results of one tool called for several items that it says nothing of (``grounding.left_out``): the
+      request shows the answer and names them. The 1.5B fetched the time in three cities and answered with
+      Tokyo's alone;
+    - numbers of a record it gives only some of (``grounding.values_left_out``): the request names them.
+
     Only what read-only tools return is judged: a write's result is a receipt, which "Done." answers."""
-    made = [m for m in _calls_made(run.messages) if (t := toolbox.lookup(m.name)) and declares_read_only(t.tool)]
-    missing = left_out(finish.answer, run.task, made) if finish.stop != "no_answer" else []
-    if not missing:
+    if finish.stop == "no_answer":
         return finish
-    await model.say(f"the answer leaves out {len(missing)} of the results · asking again")
-    shown = _shown(finish.answer)
-    calls = " and ".join(m.call for m in missing)
-    closing = LEFT_OUT.format(answer=shown, calls=calls)
+    made = [m for m in _calls_made(run.messages) if (t := toolbox.lookup(m.name)) and declares_read_only(t.tool)]
+    if missing := left_out(finish.answer, run.task, made):
+        await model.say(f"the answer leaves out {len(missing)} of the results · asking again")
+        closing = LEFT_OUT.format(answer=_shown(finish.answer), calls=" and ".join(m.call for m in missing))
+    elif values := values_left_out(finish.answer, made):
+        await model.say(f"the answer leaves out {len(values)} of a result's numbers · asking again")
+        closing = VALUES_LEFT_OUT.format(values=" and ".join(f"{field} {number}" for field, number in values))
+    else:
+        return finish
     result = await _answer_step(model, run, closing=closing)
     run.add(result)
     again = split_reasoning(result.message)[1].strip()
-    if again and bare_call(again) is None and len(left_out(again, run.task, made)) < len(missing):
+    if missing:
+        better = len(left_out(again, run.task, made)) < len(missing)
+    else:
+        better = all(gives(again, number) for _, number in values)
+    if again and bare_call(again) is None and better:
         return Finish(again, finish.stop, result.stats.cut)
-    logger.info("Kept the first answer: the one asked again leaves out as many results")
+    logger.info("Kept the first answer: the one asked again leaves out as much")
     return finish
 
 

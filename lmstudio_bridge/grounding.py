@@ -102,6 +102,48 @@ def left_out(answer: str, task: str, made: Sequence[Made]) -> list[Made]:
     return missing
 
 
+def values_left_out(answer: str, made: Sequence[Made]) -> list[tuple[str, str]]:
+    """The numbers of a record the answer gives only in part, as ``(field, number)``: a result that is one flat
+    JSON object of a few fields (``{"temperature": 36, "conditions": "Light rain", "humidity": 82}``) whose
+    numbers the answer gives some of, not all. The 0.5B answered "light rain with a humidity of 82%".
+
+    An answer that gives none of a record's numbers is not judged here: it may answer with its text alone
+    (conditions, a name) or not be about that record at all."""
+    missing: list[tuple[str, str]] = []
+    for one in made:
+        numbers = _record_numbers(one.result) if one.ok else {}
+        given = {key: value for key, value in numbers.items() if gives(answer, value)}
+        if given and len(given) < len(numbers):
+            missing += [(key, value) for key, value in numbers.items() if key not in given]
+    return missing
+
+
+RECORD_FIELDS = 8
+"""The most fields a record may have for each of its numbers to count as part of the answer."""
+
+
+def _record_numbers(result: str) -> dict[str, str]:
+    """The numeric fields of a flat JSON object of at most ``RECORD_FIELDS`` fields, as written in it."""
+    try:
+        value = json.loads(result)
+    except ValueError:
+        return {}
+    if not isinstance(value, dict) or len(value) > RECORD_FIELDS:
+        return {}
+    if any(isinstance(item, dict | list) for item in value.values()):
+        return {}
+    return {
+        str(key): json.dumps(item)
+        for key, item in value.items()
+        if isinstance(item, int | float) and not isinstance(item, bool)
+    }
+
+
+def gives(answer: str, number: str) -> bool:
+    """Whether the answer gives the number as it is written: ``36`` is in \"36 °F\", not in \"360\" or \"36.5\"."""
+    return re.search(rf"(?<![\d.]){re.escape(number)}(?![\d]|\.\d)", answer) is not None
+
+
 _ITEM = re.compile(
     r"""
       "[^"\n]+" | `[^`\n]+`                     # quoted

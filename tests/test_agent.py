@@ -1182,6 +1182,44 @@ async def test_the_first_answer_stays_unless_the_one_asked_again_covers_more(llm
     assert len(script.bodies) == (3 if "London" in first else 4)
 
 
+def weather_child() -> StubChild:
+    read_only = ToolAnnotations(read_only_hint=True)
+    weather = Tool(name="get-weather", input_schema={"type": "object"}, annotations=read_only)
+    return StubChild("everything", [weather], lambda n, a: '{"temperature":36,"conditions":"Light rain","humidity":82}')
+
+
+@pytest.mark.parametrize(
+    ("again", "kept"),
+    [
+        ("It is 36 °F in Chicago, with light rain and a humidity of 82 %.", "again"),
+        ("Chicago has light rain.", "first"),  # gives no more of the numbers: the first answer stays
+    ],
+)
+async def test_an_answer_that_leaves_out_some_of_a_records_numbers_is_asked_for_again(
+    llm: LLMClient, again: str, kept: str
+) -> None:
+    """The 0.5B answered "What weather does get-structured-content report for Chicago?" with the conditions and
+    the humidity, not the temperature."""
+    first = "Chicago's weather is light rain with a humidity of 82%."
+    script = Script(text_call("get-weather", {"location": "Chicago"}), answer(first), answer(again))
+    result = await run(llm, script, [weather_child()], task="What weather does get-weather report for Chicago?")
+    assert result.answer == (again if kept == "again" else first)
+    asked = script.bodies[2]["messages"]
+    assert "tools" not in script.bodies[2] and asked[0]["content"] == ANSWER_PROMPT
+    assert asked[1]["content"].endswith(
+        "Answer the task now in sentences that give the values from the results for every item it asks about, "
+        "temperature 36 included."
+    )
+
+
+async def test_an_answer_that_gives_every_number_of_a_record_is_not_asked_again(llm: LLMClient) -> None:
+    script = Script(
+        text_call("get-weather", {"location": "Chicago"}), answer("36 °F, light rain, humidity 82 %."), answer("x")
+    )
+    result = await run(llm, script, [weather_child()], task="What weather does get-weather report for Chicago?")
+    assert result.answer == "36 °F, light rain, humidity 82 %." and len(script.bodies) == 2
+
+
 def env_files() -> StubChild:
     files = {"/w/api.env": "PORT=8081\nNAME=api", "/w/web.env": "PORT=3005\nNAME=web"}
     path = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}

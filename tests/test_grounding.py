@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lmstudio_bridge.grounding import (
@@ -11,6 +13,7 @@ from lmstudio_bridge.grounding import (
     not_called_for,
     unfounded_numbers,
     unread,
+    values_left_out,
     words,
     written_back,
 )
@@ -62,6 +65,38 @@ def test_a_lone_result_or_results_of_different_tools_or_failed_calls_are_not_jud
     assert left_out("Nothing.", CITIES, [TOKYO, clock("Europe/London", "17:20", name="convert_time")]) == []
     failed = Made("get_current_time", "{}", "Error: no timezone", ok=False)
     assert left_out("2026-12-01T02:20:42+09:00", CITIES, [TOKYO, failed]) == []
+
+
+WEATHER = Made("get-structured-content", '{"location": "Chicago"}', '{"temperature":36,"conditions":"Light rain","humidity":82}', ok=True)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("answer", "missing"),
+    [
+        ("Chicago's weather is light rain with a humidity of 82%.", [("temperature", "36")]),  # the 0.5B's answer
+        ("It is 36 °F in Chicago, light rain, humidity 82 %.", []),
+        ("Light rain in Chicago.", []),  # none of its numbers: not judged
+        ("Humidity 82.5, 360 °F.", []),  # neither 82 nor 36 is given
+    ],
+)
+def test_an_answer_that_gives_some_of_a_records_numbers_leaves_out_the_others(
+    answer: str, missing: list[tuple[str, str]]
+) -> None:
+    assert values_left_out(answer, [WEATHER]) == missing
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        '{"temperature": 36, "humidity": 82, "wind": {"speed": 12}}',  # not flat
+        '[{"temperature": 36, "humidity": 82}]',  # not one object
+        json.dumps({f"f{i}": i * 11 for i in range(9)}),  # more fields than a record
+        "temperature: 36, humidity: 82",  # not JSON
+    ],
+)
+def test_only_a_flat_record_of_a_few_fields_is_judged(result: str) -> None:
+    assert values_left_out("The humidity is 82.", [Made("weather", "{}", result, ok=True)]) == []
+    assert values_left_out("The humidity is 82.", [Made("weather", "{}", WEATHER.result, ok=False)]) == []
 
 
 def test_numbers_from_nowhere_are_those_of_two_digits_or_more_in_no_result() -> None:
