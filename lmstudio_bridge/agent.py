@@ -133,9 +133,9 @@ them into 12-hour times, wrongly."""
 VALUES_LEFT_OUT = ANSWER_NOW.removesuffix(".") + ", {values} included."
 """Closes the answer step asked again when the answer gives some of a record's numbers, not all
 (``grounding.values_left_out``). Replayed on the 0.5B's last answer step in ``weather_chicago``, which had
-answered "light rain / drizzle with an humidity of 82%": naming the field and its number ("temperature 36
-included") gave the temperature; naming the field alone, or showing the answer and what it left out, gave
-the same answer again."""
+answered "light rain / drizzle with an humidity of 82%": closings naming what was left out gave the temperature
+in 3 of 5 forms, this one among them; showing the answer and what it left out, as ``LEFT_OUT`` does, gave the
+same answer again (3 of 3)."""
 NO_SUCH_TOOL = "There is no tool named {name}."
 """Opens the last answer step after the model made up a call in the answer step (``decide``)."""
 NOT_CALLED = (
