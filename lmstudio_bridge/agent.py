@@ -797,19 +797,23 @@ async def _covering(finish: Finish, model: _Model, toolbox: Toolbox, run: _Run) 
     if missing := left_out(finish.answer, run.task, made):
         await model.say(f"the answer leaves out {len(missing)} of the results · asking again")
         closing = LEFT_OUT.format(answer=_shown(finish.answer), calls=" and ".join(m.call for m in missing))
+
+        def better(again: str) -> bool:
+            return len(left_out(again, run.task, made)) < len(missing)
+
     elif values := values_left_out(finish.answer, made):
         await model.say(f"the answer leaves out {len(values)} of a result's numbers · asking again")
         closing = VALUES_LEFT_OUT.format(values=" and ".join(f"{field} {number}" for field, number in values))
+
+        def better(again: str) -> bool:
+            return all(gives(again, number) for _, number in values)
+
     else:
         return finish
     result = await _answer_step(model, run, closing=closing)
     run.add(result)
     again = split_reasoning(result.message)[1].strip()
-    if missing:
-        better = len(left_out(again, run.task, made)) < len(missing)
-    else:
-        better = all(gives(again, number) for _, number in values)
-    if again and bare_call(again) is None and better:
+    if again and bare_call(again) is None and better(again):
         return Finish(again, finish.stop, result.stats.cut)
     logger.info("Kept the first answer: the one asked again leaves out as much")
     return finish

@@ -140,7 +140,7 @@ def _record_numbers(result: str) -> dict[str, str]:
 
 
 def gives(answer: str, number: str) -> bool:
-    """Whether the answer gives the number as it is written: ``36`` is in \"36 °F\", not in \"360\" or \"36.5\"."""
+    """Whether the answer gives the number as it is written: ``36`` is in "36 °F", not in "360" or "36.5"."""
     return re.search(rf"(?<![\d.]){re.escape(number)}(?![\d]|\.\d)", answer) is not None
 
 
