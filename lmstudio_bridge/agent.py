@@ -66,6 +66,24 @@ from .grounding import (
 from .images import image_message
 from .lmstudio import ChatResult, LLMClient, Progress, ToolCallRequest
 from .policy import declares_changes, declares_read_only
+from .prompts import (
+    ANSWER_NOW,
+    ANSWER_OR_CALL,
+    ANSWER_PROMPT,
+    CALL_OR_ANSWER,
+    CONTINUE_PROMPT,
+    HELD_BACK,
+    LEFT_OUT,
+    MADE_UP,
+    NO_SUCH_TOOL,
+    NOT_CALLED,
+    REPAIR_PROMPT,
+    SYSTEM_PROMPT,
+    UNFOUNDED,
+    UNREAD,
+    VALUES_LEFT_OUT,
+    WRITTEN_BACK,
+)
 from .reasoning import split_reasoning
 from .reply_watch import ReplyWatch
 from .results import Generation, StopReason, TaskResult, TokenUsage, ToolCallRecord
@@ -77,101 +95,12 @@ logger = logging.getLogger(__name__)
 ProgressFn = Callable[[str], Awaitable[None]]
 """Receives one line per round and per tool call, e.g. ``round 2/25 · time.get_current_time``."""
 
-SYSTEM_PROMPT = """\
-You complete the user's task by calling the tools you are given; they come from these MCP servers: {servers}.
-- Call a tool whenever the task needs information or an action. Use the tools' exact names and pass arguments as JSON that matches their parameters.
-- Pass only the arguments the task gives you a value for, and the required ones; leave every other optional parameter out.
-- When the task needs a tool for several items, or several calls that do not depend on each other's results, make all of those calls in one reply.
-- Read each tool result, then call the next tool you need, or give your final answer.
-- A tool result that starts with "Error:" means the call failed: fix the arguments or try another tool.
-- When the task is done, answer in plain text without calling any tool, and include the concrete results the user asked for (values, names, text)."""
-
-ANSWER_PROMPT = """\
-You write the final answer to the user's task. The tool calls made for it, and their results, are in the user's message. \
-No more tools can be called. Answer in plain text, using only facts from those results: \
-give the concrete values the task asks for (numbers, names, dates, text). \
-If the results do not settle the task, say what is missing."""
-"""The answer step's system prompt. It holds no example: small models repeat an example's
-facts as if they were the answer."""
-
-CONTINUE_PROMPT = """Only if the task needs another tool call that was not made yet (the same tool for another item the task names, or a change the task asks for), reply with nothing but that call, as JSON: {{"name": "TOOL", "arguments": {{...}}}}, where TOOL is one of: {tools}."""
-"""Added to the answer step after calls written as text: a task may need several, one per reply."""
-
-ANSWER_NOW = "Answer the task now in sentences that give the values from the results for every item it asks about."
-"""Closes the last answer step, which may not call. Told only to answer "with the values that answer it", the
-0.5B gave one value of several (Chicago's humidity, not its temperature; the first line of a note), or a
-count it made up; asked for sentences about every item, it names them. Replayed on the 0.5B's last answer
-steps of a full run: 17 of 28 right, against 12."""
-ANSWER_OR_CALL = "answer the task now, with the values from the results that answer it."
-"""The answer half of the answer step that may still call. Asked there for a full sentence, the 1.5B named the
-commit's author in one instead of writing the call that saves them."""
-CALL_OR_ANSWER = (
-    "If the task asks for something no call above has done yet (another item it names, or a change such as "
-    "writing, saving or adding), reply with only that call, as JSON."
-)
-"""Closes the answer step that may still ask for a call: a model told only to answer names the values it
-read (the person to save, the time to write) and stops short of the change the task asks for."""
-
-REPAIR_PROMPT = 'You correct one tool call so that its arguments match what the tool takes. Reply with only the corrected call, as JSON: {"name": "TOOL", "arguments": {...}}.'
-"""The system prompt of a request that mends a call whose arguments do not fit its tool's schema."""
 REPAIR_ATTEMPTS = 2
 """Requests to mend one call; after them the call runs as written and the server's error goes back."""
 MEND_TOKENS = 256
 """The reply budget of a request to mend a call, on top of half the call's own length in characters."""
-
 TOOL_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
 """What a tool name looks like; a model that calls its last error message has not named a tool."""
-
-LEFT_OUT = (
-    "An answer written before: {answer}\n\nThat answer leaves out the results of {calls}. "
-    "Answer the task again in sentences that give the values from the results for every item it asks about."
-)
-"""Closes the answer step asked again when the answer says nothing of a result it should cover
-(``grounding.left_out``). Shown its own answer, the 1.5B gave all three cities' times where it had given
-Tokyo's alone, in the form the results write them; told only which results were left out, it turned
-them into 12-hour times, wrongly."""
-VALUES_LEFT_OUT = ANSWER_NOW.removesuffix(".") + ", {values} included."
-"""Closes the answer step asked again when the answer gives some of a record's numbers, not all
-(``grounding.values_left_out``). Replayed on the 0.5B's last answer step in ``weather_chicago``, which had
-answered "light rain / drizzle with an humidity of 82%": closings naming what was left out gave the temperature
-in 3 of 5 forms, this one among them; showing the answer and what it left out, as ``LEFT_OUT`` does, gave the
-same answer again (3 of 3)."""
-NO_SUCH_TOOL = "There is no tool named {name}."
-"""Opens the last answer step after the model made up a call in the answer step (``decide``)."""
-NOT_CALLED = (
-    "The task also names {items}, and no call above is for {them}. Reply with only the call for {them}, as JSON."
-)
-"""Closes the answer step asked again when the task lists items together and a call was made for some
-of them only (``_not_called``). Replayed on the answer steps where the 1.5B had fetched New York's weather
-alone and answered "33", and where the 0.5B had read api.env alone: 8 of 8 replies were the call for
-the item named."""
-HELD_BACK = (
-    "The write above was not run. Reply with only the call that gives the values to write, as JSON: one of {tools}."
-)
-"""Closes the answer step after a write ``_made_up`` did not run. Replayed on the 1.5B's answer step after
-its write of a made-up time: 4 of 5 replies called ``get_current_time``, where the usual closing had it
-write the same time again."""
-WRITTEN_BACK = (
-    "not run: the {where} to write is what {call} returned above, unchanged; written back where it was read, "
-    "it changes nothing the task asks for."
-)
-"""The result of a call ``_written_back`` does not run."""
-UNFOUNDED = (
-    "An answer written before: {answer}\n\nIt gives {numbers}, which no result above holds. If the task needs "
-    "a call that gives {them}, reply with only that call, as JSON. Otherwise: answer the task again with only "
-    "values from the results."
-)
-"""Closes the answer step asked again when the answer holds numbers from nowhere (``_unfounded``)."""
-MADE_UP = (
-    "not run: the {where} to write holds {numbers}, which {are} in neither the task nor any tool result. "
-    "Call the tool that gives {them} first (the time, a file, a record), then write what it returns."
-)
-"""The result of a call ``_made_up`` does not run."""
-UNREAD = (
-    "not run: the {where} to write is in neither the task nor any tool result, and no call has read {places}, "
-    "which the task names. Call the tool that reads {them} first, then write what it returns."
-)
-"""The result of a call ``_unread`` does not run."""
 ANSWER_TOKENS = 512
 """The reply budget of an answer step, on top of a third of its request's length in characters (about the tokens
 of the task and the results, which an answer restates at most), up to the reply budget. At the 2,048 tokens of

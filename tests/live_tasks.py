@@ -339,7 +339,7 @@ class Run:
         """Runs of five or more words in the answer that come from the bridge's own prompts (its
         system prompt, the answer step's) and not from the task: text the model repeated from its
         instructions instead of taking it from the task or the results."""
-        from lmstudio_bridge.agent import ANSWER_PROMPT, CONTINUE_PROMPT, SYSTEM_PROMPT
+        from lmstudio_bridge.prompts import ANSWER_PROMPT, CONTINUE_PROMPT, SYSTEM_PROMPT
 
         def grams(text: str) -> set[tuple[str, ...]]:
             words = re.findall(r"[a-z0-9]+", text.lower())

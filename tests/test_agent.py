@@ -13,10 +13,11 @@ import pytest
 import respx
 from mcp.types import CallToolResult, TextContent, Tool, ToolAnnotations
 
-from lmstudio_bridge.agent import ANSWER_NOW, ANSWER_OR_CALL, ANSWER_PROMPT, CALL_OR_ANSWER, LoopLimits, run_agent
+from lmstudio_bridge.agent import LoopLimits, run_agent
 from lmstudio_bridge.config import Settings
 from lmstudio_bridge.errors import ToolCallFailed, ToolTimeout
 from lmstudio_bridge.lmstudio import LLMClient, LMStudioAPI
+from lmstudio_bridge.prompts import ANSWER_NOW, ANSWER_OR_CALL, ANSWER_PROMPT, CALL_OR_ANSWER
 from lmstudio_bridge.toolbox import Toolbox, truncate
 
 BASE = "http://lms.test:1234"
