@@ -1,8 +1,8 @@
 """What the bridge says to the model: the system prompts, and the closings of the requests it makes outside the
 conversation (the answer step, mending a call) and of the results of calls it does not run.
 
-Each text says why it is worded as it is, with the replays on the small models that chose it. A change here
-changes what models do: measure it with ``bench.live_tasks`` on both small models before keeping it.
+Where replays on the small models chose a wording, its docstring gives them. A change here changes what models
+do: measure it with ``bench.live_tasks`` on both small models before keeping it.
 """
 
 SYSTEM_PROMPT = """\
