@@ -26,7 +26,8 @@ is asked for once more, and the model may then make the call that gives them
 (``_unfounded``); an answer given before a call was made for every item the task
 lists together (two cities, two files) is asked for once more as a call for the
 items left (``_not_called``); an answer that says nothing of some of the items a tool was
-called for is asked for once more, with the items named (``_covering``).
+called for, or gives only some of a small record's numbers, is asked for once more, with what
+it left out named (``_covering``). What the bridge says to the model is in ``prompts``.
 
 What happens after each reply is decided in one place, ``decide``; the loop only
 carries it out.
