@@ -74,6 +74,15 @@ def declares_changes(tool: Tool) -> bool:
     return tool.annotations is not None and tool.annotations.read_only_hint is False
 
 
+def declares_destructive(tool: Tool) -> bool:
+    """Whether the tool says it may remove or overwrite something: ``destructiveHint: true``, or ``readOnlyHint:
+    false`` with no ``destructiveHint`` (which MCP then takes as true)."""
+    hints = tool.annotations
+    if hints is None:
+        return False
+    return hints.destructive_hint is True or (hints.read_only_hint is False and hints.destructive_hint is None)
+
+
 def matches(patterns: Iterable[str], server: str, tool: str) -> bool:
     """Whether any pattern matches the tool, by its bare name or as ``server.tool``."""
     label = f"{server}.{tool}"

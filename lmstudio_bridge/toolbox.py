@@ -25,7 +25,7 @@ from mcp.types import CallToolResult, EmbeddedResource, ImageContent, TextConten
 
 from .errors import ChildGone, ToolCallFailed, ToolTimeout
 from .images import ToolImage, images_of
-from .policy import Approver, Refusal, ToolPolicy, declares_read_only
+from .policy import Approver, Refusal, ToolPolicy, declares_destructive, declares_read_only
 from .results import RefusedCall
 
 logger = logging.getLogger(__name__)
@@ -370,8 +370,11 @@ class Toolbox:
         return arguments if prepared == written else json.dumps(prepared, ensure_ascii=False)
 
     def closest(self, name: str, n: int = 3) -> list[str]:
-        """Offered names that look like ``name`` (for a model that made one up)."""
-        return difflib.get_close_matches(name, self.names, n=n, cutoff=0.4)
+        """Offered names that look like ``name`` (for a model that made one up). A tool that declares it may
+        remove or overwrite something is among them only for a misspelling of its name: by spelling,
+        ``move_file`` is the closest to a made-up ``copy_file``, and the 1.5B, told so, chose it to copy."""
+        looks = difflib.get_close_matches(name, self.names, n=len(self.names), cutoff=0.4)
+        return [c for c in looks if not declares_destructive(self._by_name[c].tool) or _misspelt(name, c)][:n]
 
     def without_guesses(self, name: str, arguments: dict[str, Any], task: str) -> dict[str, Any] | None:
         """The arguments of a failed read-only call without the optional values the task never mentions,
@@ -414,7 +417,6 @@ class Toolbox:
     def unknown_tool(self, name: str) -> str:
         """What a model is told when it calls a tool that is not offered."""
         closest = [self._by_name[c] for c in self.closest(name)]
-        # With what each does: by its name alone, move_file is the closest to a made-up copy_file.
         hint = f" Did you mean {' or '.join(_named(t) for t in closest)}?" if closest else ""
         return f"there is no tool named {name[:100]!r}.{hint} Available tools: {', '.join(self.names)}"
 
@@ -524,6 +526,18 @@ def argument_shape(schema: Any, depth: int = 0) -> str:
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "value")
     return kind if isinstance(kind, str) else "value"
+
+
+MISSPELT = 0.85
+"""How alike (``difflib``'s ratio, separators and case aside) a made-up name must be to an offered one to be
+taken as a misspelling of it: ``movefile`` or ``Move-File`` for ``move_file``, not ``copy_file`` (0.62)."""
+
+
+def _misspelt(written: str, name: str) -> bool:
+    def plain(text: str) -> str:
+        return re.sub(r"[\W_]+", "", text).lower()
+
+    return difflib.SequenceMatcher(None, plain(written), plain(name)).ratio() >= MISSPELT
 
 
 def _named(offered: OfferedTool) -> str:

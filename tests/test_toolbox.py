@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcp.types import CallToolResult, Tool
+from mcp.types import CallToolResult, Tool, ToolAnnotations
 
 from lmstudio_bridge.toolbox import OfferedTool, Toolbox
 
@@ -179,6 +179,22 @@ def test_the_closest_tools_are_named_with_what_they_do() -> None:
     )
     box = Toolbox([StubChild("fs", [move, tool("read_file"), tool("write_file")])])
     assert "Did you mean move_file (Move or rename files and directories.) or" in box.unknown_tool("copy_file")
+
+
+def test_a_tool_that_may_destroy_is_suggested_only_for_a_misspelling_of_its_name() -> None:
+    """By spelling, move_file is the closest to a made-up copy_file; told so, the 1.5B chose it to make a copy,
+    which would have removed the original."""
+    destroys = ToolAnnotations(read_only_hint=False, destructive_hint=True)
+    move = tool("move_file").model_copy(update={"annotations": destroys})
+    overwrite = tool("write_file").model_copy(update={"annotations": ToolAnnotations(read_only_hint=False)})
+    adds = tool("create_file").model_copy(update={"annotations": ToolAnnotations(destructive_hint=False)})
+    box = Toolbox([StubChild("fs", [move, overwrite, adds, tool("read_file"), tool("search_files")])])
+    assert sorted(box.closest("copy_file")) == ["create_file", "read_file", "search_files"]
+    assert "move_file" not in box.unknown_tool("copy_file").split("Available tools:")[0]
+    assert "move_file" in box.unknown_tool("copy_file").split("Available tools:")[1]
+    assert box.closest("Move-File")[0] == "move_file"
+    assert box.closest("movefile")[0] == "move_file"
+    assert box.closest("write_files")[0] == "write_file"
 
 
 def test_a_long_result_is_cut_without_copying_what_is_cut() -> None:
