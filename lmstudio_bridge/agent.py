@@ -27,7 +27,8 @@ is asked for once more, and the model may then make the call that gives them
 lists together (two cities, two files) is asked for once more as a call for the
 items left (``_not_called``); an answer that says nothing of some of the items a tool was
 called for, or gives only some of a small record's numbers, is asked for once more, with what
-it left out named (``_covering``). What the bridge says to the model is in ``prompts``.
+it left out named (``_covering``). Numbers, and names of files or hosts, from nowhere that the
+final answer keeps are named to the caller. What the bridge says to the model is in ``prompts``.
 
 What happens after each reply is decided in one place, ``decide``; the loop only
 carries it out.
@@ -59,6 +60,7 @@ from .grounding import (
     left_out,
     not_called_for,
     squeezed,
+    unfounded_names,
     unfounded_numbers,
     unread,
     values_left_out,
@@ -315,10 +317,13 @@ async def run_agent(
             run.messages.append(images)
         asked = after_calls(reply, run, len(calls), toolbox)
     finish = await _covering(finish, model, toolbox, run)
-    # Told once already (``_unfounded``), a small model may keep them: the caller is told instead.
-    unfounded = (
-        unfounded_numbers(finish.answer, _known(run, model)) if run.records and finish.stop != "no_answer" else []
-    )
+    # Told once already (``_unfounded``), a small model may keep them: the caller is told instead. Names from
+    # nowhere are only told: asked again, the 1.5B named the same file. A name may come from a call that worked.
+    judged = bool(run.records) and finish.stop != "no_answer"
+    known = _known(run, model) if judged else ""
+    unfounded = unfounded_numbers(finish.answer, known) if judged else []
+    called = "\n".join(m.arguments for m in _calls_made(run.messages) if m.ok) if judged else ""
+    names = unfounded_names(finish.answer, f"{known}\n{called}") if judged else []
     usage = TokenUsage(**{k: run.usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
     return TaskResult(
         answer=finish.answer.strip(),
@@ -334,6 +339,7 @@ async def run_agent(
         tools_offered=[t.label for t in toolbox.tools],
         generation=run.generation(answer_cut=finish.cut),
         unfounded_numbers=unfounded,
+        unfounded_names=names,
     )
 
 

@@ -1,8 +1,9 @@
 """Where the words a model writes come from: the task, the tool results, or nowhere.
 
 Small models write values no call gave them (a time they never asked for, the port of a file they never
-read) and answer with one result of several. Both show in the words themselves: a number in neither the
-task nor any result was made up; a result none of whose own words are in the answer was left out.
+read, the file a commit changed when its diff was empty) and answer with one result of several. Both show
+in the words themselves: a number or a file's name in neither the task nor any result was made up; a result
+none of whose own words are in the answer was left out.
 """
 
 from __future__ import annotations
@@ -64,6 +65,21 @@ def unfounded_numbers(answer: str, known: str) -> list[str]:
     found = [w for w in _WORD.findall(answer) if w.isdigit() and w not in seen and not _quoted(w, known)]
     found = list(dict.fromkeys(found))
     return [] if len(found) == 1 and len(found[0]) < 3 else found
+
+
+_NAME = re.compile(r"(?<![\w.-])[\w-]{2,}(?:\.[\w-]+)*\.[a-z][A-Za-z0-9]{0,5}(?![\w(-])")
+"""A file's or a host's name, or a path's last part: ``README.md``, ``config.json.bak``, ``docs.example.com``; not
+``e.g``, a version, two sentences with no space between (``Done.It``), or a call such as ``file.read()``."""
+_FENCED = re.compile(r"```.*?(?:```|$)", re.DOTALL)
+
+
+def unfounded_names(answer: str, known: str) -> list[str]:
+    """The names of files or hosts in the answer that are in neither the task nor any result (``known``), in
+    order: the file a model says a commit changed when the diff it got was empty. Code blocks are not judged:
+    a script the model writes names files of its own."""
+    seen = known.lower()
+    found = (m for m in _NAME.findall(_FENCED.sub(" ", answer)) if m.lower() not in seen)
+    return list(dict.fromkeys(found))
 
 
 def _quoted(number: str, known: str) -> bool:

@@ -119,9 +119,10 @@ def render_task(result: TaskResult, *, include_reasoning: bool = False) -> str:
             "\n\n[The answer was cut off: it ran past the bridge's reply budget (LMSTUDIO_BRIDGE_REPLY_TOKENS). "
             "Ask for a shorter answer, or raise the budget.]"
         )
-    if numbers := result.unfounded_numbers:
-        shown = ", ".join(numbers[:5]) + (f" and {len(numbers) - 5} more" if len(numbers) > 5 else "")
-        text += f"\n\n[Check the answer: it gives {shown}, which neither the task nor any tool result holds.]"
+    if result.unfounded_numbers or result.unfounded_names:
+        said = [f"gives {_some(result.unfounded_numbers)}"] if result.unfounded_numbers else []
+        said += [f"names {_some(result.unfounded_names)}"] if result.unfounded_names else []
+        text += f"\n\n[Check the answer: it {' and '.join(said)}, which neither the task nor any tool result holds.]"
     if result.stop_reason == "no_answer":
         text += "\n\n[The model did not answer; a larger model, or a narrower task, may do better.]"
     if result.refused_calls:
@@ -131,6 +132,11 @@ def render_task(result: TaskResult, *, include_reasoning: bool = False) -> str:
     if include_reasoning and result.reasoning:
         text += f"\n\n--- reasoning ---\n{result.reasoning}"
     return text
+
+
+def _some(items: list[str], shown: int = 5) -> str:
+    """``a, b, c`` or ``a, b, c, d, e and 2 more``."""
+    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
 def render_load(result: ModelLoadResult) -> str:

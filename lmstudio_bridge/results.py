@@ -152,6 +152,10 @@ class TaskResult(BaseModel):
         default_factory=list,
         description="numbers the answer gives that neither the task nor any tool result holds: check them",
     )
+    unfounded_names: list[str] = Field(
+        default_factory=list,
+        description="names of files or hosts the answer gives that neither the task nor any tool result holds",
+    )
     tools_withheld: list[str] = Field(
         default_factory=list, description="server.tool of every tool the policy kept from the model"
     )

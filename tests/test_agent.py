@@ -1292,6 +1292,47 @@ async def test_an_answer_asked_again_may_still_make_the_call_the_task_needs(
     assert "read_text_file" in script.bodies[2]["messages"][0]["content"]  # the tools it may still call
 
 
+async def test_names_from_nowhere_in_the_answer_are_named_to_the_caller_without_asking_again(llm: LLMClient) -> None:
+    """Told that its diff against HEAD was empty, the 1.5B said the latest commit "changed the file `README.md`";
+    asked again, it said the same. A file the model read by a name it chose is founded."""
+    from lmstudio_bridge.render import render_task
+
+    diff = StubChild("git", [tool("git_diff")], lambda n, a: "Diff with HEAD:\n")
+    made_up = "The latest commit changed the file `README.md` on docs.example.com."
+    script = Script(answer(calls=[("git_diff", {"target": "HEAD"})]), answer(made_up))
+    result = await run(llm, script, [diff], task="What changed in the latest commit of /r?")
+    assert result.answer == made_up and len(script.bodies) == 2
+    assert result.unfounded_names == ["README.md", "docs.example.com"] and result.unfounded_numbers == []
+    note = "[Check the answer: it names README.md, docs.example.com, which neither the task nor any tool result holds.]"
+    assert render_task(result) == f"{made_up}\n\n{note}"
+
+    script = Script(text_call("read_text_file", {"path": "/w/api.env"}), answer("api.env sets 8081."))
+    assert (await run(llm, script, [env_files()], task=WEB_PORT)).unfounded_names == []
+
+
+def test_the_caller_is_told_of_numbers_and_names_from_nowhere_in_one_note() -> None:
+    from lmstudio_bridge.render import render_task
+    from lmstudio_bridge.results import TaskResult, TokenUsage
+
+    many = [f"f{i}.txt" for i in range(7)]
+    result = TaskResult(
+        answer="x",
+        model="m",
+        mcps=[],
+        rounds=2,
+        stop_reason="answered",
+        tool_calls=[],
+        usage=TokenUsage(),
+        elapsed_seconds=1.0,
+        unfounded_numbers=["10", "15"],
+        unfounded_names=many,
+    )
+    assert render_task(result) == (
+        "x\n\n[Check the answer: it gives 10, 15 and names f0.txt, f1.txt, f2.txt, f3.txt, f4.txt and 2 more, "
+        "which neither the task nor any tool result holds.]"
+    )
+
+
 @pytest.mark.parametrize(
     ("again", "kept"),
     [

@@ -11,6 +11,7 @@ from lmstudio_bridge.grounding import (
     invented,
     left_out,
     not_called_for,
+    unfounded_names,
     unfounded_numbers,
     unread,
     values_left_out,
@@ -106,6 +107,33 @@ def test_numbers_from_nowhere_are_those_of_two_digits_or_more_in_no_result() -> 
     assert unfounded_numbers("There are 12 commits.", known) == []  # a count
     assert unfounded_numbers("There are 12 commits, 34 of them merges.", known) == ["12", "34"]
     assert unfounded_numbers("It starts 0123456789, then 567.", "0123456789012345") == ["567"]
+
+
+def test_names_from_nowhere_are_those_of_files_or_hosts_in_no_result() -> None:
+    """Told that a diff against HEAD was empty, the 1.5B said the latest commit "changed the file `README.md`"."""
+    known = "What changed in the latest commit of /tmp/x/repo?\nDiff with HEAD:"
+    assert unfounded_names("It changed the file `README.md`, and config.json twice: config.json.", known) == [
+        "README.md",
+        "config.json",
+    ]
+    assert unfounded_names("See /etc/app/settings.yaml on example.com.", known) == ["settings.yaml", "example.com"]
+    assert unfounded_names("The repository /tmp/x/repo has 4 commits.", known) == []
+    # What a result or the task holds, in any case, is founded; so is a path the task names.
+    assert unfounded_names("It changed Frobnicate.py.", "FROBNICATE.PY | 2 +-") == []
+    assert unfounded_names("project/settings.ini sets it.", "Under /w/project/settings.ini") == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Use e.g. version 1.2 or 3.14 of qwen2.5-coder at 1.5B.",  # abbreviations, versions, numbers
+        "Call file.read() and then re.search(pattern, text).",  # calls in code
+        "Run this:\n```python\nwith open('data.csv') as f:\n    print(f.read())\n```",  # a script's own names
+        "Done.It was quick.",  # two sentences with no space between
+    ],
+)
+def test_what_is_not_a_name_is_not_judged(answer: str) -> None:
+    assert unfounded_names(answer, "task") == []
 
 
 def read(path: str, result: str = "PORT=8081") -> Made:
