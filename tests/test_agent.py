@@ -1294,7 +1294,7 @@ async def test_an_answer_asked_again_may_still_make_the_call_the_task_needs(
 
 async def test_names_from_nowhere_in_the_answer_are_named_to_the_caller_without_asking_again(llm: LLMClient) -> None:
     """Told that its diff against HEAD was empty, the 1.5B said the latest commit "changed the file `README.md`";
-    asked again, it said the same. A file the model read by a name it chose is founded."""
+    asked again, it said the same. A file the model called a tool for, by a name it chose, is founded."""
     from lmstudio_bridge.render import render_task
 
     diff = StubChild("git", [tool("git_diff")], lambda n, a: "Diff with HEAD:\n")
@@ -1308,6 +1308,11 @@ async def test_names_from_nowhere_in_the_answer_are_named_to_the_caller_without_
 
     script = Script(text_call("read_text_file", {"path": "/w/api.env"}), answer("api.env sets 8081."))
     assert (await run(llm, script, [env_files()], task=WEB_PORT)).unfounded_names == []
+    missing = CallToolResult(content=[TextContent(type="text", text="ENOENT: no such file")], is_error=True)
+    files = StubChild("filesystem", [tool("read_text_file")], lambda n, a: missing)
+    script = Script(text_call("read_text_file", {"path": "/w/web.ini"}), answer("There is no web.ini in /w."))
+    result = await run(llm, script, [files], task=WEB_PORT)
+    assert [r.ok for r in result.tool_calls] == [False] and result.unfounded_names == []
 
 
 def test_the_caller_is_told_of_numbers_and_names_from_nowhere_in_one_note() -> None:
