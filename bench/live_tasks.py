@@ -79,6 +79,7 @@ def table(runs: dict[str, list[Run]], n: int) -> str:
     seconds = [r.seconds for r in every]
     passed = sum(r.passed for r in every)
     slow = [r for r in every if r.seconds > SLOW_S]
+    flagged = [r for r in every if r.outcome.get("unfounded_numbers") or r.outcome.get("unfounded_names")]
     lines += [
         "",
         f"**Total**: {passed}/{len(every)} passed ({100 * passed / max(1, len(every)):.0f} %), "
@@ -87,7 +88,9 @@ def table(runs: dict[str, list[Run]], n: int) -> str:
         f"runs over {SLOW_S:g} s: {len(slow)} (tasks: {len({r.task.name for r in slow})}); "
         f"timeouts: {sum(r.timed_out for r in every)}; "
         f"runs that called a write tool: {sum(bool(r.write_calls) for r in every)}; "
-        f"answers repeating the bridge's prompt text: {sum(bool(r.parroted) for r in every)}.",
+        f"answers repeating the bridge's prompt text: {sum(bool(r.parroted) for r in every)}; "
+        f"answers the caller is told to check (numbers or names from nowhere): {len(flagged)}, "
+        f"{sum(r.passed for r in flagged)} of them in runs that passed.",
     ]
     return "\n".join(lines)
 

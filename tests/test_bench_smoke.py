@@ -83,3 +83,22 @@ def test_the_runner_is_a_script_that_needs_no_path_setup(tmp_path: Path) -> None
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "== 1. Validation" in done.stdout and "| 1 | cached resolve p50 / p99 |" in done.stdout
+
+
+def test_the_live_task_table_counts_the_answers_the_caller_is_told_to_check(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from bench.live_tasks import table
+    from tests.live_tasks import TASKS, Run, Workspace
+
+    def one(name: str, problems: list[str], **outcome: list[str]) -> Run:
+        ws = Workspace(tmp_path, tmp_path)
+        return Run(TASKS[name], ws, datetime.now(), answer="x", outcome=dict(outcome), problems=problems, seconds=1)
+
+    runs = {
+        "git_last_change": [one("git_last_change", ["made up"], unfounded_names=["README.md"])],
+        "git_count": [one("git_count", [], unfounded_numbers=["12", "34"]), one("git_count", [])],
+    }
+    assert "answers the caller is told to check (numbers or names from nowhere): 2, 1 of them in runs that passed." in (
+        table(runs, 2)
+    )
