@@ -84,6 +84,7 @@ from .prompts import (
     SYSTEM_PROMPT,
     UNFOUNDED,
     UNREAD,
+    UNWRITTEN,
     VALUES_LEFT_OUT,
     WRITTEN_BACK,
 )
@@ -215,6 +216,10 @@ class _Run:
     """The items the model was last asked to call for (``_not_called``)."""
     held_back: bool = False
     """A write of numbers from nowhere was not run in the last round (``_made_up``)."""
+    unwritten: tuple[str, int] | None = None
+    """A write held back (``_made_up``, ``_unread``) and not made since by any write: its tool's name, and how
+    many calls had worked when it was held back."""
+    asked_unwritten: bool = False
     not_run: set[str] = field(default_factory=set)
     """The ids of calls that reached no tool: of a tool that does not exist, held back, or unreadable."""
     strays: int = 0
@@ -296,7 +301,7 @@ async def run_agent(
             run.reasoning.append(reply.reasoning)
         step = decide(reply, run, limits, asked)
         if isinstance(step, Finish):
-            if (again := _not_called(step, run, model) or _unfounded(step, run, model)) is not None:
+            if again := _not_called(step, run, model) or _unfounded(step, run, model) or _unwritten(step, run, model):
                 asked = again
                 continue
             finish = _better(run.answered, step, run, model) if run.answered is not None else step
@@ -378,6 +383,26 @@ def decide(reply: Reply, run: _Run, limits: LoopLimits, asked: AskForAnswer | No
         # 'copy_file'" and copy_file again, the 0.5B, shown the tools there are, asked to read the file.
         return AskForAnswer("answered", "the model called a tool that does not exist", may_call=rounds_left)
     return _final(reply, run, "answered")
+
+
+def _unwritten(finish: Finish, run: _Run, model: _Model) -> AskForAnswer | None:
+    """Once per task, when the model answers while a write the bridge held back was not made since by any
+    write, and a call has worked since it was held back: the answer step again, asking for that write with
+    the values from the results. Told to get the time first, the 1.5B got it, then answered with the time
+    instead of writing it to the file."""
+    if run.unwritten is None or run.asked_unwritten or finish.stop != "answered":
+        return None
+    name, worked = run.unwritten
+    if _worked(run) == worked or run.rounds >= model.limits.max_rounds:
+        return None
+    run.asked_unwritten = True
+    closing = UNWRITTEN.format(name=name)
+    return AskForAnswer("answered", f"{name} was not run", may_call=True, closing=closing, wants_call=True)
+
+
+def _worked(run: _Run) -> int:
+    """How many of the task's calls have worked."""
+    return sum(record.ok for record in run.records)
 
 
 def _not_called(finish: Finish, run: _Run, model: _Model) -> AskForAnswer | None:
@@ -537,7 +562,7 @@ async def _execute(
     arguments, error = _parse_arguments(call.arguments)
     if error is None and offered is not None and declares_changes(offered.tool):
         if held := _made_up(arguments, offered.tool, run) or _unread(arguments, offered.tool, run):
-            run.held_back = True
+            run.held_back, run.unwritten = True, (offered.api_name, _worked(run))
         else:
             held = _written_back(arguments, offered.tool, run)
         if held:
@@ -562,6 +587,8 @@ async def _execute(
         if outcome.answered and not outcome.ok and (shape := toolbox.arguments_hint(call.name, arguments)):
             outcome = replace(outcome, text=f"{outcome.text}\n{shape}")
     run.records.append(ToolCallRecord(name=outcome.label, ok=outcome.ok, ms=outcome.ms, error=outcome.error))
+    if outcome.ok and offered is not None and declares_changes(offered.tool):
+        run.unwritten = None
     return outcome
 
 

@@ -83,6 +83,13 @@ MADE_UP = (
     "Call the tool that gives {them} first (the time, a file, a record), then write what it returns."
 )
 """The result of a call ``agent._made_up`` does not run."""
+UNWRITTEN = (
+    "The {name} call above was not run. Reply with only that call again, as JSON, with the values from the results."
+)
+"""Closes the answer step asked again when the model answers while a write held back was never made
+(``agent._unwritten``). Replayed on the 1.5B's answer step that gave the time it had fetched instead of writing
+it to stamp.txt: this closing and two longer ones each gave the write of that time; the usual closing gave the
+time again."""
 UNREAD = (
     "not run: the {where} to write is in neither the task nor any tool result, and no call has read {places}, "
     "which the task names. Call the tool that reads {them} first, then write what it returns."

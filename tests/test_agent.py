@@ -1014,6 +1014,46 @@ async def test_a_write_of_numbers_from_nowhere_made_again_ends_in_the_answer(llm
     assert "It gives 2023, 04, 10, 12, 34, which no result above holds." in asked_again
 
 
+async def test_an_answer_given_while_a_write_held_back_was_never_made_is_asked_for_as_that_write(
+    llm: LLMClient,
+) -> None:
+    """Told to get the time first, the 1.5B got it, then answered with the time instead of writing it."""
+    files, clock = files_child(), clock_child()
+    real = {"path": "/w/stamp.txt", "content": "2026-11-30T17:20:42+00:00"}
+    script = Script(
+        text_call("write_file", MADE_UP_STAMP),
+        text_call("get_current_time", {"timezone": "UTC"}),  # asked for the call that gives the values
+        answer("2026-11-30T17:20:42+00:00"),  # the answer step that may call: the time, not the write
+        text_call("write_file", real),  # asked for the write held back
+        answer("Wrote the time to /w/stamp.txt."),
+    )
+    result = await run(llm, script, [files, clock], task=STAMP_TASK)
+    assert files.calls == [("write_file", real)] and result.answer == "Wrote the time to /w/stamp.txt."
+    assert script.bodies[3]["messages"][1]["content"].endswith(
+        "The write_file call above was not run. Reply with only that call again, as JSON, with the values from "
+        "the results."
+    )
+    assert len(script.bodies) == 5
+
+
+async def test_a_write_held_back_is_asked_for_once_and_only_after_a_call_worked(llm: LLMClient) -> None:
+    files, clock = files_child(), clock_child()
+    # Nothing worked since the write was held back: no values to write it with; the answer stands.
+    script = Script(text_call("write_file", MADE_UP_STAMP), answer("I cannot tell the time."))
+    assert (await run(llm, script, [files, clock], task=STAMP_TASK)).answer == "I cannot tell the time."
+    assert len(script.bodies) == 2
+    # Asked once for it, the model answers again: that answer stands.
+    script = Script(
+        text_call("write_file", MADE_UP_STAMP),
+        text_call("get_current_time", {"timezone": "UTC"}),
+        answer("2026-11-30T17:20:42+00:00"),
+        answer("The time is 2026-11-30T17:20:42+00:00."),
+    )
+    result = await run(llm, script, [files, clock], task=STAMP_TASK)
+    assert result.answer == "The time is 2026-11-30T17:20:42+00:00." and len(script.bodies) == 4
+    assert files.calls == []
+
+
 async def test_after_a_write_written_as_text_is_not_run_the_call_that_gives_its_values_is_asked_for(
     llm: LLMClient,
 ) -> None:
