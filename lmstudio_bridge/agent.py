@@ -21,7 +21,8 @@ request of its own, to write it again (``_fitted``).
 What the model writes is checked against where it should come from (``grounding``):
 a call that may change something is not run when it writes numbers that are in
 neither the task nor any result (``_made_up``), and the model is asked for the call
-that gives them (``after_calls``); an answer that holds such numbers
+that gives them (``after_calls``), then, should it answer without writing, for the write once
+more (``_unwritten``); an answer that holds such numbers
 is asked for once more, and the model may then make the call that gives them
 (``_unfounded``); an answer given before a call was made for every item the task
 lists together (two cities, two files) is asked for once more as a call for the
