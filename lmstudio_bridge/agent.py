@@ -221,6 +221,7 @@ class _Run:
     """A write held back (``_made_up``, ``_unread``) and not made since by any write: its tool's name, and how
     many calls had worked when it was held back."""
     asked_unwritten: bool = False
+    """The write held back was asked for again (``_unwritten``): once per task."""
     not_run: set[str] = field(default_factory=set)
     """The ids of calls that reached no tool: of a tool that does not exist, held back, or unreadable."""
     strays: int = 0
