@@ -970,20 +970,21 @@ def files_child(text: str = "Hello from the greeting file") -> StubChild:
 
 STAMP_TASK = "Write the current UTC time to /w/stamp.txt."
 MADE_UP_STAMP = {"path": "/w/stamp.txt", "content": "2023-04-10T12:34:56Z"}
+STAMP = {"path": "/w/stamp.txt", "content": "2026-11-30T17:20:42+00:00"}
+"""The write of the time ``clock_child`` gives."""
 
 
 async def test_a_write_of_numbers_from_nowhere_is_not_run(llm: LLMClient) -> None:
     """The 1.5B wrote a made-up time to the file before asking for the time."""
     files, clock = files_child(), clock_child()
-    real = {"path": "/w/stamp.txt", "content": "2026-11-30T17:20:42+00:00"}
     script = Script(
         answer(calls=[("write_file", MADE_UP_STAMP)]),
         answer(calls=[("get_current_time", {"timezone": "UTC"})]),
-        answer(calls=[("write_file", real)]),
+        answer(calls=[("write_file", STAMP)]),
         answer("Wrote 2026-11-30T17:20:42+00:00 to /w/stamp.txt."),
     )
     result = await run(llm, script, [files, clock], task=STAMP_TASK)
-    assert files.calls == [("write_file", real)]
+    assert files.calls == [("write_file", STAMP)]
     held = script.bodies[1]["messages"][-1]
     assert held == {
         "role": "tool",
@@ -1019,16 +1020,15 @@ async def test_an_answer_given_while_a_write_held_back_was_never_made_is_asked_f
 ) -> None:
     """Told to get the time first, the 1.5B got it, then answered with the time instead of writing it."""
     files, clock = files_child(), clock_child()
-    real = {"path": "/w/stamp.txt", "content": "2026-11-30T17:20:42+00:00"}
     script = Script(
         text_call("write_file", MADE_UP_STAMP),
         text_call("get_current_time", {"timezone": "UTC"}),  # asked for the call that gives the values
         answer("2026-11-30T17:20:42+00:00"),  # the answer step that may call: the time, not the write
-        text_call("write_file", real),  # asked for the write held back
+        text_call("write_file", STAMP),  # asked for the write held back
         answer("Wrote the time to /w/stamp.txt."),
     )
     result = await run(llm, script, [files, clock], task=STAMP_TASK)
-    assert files.calls == [("write_file", real)] and result.answer == "Wrote the time to /w/stamp.txt."
+    assert files.calls == [("write_file", STAMP)] and result.answer == "Wrote the time to /w/stamp.txt."
     assert script.bodies[3]["messages"][1]["content"].endswith(
         "The write_file call above was not run. Reply with only that call again, as JSON, with the values from "
         "the results."
@@ -1059,16 +1059,15 @@ async def test_after_a_write_written_as_text_is_not_run_the_call_that_gives_its_
 ) -> None:
     """Asked for the answer after its made-up time was not written, the 1.5B wrote the same time again."""
     files, clock = files_child(), clock_child()
-    real = {"path": "/w/stamp.txt", "content": "2026-11-30T17:20:42+00:00"}
     script = Script(
         text_call("write_file", MADE_UP_STAMP),
         text_call("get_current_time", {}),  # asked for the call: without the timezone it requires
         text_call("get_current_time", {"timezone": "UTC"}),  # the request that mends it
-        text_call("write_file", real),
+        text_call("write_file", STAMP),
         answer("Wrote 2026-11-30T17:20:42+00:00 to /w/stamp.txt."),
     )
     result = await run(llm, script, [files, clock], task=STAMP_TASK)
-    assert files.calls == [("write_file", real)]
+    assert files.calls == [("write_file", STAMP)]
     assert script.bodies[1]["messages"][1]["content"].endswith(
         "The write above was not run. Reply with only the call that gives the values to write, as JSON: one of "
         "read_text_file, get_current_time, convert_time."
