@@ -327,11 +327,13 @@ async def run_agent(
     # Told once already (``_unfounded``), a small model may keep them: the caller is told instead. Names from
     # nowhere are only told: asked again, the 1.5B named the same file. A name may come from a call the model
     # made, one that failed too ("notes.md does not exist").
-    judged = bool(run.records) and finish.stop != "no_answer"
-    known = _known(run, model) if judged else ""
-    unfounded = unfounded_numbers(finish.answer, known) if judged else []
-    called = "\n".join(m.arguments for m in _calls_made(run.messages)) if judged else ""
-    names = unfounded_names(finish.answer, f"{known}\n{called}") if judged else []
+    unfounded: list[str] = []
+    names: list[str] = []
+    if run.records and finish.stop != "no_answer":
+        known = _known(run, model)
+        unfounded = unfounded_numbers(finish.answer, known)
+        called = "\n".join(m.arguments for m in _calls_made(run.messages))
+        names = unfounded_names(finish.answer, f"{known}\n{called}")
     usage = TokenUsage(**{k: run.usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
     return TaskResult(
         answer=finish.answer.strip(),

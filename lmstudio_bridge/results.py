@@ -154,7 +154,8 @@ class TaskResult(BaseModel):
     )
     unfounded_names: list[str] = Field(
         default_factory=list,
-        description="names of files or hosts the answer gives that neither the task nor any tool result holds",
+        description="names of files or hosts the answer gives that neither the task, any tool result, nor any "
+        "call's arguments hold: check them",
     )
     tools_withheld: list[str] = Field(
         default_factory=list, description="server.tool of every tool the policy kept from the model"
