@@ -56,15 +56,19 @@ from mcp.types import Tool
 from .context_window import ContextWindow
 from .grounding import (
     Made,
+    described,
     gives,
     invented,
     left_out,
     not_called_for,
+    records,
+    results_words,
     squeezed,
     unfounded_names,
     unfounded_numbers,
     unread,
     values_left_out,
+    words,
     written_back,
 )
 from .images import image_message
@@ -76,6 +80,7 @@ from .prompts import (
     ANSWER_PROMPT,
     CALL_OR_ANSWER,
     CONTINUE_PROMPT,
+    DESCRIBED,
     HELD_BACK,
     LEFT_OUT,
     MADE_UP,
@@ -756,7 +761,8 @@ async def _covering(finish: Finish, model: _Model, toolbox: Toolbox, run: _Run) 
     - the results of one tool called for several items that it says nothing of (``grounding.left_out``): the
       request shows the answer and names them. The 1.5B fetched the time in three cities and answered with
       Tokyo's alone;
-    - numbers of a record it gives only some of (``grounding.values_left_out``): the request names them.
+    - numbers of a record it gives only some of (``grounding.values_left_out``): the request names them;
+    - all of them, when it describes the calls instead (``grounding.described``).
 
     Only what read-only tools return is judged: a write's result is a receipt, which "Done." answers."""
     if finish.stop == "no_answer":
@@ -776,6 +782,13 @@ async def _covering(finish: Finish, model: _Model, toolbox: Toolbox, run: _Run) 
         def better(again: str) -> bool:
             return all(gives(again, number) for _, number in values)
 
+    elif described(finish.answer, run.task, made):
+        await model.say("the answer describes the calls instead of their results · asking again")
+        closing = DESCRIBED
+
+        def better(again: str) -> bool:
+            return bool(results_words(run.task, made) & words(again))
+
     else:
         return finish
     result = await _answer_step(model, run, closing=closing)
@@ -794,12 +807,14 @@ def _task_and_results(run: _Run) -> str:
 
 
 def _results_digest(messages: list[dict[str, Any]]) -> str:
-    """Every tool call made so far as ``name arguments:`` and its result, in order; failed calls last, in one line each."""
+    """Every tool call made so far as ``name arguments:`` and its result, with how many records it lists
+    (``grounding.records``), in order; failed calls last, in one line each."""
     done: list[str] = []
     failed: list[str] = []
     for made in _calls_made(messages):
         if made.ok:
-            done.append(f"{made.call}:\n{made.result}")
+            count = records(made.result)
+            done.append(f"{made.call}:\n{made.result}" + (f"\n({count} records)" if count else ""))
         else:
             failed.append(f"- {made.call}: {made.result.splitlines()[0][:300]}")
     if failed:

@@ -118,6 +118,26 @@ def left_out(answer: str, task: str, made: Sequence[Made]) -> list[Made]:
     return missing
 
 
+def described(answer: str, task: str, made: Sequence[Made]) -> list[Made]:
+    """The calls an answer names by their tool's name while it gives nothing any call returned (none of the
+    results' own words, those not in the task): it describes the calls instead of answering with their
+    results. The 0.5B, asked for the names of the YAML files a search found, answered "The tool calls
+    `search_files` with the specified path and pattern. The result is a list containing the names of the YAML
+    files found in the directory."
+
+    An answer that gives any result's word is not judged, nor one that names no call: a count or a "no"
+    answers a result without quoting it."""
+    own = results_words(task, made)
+    if not own or own & words(answer):
+        return []
+    return [m for m in made if m.ok and re.search(rf"(?<![\w-]){re.escape(m.name)}(?![\w-])", answer)]
+
+
+def results_words(task: str, made: Sequence[Made]) -> set[str]:
+    """The words of the results of the calls that worked that the task does not hold."""
+    return set().union(*(words(m.result) for m in made if m.ok)) - words(task)
+
+
 def values_left_out(answer: str, made: Sequence[Made]) -> list[tuple[str, str]]:
     """The numbers of a record the answer gives only in part, as ``(field, number)``: a result that is one flat
     JSON object of a few fields (``{"temperature": 36, "conditions": "Light rain", "humidity": 82}``) whose
@@ -136,6 +156,32 @@ def values_left_out(answer: str, made: Sequence[Made]) -> list[tuple[str, str]]:
 
 RECORD_FIELDS = 8
 """The most fields a record may have for each of its numbers to count as part of the answer."""
+
+
+_FIELD = re.compile(r"^(\w[\w -]{0,40}): *\S", re.M)
+"""A line ``Key: value`` of a record written as text."""
+
+
+def records(result: str) -> int:
+    """How many records of one shape the result lists, when it lists two or more: a JSON array of objects, or
+    text of ``Key: value`` lines where each record's lines have the same keys (a commit log). 0 otherwise.
+
+    Shown a log of 4 commits, the 1.5B answered "5 commits" every time, numbered 1 to 4 too; told it holds 4
+    records, it answered 4."""
+    try:
+        value = json.loads(result)
+    except ValueError:
+        value = None
+    if isinstance(value, list):
+        return len(value) if len(value) > 1 and all(isinstance(item, dict) for item in value) else 0
+    keys = _FIELD.findall(result)
+    if not keys:
+        return 0
+    count = keys.count(keys[0])
+    shape, rest = divmod(len(keys), count)
+    if count < 2 or rest or keys != keys[:shape] * count:
+        return 0
+    return count
 
 
 def _record_numbers(result: str) -> dict[str, str]:

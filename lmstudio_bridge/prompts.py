@@ -52,6 +52,11 @@ VALUES_LEFT_OUT = ANSWER_NOW.removesuffix(".") + ", {values} included."
 answered "light rain / drizzle with an humidity of 82%": closings naming what was left out gave the temperature
 in 3 of 5 forms, this one among them; showing the answer and what it left out, as ``LEFT_OUT`` does, gave the
 same answer again (3 of 3)."""
+DESCRIBED = ANSWER_NOW.removesuffix(".") + ": the values themselves, not a description of the calls."
+"""Closes the answer step asked again when the answer describes the calls instead of giving what they returned
+(``grounding.described``). Replayed on the 0.5B's last answer steps in three runs of ``fs_yaml_search``, which had
+described the search: this closing gave the file's name in 3 of 3; the usual closing described the search
+again, and ``LEFT_OUT`` (the answer shown, and the call named) gave the same answer again in 3 of 3."""
 NO_SUCH_TOOL = "There is no tool named {name}."
 """Opens the last answer step after the model made up a call in the answer step (``agent.decide``)."""
 NOT_CALLED = (

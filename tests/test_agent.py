@@ -602,6 +602,16 @@ def git_child() -> StubChild:
     return StubChild("git", tools, lambda n, a: "commit abc: frobnicate the widgets")
 
 
+async def test_the_answer_step_says_how_many_records_a_result_lists(llm: LLMClient) -> None:
+    """Shown a log of 4 commits, the 1.5B answered "5 commits"; told it holds 4 records, it answered 4."""
+    log = "".join(f"Commit: c{i}\nAuthor: A{i}\nMessage: m{i}\n\n" for i in range(4))
+    child = StubChild("git", [tool("git_log")], lambda n, a: log)
+    script = Script(text_call("git_log", {"repo_path": "/r"}), answer("4 commits."))
+    await run(llm, script, [child], task="How many commits does /r have?")
+    shown = script.bodies[1]["messages"][1]["content"]
+    assert f'git_log {{"repo_path": "/r"}}:\n{log}\n(4 records)\n\n' in shown
+
+
 @pytest.mark.parametrize(
     "reply",
     [
@@ -1258,6 +1268,32 @@ async def test_an_answer_that_gives_every_number_of_a_record_is_not_asked_again(
     )
     result = await run(llm, script, [weather_child()], task="What weather does get-weather report for Chicago?")
     assert result.answer == "36 °F, light rain, humidity 82 %." and len(script.bodies) == 2
+
+
+@pytest.mark.parametrize(
+    ("again", "kept"),
+    [
+        ("The names of the YAML files found in /w/project are:\n- deploy.yaml", "again"),
+        ("The search_files call searched /w/project.", "first"),  # gives no more of the result: the first stays
+    ],
+)
+async def test_an_answer_that_describes_the_calls_is_asked_for_their_results(
+    llm: LLMClient, again: str, kept: str
+) -> None:
+    """The 0.5B described the search instead of naming the file it found."""
+    reads = ToolAnnotations(read_only_hint=True)
+    search = Tool(name="search_files", input_schema={"type": "object"}, annotations=reads)
+    child = StubChild("filesystem", [search], lambda n, a: "/w/project/deploy.yaml")
+    first = "The tool calls `search_files` with the specified path and pattern. The result is a list of the YAML files."
+    script = Script(text_call("search_files", {"path": "/w/project"}), answer(first), answer(again))
+    result = await run(llm, script, [child], task="Search /w/project for YAML files and give me their names.")
+    assert result.answer == (again if kept == "again" else first)
+    asked = script.bodies[2]["messages"]
+    assert "tools" not in script.bodies[2] and asked[0]["content"] == ANSWER_PROMPT
+    assert asked[1]["content"].endswith(
+        "Answer the task now in sentences that give the values from the results for every item it asks about: "
+        "the values themselves, not a description of the calls."
+    )
 
 
 def env_files() -> StubChild:

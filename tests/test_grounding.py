@@ -8,9 +8,11 @@ import pytest
 
 from lmstudio_bridge.grounding import (
     Made,
+    described,
     invented,
     left_out,
     not_called_for,
+    records,
     unfounded_names,
     unfounded_numbers,
     unread,
@@ -66,6 +68,66 @@ def test_a_lone_result_or_results_of_different_tools_or_failed_calls_are_not_jud
     assert left_out("Nothing.", CITIES, [TOKYO, clock("Europe/London", "17:20", name="convert_time")]) == []
     failed = Made("get_current_time", "{}", "Error: no timezone", ok=False)
     assert left_out("2026-12-01T02:20:42+09:00", CITIES, [TOKYO, failed]) == []
+
+
+YAML_TASK = "Search /w/project for YAML files and give me their names."
+SEARCH = Made("search_files", '{"path": "/w/project", "pattern": "*.yaml"}', "/w/project/deploy.yaml", ok=True)
+
+
+@pytest.mark.parametrize(
+    ("answer", "found"),
+    [
+        # the 0.5B's answer
+        (
+            "The tool calls `search_files` with the specified path and pattern. The result is a list containing the "
+            "names of the YAML files found in the directory.",
+            [SEARCH],
+        ),
+        ("search_files found deploy.yaml.", []),  # gives what it returned
+        ("There is one YAML file.", []),  # names no call: a count answers a result without quoting it
+        ("The search_files_v2 tool found them.", []),  # another name
+    ],
+)
+def test_an_answer_that_names_a_call_and_gives_nothing_it_returned_describes_it(answer: str, found: list[Made]) -> None:
+    assert described(answer, YAML_TASK, [SEARCH]) == found
+
+
+def test_only_calls_that_worked_and_results_with_words_of_their_own_are_judged() -> None:
+    failed = Made("search_files", "{}", "Error: ENOENT", ok=False)
+    assert described("search_files failed.", YAML_TASK, [failed]) == []
+    echo = Made("search_files", "{}", "/w/project", ok=True)  # nothing the task does not hold
+    assert described("search_files searched /w/project.", YAML_TASK, [echo]) == []
+
+
+LOG = """Commit history:
+Commit: ae505af
+Author: Grace Hopper
+Date: 2026-12-01 17:57:07+00:00
+Message: Teach the widget factory to frobnicate
+
+Commit: d3b69ba
+Author: Margaret Hamilton
+Date: 2026-12-01 17:57:07+00:00
+Message: Make widgets in batches
+"""
+
+
+@pytest.mark.parametrize(
+    ("result", "count"),
+    [
+        (LOG, 2),  # the heading has no value: not a field
+        (LOG.replace("Make widgets", "Make widgets\nin batches"), 2),  # a line that is no field is part of a record
+        (LOG.split("\n\n")[0], 0),  # one record
+        (LOG.replace("Author: Margaret Hamilton\n", ""), 0),  # records of different shapes
+        ('[{"name": "a"}, {"name": "b"}, {"name": "c"}]', 3),
+        ("[1, 2]", 0),  # not records
+        ('{"entities": [{"name": "a"}, {"name": "b"}]}', 0),
+        ("/w/a.csv\n/w/b.csv", 0),
+        ("Name: Linus Pauling\nJob: chemist", 0),
+    ],
+)
+def test_records_of_one_shape_are_counted(result: str, count: int) -> None:
+    assert records(result) == count
 
 
 WEATHER = Made("get-structured-content", '{"location": "Chicago"}', '{"temperature":36,"conditions":"Light rain","humidity":82}', ok=True)  # fmt: skip
