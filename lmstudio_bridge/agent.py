@@ -60,6 +60,7 @@ from .grounding import (
     gives,
     invented,
     left_out,
+    names_tool,
     not_called_for,
     records,
     results_words,
@@ -89,6 +90,7 @@ from .prompts import (
     REPAIR_PROMPT,
     SYSTEM_PROMPT,
     UNFOUNDED,
+    UNMADE,
     UNREAD,
     UNWRITTEN,
     VALUES_LEFT_OUT,
@@ -227,6 +229,8 @@ class _Run:
     many calls had worked when it was held back."""
     asked_unwritten: bool = False
     """The write held back was asked for again (``_unwritten``): once per task."""
+    asked_unmade: bool = False
+    """A change the answer names was asked for (``_unmade``): once per task."""
     not_run: set[str] = field(default_factory=set)
     """The ids of calls that reached no tool: of a tool that does not exist, held back, or unreadable."""
     strays: int = 0
@@ -308,7 +312,12 @@ async def run_agent(
             run.reasoning.append(reply.reasoning)
         step = decide(reply, run, limits, asked)
         if isinstance(step, Finish):
-            if again := _not_called(step, run, model) or _unfounded(step, run, model) or _unwritten(step, run, model):
+            if again := (
+                _not_called(step, run, model)
+                or _unfounded(step, run, model)
+                or _unwritten(step, run, model)
+                or _unmade(step, run, model, toolbox)
+            ):
                 asked = again
                 continue
             finish = _better(run.answered, step, run, model) if run.answered is not None else step
@@ -407,6 +416,33 @@ def _unwritten(finish: Finish, run: _Run, model: _Model) -> AskForAnswer | None:
     run.asked_unwritten = True
     closing = UNWRITTEN.format(name=name)
     return AskForAnswer("answered", f"{name} was not run", may_call=True, closing=closing, wants_call=True)
+
+
+def _unmade(finish: Finish, run: _Run, model: _Model, toolbox: Toolbox) -> AskForAnswer | None:
+    """Once per task, when the answer names a tool that may change something but declares it destroys nothing,
+    and no call that changes something has worked: the answer step again, asking for that call. With the contact
+    read, the 1.5B answered "You would then need to call the `create_entities` tool to create an entity for
+    Linus Pauling" instead of calling it."""
+    if run.asked_unmade or finish.stop != "answered" or run.rounds >= model.limits.max_rounds:
+        return None
+    if any(
+        record.ok and (t := toolbox.lookup(record.name)) and not declares_read_only(t.tool) for record in run.records
+    ):
+        return None
+    named = next(
+        (t for t in toolbox.tools if _changes_nothing_lost(t.tool) and names_tool(finish.answer, t.api_name)), None
+    )
+    if named is None:
+        return None
+    run.asked_unmade = True
+    closing = UNMADE.format(name=named.api_name)
+    why = f"the answer names {named.label}, which was not called"
+    return AskForAnswer("answered", why, may_call=True, closing=closing, wants_call=True)
+
+
+def _changes_nothing_lost(tool: Tool) -> bool:
+    """Whether the tool may change something and declares it destroys nothing (``destructiveHint: false``)."""
+    return not declares_read_only(tool) and tool.annotations is not None and tool.annotations.destructive_hint is False
 
 
 def _worked(run: _Run) -> int:

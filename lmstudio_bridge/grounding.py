@@ -3,7 +3,8 @@
 Small models write values no call gave them (a time they never asked for, the port of a file they never
 read, the file a commit changed when its diff was empty) and answer with one result of several. Both show
 in the words themselves: a number or a file's name in neither the task nor any result was made up; a result
-none of whose own words are in the answer was left out.
+none of whose own words are in the answer was left out. They also miscount what a result lists: ``records``
+counts it for them.
 """
 
 from __future__ import annotations
@@ -130,7 +131,12 @@ def described(answer: str, task: str, made: Sequence[Made]) -> list[Made]:
     own = results_words(task, made)
     if not own or own & words(answer):
         return []
-    return [m for m in made if m.ok and re.search(rf"(?<![\w-]){re.escape(m.name)}(?![\w-])", answer)]
+    return [m for m in made if m.ok and names_tool(answer, m.name)]
+
+
+def names_tool(text: str, name: str) -> bool:
+    """Whether the text names the tool: its name as a word of its own (not ``search_files_v2``)."""
+    return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text) is not None
 
 
 def results_words(task: str, made: Sequence[Made]) -> set[str]:
@@ -285,7 +291,7 @@ def written_back(arguments: dict[str, Any], made: Sequence[Made]) -> tuple[str, 
 
 def unread(task: str, arguments: dict[str, Any], made: Sequence[Made]) -> tuple[str, list[str]] | None:
     """A text to write that is in neither the task nor any result, while the task names a file or path that
-    no call that ran (this write included) names and no result shows: ``(where, those places)``. Asked to copy
+    no call that ran names (this write included, as a value of its own) and no result shows: ``(where, those places)``. Asked to copy
     greeting.txt, the 1.5B wrote "This is a copy of the original greeting file." to the copy without
     reading the original. A text the model composes for a place the task names alone is its own to write."""
     made = [m for m in made if m.ran]
@@ -294,7 +300,10 @@ def unread(task: str, arguments: dict[str, Any], made: Sequence[Made]) -> tuple[
     invented_text = next((where for where, v in written if squeezed(v).lower() not in known), None)
     if invented_text is None:
         return None
-    calls = " ".join([_plain(json.dumps(arguments)), *(_plain(m.arguments) for m in made)])
+    # The write names a place as a value of its own (a path), not in its text: the 1.5B saved "The latest commit in
+    # /w/repo was made by the author of the commit." without reading the log.
+    own = " ".join(v for _, v in _strings(arguments) if len(v.split()) == 1)
+    calls = " ".join([_plain(own), *(_plain(m.arguments) for m in made)])
     seen = " ".join([calls, *(_plain(m.result) for m in made if m.ok)])
     places = [p for p in dict.fromkeys(_PLACE.findall(task)) if not _names(seen, p)]
     return (invented_text, places) if places else None

@@ -95,6 +95,10 @@ UNWRITTEN = (
 (``agent._unwritten``). Replayed on the 1.5B's answer step that gave the time it had fetched instead of writing
 it to stamp.txt: this closing and two longer ones each gave the write of that time; the usual closing gave the
 time again."""
+UNMADE = "The {name} call was not made. If the task needs it, reply with only that call, as JSON, with the values from the results."
+"""Closes the answer step asked again when the answer names a change it did not make (``agent._unmade``). Replayed
+on the 1.5B's answer step that had said "You would then need to call the `create_entities` tool", this closing
+gave the call; showing the answer and asking for the call again gave the same answer."""
 UNREAD = (
     "not run: the {where} to write is in neither the task nor any tool result, and no call has read {places}, "
     "which the task names. Call the tool that reads {them} first, then write what it returns."

@@ -1064,6 +1064,61 @@ async def test_a_write_held_back_is_asked_for_once_and_only_after_a_call_worked(
     assert files.calls == []
 
 
+def contact_children() -> tuple[StubChild, StubChild]:
+    path = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
+    reads = ToolAnnotations(read_only_hint=True)
+    adds = ToolAnnotations(read_only_hint=False, destructive_hint=False)
+    removes = ToolAnnotations(read_only_hint=False, destructive_hint=True)
+    read = Tool(name="read_text_file", input_schema=path, annotations=reads)
+    files = StubChild("filesystem", [read], lambda n, a: "Name: Linus Pauling\nJob: chemist")
+    create = Tool(name="create_entities", input_schema={"type": "object"}, annotations=adds)
+    delete = Tool(name="delete_entities", input_schema={"type": "object"}, annotations=removes)
+    return files, StubChild("memory", [create, delete], lambda n, a: "[]")
+
+
+CONTACT_TASK = "Read /w/contact.txt and save the person it describes in the knowledge graph."
+READ_CONTACT = {"path": "/w/contact.txt"}
+WOULD_CREATE = "You would then need to call the `create_entities` tool to create an entity for Linus Pauling."
+PAULING = {"entities": [{"name": "Linus Pauling", "entityType": "person", "observations": ["chemist"]}]}
+
+
+async def test_an_answer_that_names_a_change_it_did_not_make_is_asked_for_that_call(llm: LLMClient) -> None:
+    """With the contact read, the 1.5B answered that create_entities would be needed instead of calling it."""
+    files, memory = contact_children()
+    script = Script(
+        text_call("read_text_file", READ_CONTACT),
+        answer(WOULD_CREATE),
+        text_call("create_entities", PAULING),
+        answer("Saved Linus Pauling."),
+    )
+    result = await run(llm, script, [files, memory], task=CONTACT_TASK)
+    assert memory.calls == [("create_entities", PAULING)] and result.answer == "Saved Linus Pauling."
+    assert script.bodies[2]["messages"][1]["content"].endswith(
+        "The create_entities call was not made. If the task needs it, reply with only that call, as JSON, with the "
+        "values from the results."
+    )
+
+
+@pytest.mark.parametrize("case", ["asked once", "may destroy", "a change was made"])
+async def test_a_change_the_answer_names_is_asked_for_once_while_none_was_made_and_only_if_it_destroys_nothing(
+    llm: LLMClient, case: str
+) -> None:
+    files, memory = contact_children()
+    if case == "asked once":
+        script = Script(text_call("read_text_file", READ_CONTACT), answer(WOULD_CREATE), answer(WOULD_CREATE))
+        expected = 3
+    elif case == "may destroy":
+        script = Script(text_call("read_text_file", READ_CONTACT), answer("Call delete_entities to remove him."))
+        expected = 2
+    else:
+        done = "Saved him with create_entities; create_entities can add his city too."
+        script = Script(text_call("read_text_file", READ_CONTACT), text_call("create_entities", PAULING), answer(done))
+        expected = 3
+    result = await run(llm, script, [files, memory], task=CONTACT_TASK)
+    assert len(script.bodies) == expected and result.stop_reason == "answered"
+    assert [name for name, _ in memory.calls] == (["create_entities"] if case == "a change was made" else [])
+
+
 async def test_after_a_write_written_as_text_is_not_run_the_call_that_gives_its_values_is_asked_for(
     llm: LLMClient,
 ) -> None:
