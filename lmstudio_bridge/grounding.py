@@ -291,7 +291,7 @@ def written_back(arguments: dict[str, Any], made: Sequence[Made]) -> tuple[str, 
 
 def unread(task: str, arguments: dict[str, Any], made: Sequence[Made]) -> tuple[str, list[str]] | None:
     """A text to write that is in neither the task nor any result, while the task names a file or path that
-    no call that ran names (this write included, as a value of its own) and no result shows: ``(where, those places)``. Asked to copy
+    no call that ran (this write included) names and no result shows: ``(where, those places)``. Asked to copy
     greeting.txt, the 1.5B wrote "This is a copy of the original greeting file." to the copy without
     reading the original. A text the model composes for a place the task names alone is its own to write."""
     made = [m for m in made if m.ran]
@@ -300,10 +300,7 @@ def unread(task: str, arguments: dict[str, Any], made: Sequence[Made]) -> tuple[
     invented_text = next((where for where, v in written if squeezed(v).lower() not in known), None)
     if invented_text is None:
         return None
-    # The write names a place as a value of its own (a path), not in its text: the 1.5B saved "The latest commit in
-    # /w/repo was made by the author of the commit." without reading the log.
-    own = " ".join(v for _, v in _strings(arguments) if len(v.split()) == 1)
-    calls = " ".join([_plain(own), *(_plain(m.arguments) for m in made)])
+    calls = " ".join([_plain(json.dumps(arguments)), *(_plain(m.arguments) for m in made)])
     seen = " ".join([calls, *(_plain(m.result) for m in made if m.ok)])
     places = [p for p in dict.fromkeys(_PLACE.findall(task)) if not _names(seen, p)]
     return (invented_text, places) if places else None

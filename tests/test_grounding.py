@@ -283,17 +283,6 @@ OWN_TEXT = {"path": "/w/greeting-copy.txt", "content": "This is a copy of the or
             [],
             ("content", ["~/notes/a.md"]),
         ),
-        # the 1.5B's: the place named in the text written, not as a value of its own
-        (
-            "Find out who made the latest commit in /w/repo and add them to the knowledge graph as a person.",
-            {
-                "entities": [
-                    {"name": "author", "observations": ["The latest commit in /w/repo was made by its author."]}
-                ]
-            },
-            [],
-            ("entities[0].observations[0]", ["/w/repo"]),
-        ),
         # the place read: what is written is the model's to judge
         (COPY, OWN_TEXT, [read("/w/greeting.txt", "Hello")], None),
         # the text is the result's, the task's, or not text at all
