@@ -372,8 +372,14 @@ class Toolbox:
     def closest(self, name: str, n: int = 3) -> list[str]:
         """Offered names that look like ``name`` (for a model that made one up). A tool that declares it may
         remove or overwrite something is among them only for a misspelling of its name: by spelling,
-        ``move_file`` is the closest to a made-up ``copy_file``, and the 1.5B, told so, chose it to copy."""
+        ``move_file`` is the closest to a made-up ``copy_file``, and the 1.5B, told so, chose it to copy.
+
+        Names that share a word with ``name`` come first: the 1.5B calls the first name it is given, and for
+        ``copy_file`` it called ``search_files``, closer by spelling, where ``read_file`` first had it read
+        the file to copy."""
         looks = difflib.get_close_matches(name, self.names, n=len(self.names), cutoff=0.4)
+        shared = set(_name_words(name))
+        looks.sort(key=lambda c: not shared.intersection(_name_words(c)))  # a name that shares a word first
         return [c for c in looks if not declares_destructive(self._by_name[c].tool) or _misspelt(name, c)][:n]
 
     def without_guesses(self, name: str, arguments: dict[str, Any], task: str) -> dict[str, Any] | None:
@@ -531,6 +537,12 @@ def argument_shape(schema: Any, depth: int = 0) -> str:
 MISSPELT = 0.85
 """How alike (``difflib``'s ratio, separators and case aside) a made-up name must be to an offered one to be
 taken as a misspelling of it: ``movefile`` or ``Move-File`` for ``move_file``, not ``copy_file`` (0.62)."""
+
+
+def _name_words(name: str) -> list[str]:
+    """A tool name's words, in lower case: ``search_files``, ``searchFiles`` and ``search-files`` give
+    ``search`` and ``files``."""
+    return [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)]
 
 
 def _misspelt(written: str, name: str) -> bool:

@@ -197,6 +197,16 @@ def test_a_tool_that_may_destroy_is_suggested_only_for_a_misspelling_of_its_name
     assert box.closest("write_files")[0] == "write_file"
 
 
+def test_a_name_that_shares_a_word_with_the_made_up_one_is_suggested_first() -> None:
+    """By spelling, search_files is closer to a made-up copy_file than read_file is; told search_files first, the
+    1.5B searched the folder and never made the copy. Told read_file first, it read the file to copy."""
+    box = Toolbox([StubChild("fs", [tool("search_files"), tool("read_file"), tool("list_directory")])])
+    assert box.closest("copy_file") == ["read_file", "search_files"]
+    assert "Did you mean read_file (does read_file) or search_files" in box.unknown_tool("copy_file")
+    assert box.closest("searchFiles")[0] == "search_files"
+    assert box.closest("read_directory") == ["list_directory", "read_file"]
+
+
 def test_a_long_result_is_cut_without_copying_what_is_cut() -> None:
     from mcp.types import TextContent
 
