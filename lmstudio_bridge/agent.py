@@ -80,6 +80,7 @@ from .prompts import (
     ANSWER_OR_CALL,
     ANSWER_PROMPT,
     CALL_OR_ANSWER,
+    CHANGE_INSTEAD,
     CONTINUE_PROMPT,
     DESCRIBED,
     HELD_BACK,
@@ -231,6 +232,8 @@ class _Run:
     """The write held back was asked for again (``_unwritten``): once per task."""
     asked_unmade: bool = False
     """A change the answer names was asked for (``_unmade``): once per task."""
+    asked_change: bool = False
+    """The tools that make a change were named after a made-up call (``_change_instead``): once per task."""
     not_run: set[str] = field(default_factory=set)
     """The ids of calls that reached no tool: of a tool that does not exist, held back, or unreadable."""
     strays: int = 0
@@ -323,7 +326,7 @@ async def run_agent(
             finish = _better(run.answered, step, run, model) if run.answered is not None else step
             break
         if isinstance(step, AskForAnswer):
-            asked = step
+            asked = _change_instead(step, reply, run, model, toolbox, asked) or step
             continue
         calls = [await _fitted(call, model, toolbox, run) for call in step.calls]
         if not (calls := _new_calls(calls, run.seen_calls)):  # mended into a call already made
@@ -425,9 +428,7 @@ def _unmade(finish: Finish, run: _Run, model: _Model, toolbox: Toolbox) -> AskFo
     Linus Pauling" instead of calling it."""
     if run.asked_unmade or finish.stop != "answered" or run.rounds >= model.limits.max_rounds:
         return None
-    if any(
-        record.ok and (t := toolbox.lookup(record.name)) and not declares_read_only(t.tool) for record in run.records
-    ):
+    if _changed(run, toolbox):
         return None
     named = next(
         (t for t in toolbox.tools if _changes_nothing_lost(t.tool) and names_tool(finish.answer, t.api_name)), None
@@ -438,6 +439,46 @@ def _unmade(finish: Finish, run: _Run, model: _Model, toolbox: Toolbox) -> AskFo
     closing = UNMADE.format(name=named.api_name)
     why = f"the answer names {named.label}, which was not called"
     return AskForAnswer("answered", why, may_call=True, closing=closing, wants_call=True)
+
+
+def _change_instead(
+    step: AskForAnswer, reply: Reply, run: _Run, model: _Model, toolbox: Toolbox, asked: AskForAnswer | None
+) -> AskForAnswer | None:
+    """Once per task, when the model, asked for the answer or a call the task still needs, calls again a tool
+    that does not exist or repeats a call, after a call of a tool that does not exist failed and while no change
+    has worked: the answer step again, naming the tools that make a change and lose nothing more when called
+    again. With the file read after a made-up ``copy_file``, the 1.5B called ``copy_file`` again and the 0.5B
+    read the file again; each, told the tool does not exist and given ``write_file``, wrote the copy."""
+    if asked is None or not asked.may_call or run.asked_change or run.rounds >= model.limits.max_rounds:
+        return None
+    if not reply.calls and reply.made_up is None:
+        return None
+    made_up = next((record.name for record in run.records if toolbox.lookup(record.name) is None), None)
+    if made_up is None or _changed(run, toolbox):
+        return None
+    if not (changing := [t.api_name for t in toolbox.tools if _changes_repeatably(t.tool)]):
+        return None
+    run.asked_change = True
+    closing = f"{NO_SUCH_TOOL.format(name=made_up)} {CHANGE_INSTEAD.format(tools=', '.join(changing))}"
+    return replace(step, may_call=True, closing=closing, wants_call=True)
+
+
+def _changed(run: _Run, toolbox: Toolbox) -> bool:
+    """Whether a call of a tool that may change something has worked."""
+    return any(
+        record.ok and (t := toolbox.lookup(record.name)) and not declares_read_only(t.tool) for record in run.records
+    )
+
+
+def _changes_repeatably(tool: Tool) -> bool:
+    """Whether the tool may change something and declares that calling it again loses nothing more: it destroys
+    nothing, or it is idempotent (``write_file``). Not ``move_file``: it takes the original away."""
+    hints = tool.annotations
+    return (
+        not declares_read_only(tool)
+        and hints is not None
+        and (hints.destructive_hint is False or hints.idempotent_hint is True)
+    )
 
 
 def _changes_nothing_lost(tool: Tool) -> bool:

@@ -716,6 +716,73 @@ async def test_a_call_of_a_tool_that_does_not_exist_in_prose_is_a_failed_call(ll
     assert [c.name for c in result.tool_calls] == ["copy_file"] and result.answer.startswith("There is no copy")
 
 
+def copy_child(*, read_only: bool = False) -> StubChild:
+    """The filesystem server's kinds of tools: one that reads, one that writes (idempotent), one that creates
+    (destroys nothing) and one that moves (takes the original away)."""
+    path = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
+    changes = {
+        "write_file": ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True),
+        "create_directory": ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True),
+        "move_file": ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False),
+    }
+    tools = [Tool(name="read_file", input_schema=path, annotations=ToolAnnotations(read_only_hint=True))]
+    if not read_only:
+        tools += [Tool(name=n, input_schema={"type": "object"}, annotations=a) for n, a in changes.items()]
+    return StubChild("filesystem", tools, lambda n, a: "Hello from the widget factory!" if n == "read_file" else "ok")
+
+
+COPY_TASK = "Make a copy of /w/greeting.txt named greeting-copy.txt in the same folder."
+COPY = {"source": "/w/greeting.txt", "destination": "/w/greeting-copy.txt"}
+READ_GREETING = {"path": "/w/greeting.txt"}
+WRITE_COPY = {"path": "/w/greeting-copy.txt", "content": "Hello from the widget factory!"}
+CHANGE_INSTEAD = (
+    "There is no tool named copy_file. If the task needs a change, reply with only the call that makes it, "
+    "as JSON: one of write_file, create_directory."
+)
+
+
+@pytest.mark.parametrize("again", ["made-up call", "repeated read"])
+async def test_a_made_up_change_asked_for_again_is_answered_with_the_tools_that_make_changes(
+    llm: LLMClient, again: str
+) -> None:
+    """With the file read after a made-up copy_file, the 1.5B called copy_file again and the 0.5B read the
+    file again; both then said the copy could not be made. Given the tools that change something and lose
+    nothing more if called again (not move_file), both wrote the copy in replays."""
+    child = copy_child()
+    repeated = text_call("copy_file", COPY) if again == "made-up call" else text_call("read_file", READ_GREETING)
+    script = Script(
+        text_call("copy_file", COPY),
+        text_call("read_file", READ_GREETING),
+        repeated,
+        text_call("write_file", WRITE_COPY),
+        answer("Copied /w/greeting.txt to /w/greeting-copy.txt."),
+    )
+    result = await run(llm, script, [child], task=COPY_TASK)
+    assert child.calls == [("read_file", READ_GREETING), ("write_file", WRITE_COPY)]
+    assert script.bodies[3]["messages"][1]["content"].endswith(CHANGE_INSTEAD) and "tools" not in script.bodies[3]
+    assert result.answer == "Copied /w/greeting.txt to /w/greeting-copy.txt."
+
+
+@pytest.mark.parametrize("case", ["asked once", "no tool made up", "read-only", "a change was made"])
+async def test_the_tools_that_make_changes_are_named_once_after_a_made_up_call_while_none_was_made(
+    llm: LLMClient, case: str
+) -> None:
+    child = copy_child(read_only=case == "read-only")
+    replies = [text_call("copy_file", COPY), text_call("read_file", READ_GREETING), text_call("copy_file", COPY)]
+    if case == "asked once":
+        replies += [text_call("copy_file", COPY)]
+    elif case == "no tool made up":
+        replies = [text_call("read_file", READ_GREETING), text_call("read_file", READ_GREETING)]
+    elif case == "a change was made":
+        replies[2:2] = [text_call("write_file", WRITE_COPY)]
+    script = Script(*replies, answer("The copy could not be made."))
+    result = await run(llm, script, [child], task=COPY_TASK)
+    closings = [body["messages"][-1]["content"] for body in script.bodies if "tools" not in body]
+    assert sum(c.endswith(CHANGE_INSTEAD) for c in closings) == (case == "asked once")
+    assert closings[-1].endswith(ANSWER_NOW) and result.answer == "The copy could not be made."
+    assert (("write_file", WRITE_COPY) in child.calls) == (case == "a change was made")
+
+
 READ_SCHEMA = {
     "type": "object",
     "properties": {"path": {"type": "string"}, "head": {"type": "number"}, "tail": {"type": "number"}},
