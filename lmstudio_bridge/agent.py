@@ -445,11 +445,14 @@ def _change_instead(
     step: AskForAnswer, reply: Reply, run: _Run, model: _Model, toolbox: Toolbox, asked: AskForAnswer | None
 ) -> AskForAnswer | None:
     """Once per task, when the model, asked for the answer or a call the task still needs, calls again a tool
-    that does not exist or repeats a call, after a call of a tool that does not exist failed and while no change
-    has worked: the answer step again, naming the tools that make a change and lose nothing more when called
-    again. With the file read after a made-up ``copy_file``, the 1.5B called ``copy_file`` again and the 0.5B
-    read the file again; each, told the tool does not exist and given ``write_file``, wrote the copy."""
+    that does not exist or repeats a call, after a call of a tool that does not exist failed, while a call has
+    worked and no change has: the answer step again, naming the tools that make a change and lose nothing more
+    when called again. With the file read after a made-up ``copy_file``, the 1.5B called ``copy_file`` again
+    and the 0.5B read the file again; each, told the tool does not exist and given ``write_file``, wrote the
+    copy. With nothing read, the 1.5B, given ``write_file``, wrote "This is a copy of greeting.txt" to the copy."""
     if asked is None or not asked.may_call or run.asked_change or run.rounds >= model.limits.max_rounds:
+        return None
+    if not _worked(run):
         return None
     if not reply.calls and reply.made_up is None:
         return None

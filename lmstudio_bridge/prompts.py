@@ -62,8 +62,8 @@ NO_SUCH_TOOL = "There is no tool named {name}."
 CHANGE_INSTEAD = "If the task needs a change, reply with only the call that makes it, as JSON: one of {tools}."
 """Follows ``NO_SUCH_TOOL`` in the answer step asked again after a made-up call (``agent._change_instead``).
 Replayed on the answer steps that followed the read of the file to copy, where the 1.5B had called ``copy_file``
-again and the 0.5B had read the file again: both wrote the copy with ``write_file``, the 1.5B in 3 lists of
-tools of 3 (with or without ``edit_file`` and ``move_file``). With the same words and no tools named, the 1.5B
+again (2 runs) and the 0.5B had read the file again (1 run): each wrote the copy with ``write_file``, the 1.5B
+with or without ``edit_file`` and ``move_file`` in the list. With the same words and no tools named, the 1.5B
 read the file again; with the usual closing, it said the task cannot be done."""
 NOT_CALLED = (
     "The task also names {items}, and no call above is for {them}. Reply with only the call for {them}, as JSON."
