@@ -326,7 +326,7 @@ async def run_agent(
             finish = _better(run.answered, step, run, model) if run.answered is not None else step
             break
         if isinstance(step, AskForAnswer):
-            asked = _change_instead(step, reply, run, model, toolbox, asked) or step
+            asked = _change_instead(step, run, model, toolbox, asked) or step
             continue
         calls = [await _fitted(call, model, toolbox, run) for call in step.calls]
         if not (calls := _new_calls(calls, run.seen_calls)):  # mended into a call already made
@@ -442,7 +442,7 @@ def _unmade(finish: Finish, run: _Run, model: _Model, toolbox: Toolbox) -> AskFo
 
 
 def _change_instead(
-    step: AskForAnswer, reply: Reply, run: _Run, model: _Model, toolbox: Toolbox, asked: AskForAnswer | None
+    step: AskForAnswer, run: _Run, model: _Model, toolbox: Toolbox, asked: AskForAnswer | None
 ) -> AskForAnswer | None:
     """Once per task, when the model, asked for the answer or a call the task still needs, calls again a tool
     that does not exist or repeats a call, after a call of a tool that does not exist failed, while a call has
@@ -450,11 +450,10 @@ def _change_instead(
     when called again. With the file read after a made-up ``copy_file``, the 1.5B called ``copy_file`` again
     and the 0.5B read the file again; each, told the tool does not exist and given ``write_file``, wrote the
     copy. With nothing read, the 1.5B, given ``write_file``, wrote "This is a copy of greeting.txt" to the copy."""
+    # Asked with ``may_call``, ``decide`` asks again only for a reply that calls: a made-up tool or a call made.
     if asked is None or not asked.may_call or run.asked_change or run.rounds >= model.limits.max_rounds:
         return None
     if not _worked(run):
-        return None
-    if not reply.calls and reply.made_up is None:
         return None
     made_up = next((record.name for record in run.records if toolbox.lookup(record.name) is None), None)
     if made_up is None or _changed(run, toolbox):
