@@ -293,17 +293,20 @@ def unread(task: str, arguments: dict[str, Any], made: Sequence[Made]) -> tuple[
     """A text to write that is in neither the task nor any result, while the task names a file or path that
     no call that ran (this write included) names and no result shows: ``(where, those places)``. Asked to copy
     greeting.txt, the 1.5B wrote "This is a copy of the original greeting file." to the copy without
-    reading the original. A text the model composes for a place the task names alone is its own to write."""
+    reading the original. A text the model composes for a place the task names alone is its own to write.
+    The invented text does not name a place for itself: the 1.5B wrote "This is a copy of greeting.txt" to the
+    copy with nothing read."""
     made = [m for m in made if m.ran]
     known = squeezed(" ".join([task, *(m.result for m in made if m.ok)])).lower()
     written = [(where, v) for where, v in _strings(arguments) if len(v.split()) > 1]
-    invented_text = next((where for where, v in written if squeezed(v).lower() not in known), None)
-    if invented_text is None:
+    invented = {where: v for where, v in written if squeezed(v).lower() not in known}
+    if not invented:
         return None
-    calls = " ".join([_plain(json.dumps(arguments)), *(_plain(m.arguments) for m in made)])
+    own = [v for where, v in _strings(arguments) if where not in invented]
+    calls = " ".join([*(_plain(v) for v in own), *(_plain(m.arguments) for m in made)])
     seen = " ".join([calls, *(_plain(m.result) for m in made if m.ok)])
     places = [p for p in dict.fromkeys(_PLACE.findall(task)) if not _names(seen, p)]
-    return (invented_text, places) if places else None
+    return (next(iter(invented)), places) if places else None
 
 
 def squeezed(text: str) -> str:

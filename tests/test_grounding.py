@@ -269,6 +269,8 @@ OWN_TEXT = {"path": "/w/greeting-copy.txt", "content": "This is a copy of the or
     ("task", "arguments", "made", "found"),
     [
         (COPY, OWN_TEXT, [], ("content", ["/w/greeting.txt"])),
+        # the invented text names the place, and is still not a read of it
+        (COPY, {**OWN_TEXT, "content": "This is a copy of greeting.txt"}, [], ("content", ["/w/greeting.txt"])),
         (COPY, OWN_TEXT, [read("/w/other.txt", "Hi")], ("content", ["/w/greeting.txt"])),
         # a call of a tool that does not exist, or one held back, read nothing
         (
