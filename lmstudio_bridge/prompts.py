@@ -40,7 +40,8 @@ REPAIR_PROMPT = 'You correct one tool call so that its arguments match what the 
 """The system prompt of a request that mends a call whose arguments do not fit its tool's schema."""
 LEFT_OUT = (
     "An answer written before: {answer}\n\nThat answer leaves out the results of {calls}. "
-    "Answer the task again in sentences that give the values from the results for every item it asks about."
+    "Answer the task again in sentences that give the values from the results, as the results write them, "
+    "for every item it asks about."
 )
 """Closes the answer step asked again when the answer says nothing of a result it should cover
 (``grounding.left_out``). Shown its own answer, the 1.5B gave all three cities' times where it had given

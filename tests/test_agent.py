@@ -1333,7 +1333,7 @@ async def test_an_answer_that_leaves_out_items_is_asked_for_again(llm: LLMClient
     assert again[1]["content"].endswith(
         "An answer written before: 2026-12-01T02:20:42+09:00\n\nThat answer leaves out the results of "
         'get_current_time {"timezone": "Europe/London"}. Answer the task again in sentences that give the '
-        "values from the results for every item it asks about."
+        "values from the results, as the results write them, for every item it asks about."
     )
 
 
