@@ -31,6 +31,17 @@ def words(text: str) -> set[str]:
     return {w for w in (m.lower() for m in _WORD.findall(text)) if w not in _COMMON}
 
 
+_COMPOUND = re.compile(r"\w+(?:[-:+./]\w+)+")
+"""A value written as parts joined by punctuation: ``2026-12-02T05:01:42+00:00``, ``10.0.0.1``, ``v1.2``."""
+
+
+def _terms(text: str) -> set[str]:
+    """The text's words, and its compound values whole, in lower case. The results of one tool for several
+    items can share every part of their values: at 05:01 UTC, London's ``05:01:42+00:00`` and New York's
+    ``00:01:42-05:00`` hold the same numbers, yet each time whole is its own."""
+    return words(text) | {m.lower() for m in _COMPOUND.findall(text)}
+
+
 @dataclass(frozen=True)
 class Made:
     """One call made for the task, as the answer step shows it, and its result."""
@@ -101,19 +112,19 @@ def _strings(value: Any, where: str = "") -> Iterator[tuple[str, str]]:
 
 def left_out(answer: str, task: str, made: Sequence[Made]) -> list[Made]:
     """The results of one tool called for several items (three cities, two files) that the answer says
-    nothing of: none of a result's own words (those in neither the task nor another result) is in it.
+    nothing of: none of a result's own terms (those in neither the task nor another result) is in it.
 
     Other results are not judged: a count or a "no" answers a result without quoting it, and a call that
     led nowhere (a listing before the read) is not an item."""
     results = [m for m in made if m.ok]
     names = [m.name for m in results]
     results = [m for m in results if names.count(m.name) > 1]
-    said = words(answer)
-    asked = words(task)
+    said = _terms(answer)
+    asked = _terms(task)
     missing = []
     for index, one in enumerate(results):
-        others = set().union(*(words(m.result) for i, m in enumerate(results) if i != index))
-        own = words(one.result) - asked - others
+        others = set().union(*(_terms(m.result) for i, m in enumerate(results) if i != index))
+        own = _terms(one.result) - asked - others
         if own and not own & said:
             missing.append(one)
     return missing

@@ -62,6 +62,23 @@ def test_the_results_of_one_tool_for_several_items_are_each_judged() -> None:
     assert left_out("I do not know.", CITIES, [TOKYO, LONDON]) == [TOKYO, LONDON]
 
 
+def test_a_value_given_whole_is_said_though_every_part_of_it_is_in_another_result_too() -> None:
+    """At 05:01 UTC London's and New York's times hold the same numbers; only the region names are their own
+    words, and the 1.5B's answer giving all three times as written was taken to leave two out."""
+    times = [
+        clock("Asia/Tokyo", "2026-12-02T14:01:42+09:00"),
+        clock("Europe/London", "2026-12-02T05:01:42+00:00"),
+        clock("America/New_York", "2026-12-02T00:01:42-05:00"),
+    ]
+    task = "What time is it right now in Tokyo, London and New York?"
+    answer = (
+        "The current time in Tokyo is 2026-12-02T14:01:42+09:00.\nThe current time in London is "
+        "2026-12-02T05:01:42+00:00.\nThe current time in New York is 2026-12-02T00:01:42-05:00."
+    )
+    assert left_out(answer, task, times) == []
+    assert left_out("2026-12-02T14:01:42+09:00", task, times) == times[1:]
+
+
 def test_a_lone_result_or_results_of_different_tools_or_failed_calls_are_not_judged() -> None:
     """A count or a "no" answers a result without quoting it; a listing before a read is not an item."""
     assert left_out("There are 4 commits.", "How many commits?", [TOKYO]) == []
