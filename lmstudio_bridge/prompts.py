@@ -46,7 +46,8 @@ LEFT_OUT = (
 """Closes the answer step asked again when the answer says nothing of a result it should cover
 (``grounding.left_out``). Shown its own answer, the 1.5B gave all three cities' times where it had given
 Tokyo's alone, in the form the results write them; told only which results were left out, it turned
-them into 12-hour times, wrongly."""
+them into 12-hour times, wrongly, and so did it shown its answer when Tokyo's hour was 10 or 11. Replayed on
+those three answer steps, asked for the values "as the results write them", it gave all three as written."""
 VALUES_LEFT_OUT = ANSWER_NOW.removesuffix(".") + ", {values} included."
 """Closes the answer step asked again when the answer gives some of a record's numbers, not all
 (``grounding.values_left_out``). Replayed on the 0.5B's last answer step in ``weather_chicago``, which had
