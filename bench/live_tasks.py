@@ -89,6 +89,7 @@ def table(runs: dict[str, list[Run]], n: int) -> str:
         f"timeouts: {sum(r.timed_out for r in every)}; "
         f"runs that called a write tool: {sum(bool(r.write_calls) for r in every)}; "
         f"answers repeating the bridge's prompt text: {sum(bool(r.parroted) for r in every)}; "
+        f"answers telling the user to make calls that were made: {sum(bool(r.instructs) for r in every)}; "
         f"answers the caller is told to check (numbers or names from nowhere): {len(flagged)}, "
         f"{sum(r.passed for r in flagged)} of them in runs that passed.",
     ]

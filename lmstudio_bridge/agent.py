@@ -58,6 +58,7 @@ from .grounding import (
     Made,
     described,
     gives,
+    instructs,
     invented,
     left_out,
     names_tool,
@@ -84,6 +85,7 @@ from .prompts import (
     CONTINUE_PROMPT,
     DESCRIBED,
     HELD_BACK,
+    INSTRUCTED,
     LEFT_OUT,
     MADE_UP,
     NO_SUCH_TOOL,
@@ -841,13 +843,24 @@ async def _covering(finish: Finish, model: _Model, toolbox: Toolbox, run: _Run) 
       request shows the answer and names them. The 1.5B fetched the time in three cities and answered with
       Tokyo's alone;
     - numbers of a record it gives only some of (``grounding.values_left_out``): the request names them;
-    - all of them, when it describes the calls instead (``grounding.described``).
+    - all of them, when it describes the calls instead (``grounding.described``);
+    - what the calls did, when it tells the user to make calls that were made (``grounding.instructs``).
 
-    Only what read-only tools return is judged: a write's result is a receipt, which "Done." answers."""
+    The first three judge only what read-only tools return: a write's result is a receipt, which "Done."
+    answers."""
     if finish.stop == "no_answer":
         return finish
-    made = [m for m in _calls_made(run.messages) if (t := toolbox.lookup(m.name)) and declares_read_only(t.tool)]
-    if missing := left_out(finish.answer, run.task, made):
+    # Named as the tools are offered: a model may call ``memory.create_entities`` and name ``create_entities``.
+    every = [replace(m, name=t.api_name) if (t := toolbox.lookup(m.name)) else m for m in _calls_made(run.messages)]
+    made = [m for m in every if (t := toolbox.lookup(m.name)) and declares_read_only(t.tool)]
+    if told := instructs(finish.answer, every, toolbox.names):
+        await model.say(f"the answer tells the user to call {', '.join(told)}, called already · asking again")
+        closing = INSTRUCTED
+
+        def better(again: str) -> bool:
+            return not instructs(again, every, toolbox.names)
+
+    elif missing := left_out(finish.answer, run.task, made):
         await model.say(f"the answer leaves out {len(missing)} of the results · asking again")
         closing = LEFT_OUT.format(answer=_shown(finish.answer), calls=" and ".join(m.call for m in missing))
 

@@ -145,6 +145,25 @@ def described(answer: str, task: str, made: Sequence[Made]) -> list[Made]:
     return [m for m in made if m.ok and names_tool(answer, m.name)]
 
 
+_TO_THE_READER = re.compile(r"\b(?:you|we)(?:'d|'ll| would| will| can| could| should| must| need| have to)\b", re.I)
+"""What an answer says its reader would, could or needs to do."""
+
+
+def instructs(answer: str, made: Sequence[Made], tools: Sequence[str]) -> list[str]:
+    """The tools an answer tells its reader to call when every call of theirs it names has already worked: it
+    names them and says what "you" or "we" would, could or need to do. Having saved Marie Curie with
+    ``create_entities``, the 1.5B answered "To add to the knowledge graph that Marie Curie was born in Warsaw,
+    you would need to call the "create_entities" tool with the following arguments"; read as it is written,
+    the change is still to be made.
+
+    An answer that also names a tool none of whose calls worked is not judged: it tells what is left to do."""
+    if not _TO_THE_READER.search(answer):
+        return []
+    named = [name for name in tools if names_tool(answer, name)]
+    worked = {m.name for m in made if m.ok}
+    return named if named and worked.issuperset(named) else []
+
+
 def names_tool(text: str, name: str) -> bool:
     """Whether the text names the tool: its name as a word of its own (not ``search_files_v2``)."""
     return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text) is not None

@@ -332,21 +332,32 @@ class Run:
             "progress": self.progress,
             "bridge_log": self.bridge_log,
             "parroted": self.parroted,
+            "instructs": self.instructs,
         }
 
     @property
     def parroted(self) -> list[str]:
-        """Runs of five or more words in the answer that come from the bridge's own prompts (its
-        system prompt, the answer step's) and not from the task: text the model repeated from its
-        instructions instead of taking it from the task or the results."""
-        from lmstudio_bridge.prompts import ANSWER_PROMPT, CONTINUE_PROMPT, SYSTEM_PROMPT
+        """Runs of five or more words in the answer that come from the bridge's own prompts (the system
+        prompts, and every closing and result it writes) and not from the task: text the model repeated
+        from its instructions instead of taking it from the task or the results."""
+        from lmstudio_bridge import prompts
 
         def grams(text: str) -> set[tuple[str, ...]]:
             words = re.findall(r"[a-z0-9]+", text.lower())
             return {tuple(words[i : i + 5]) for i in range(len(words) - 4)}
 
-        own = grams(" ".join((SYSTEM_PROMPT, ANSWER_PROMPT, CONTINUE_PROMPT)))
+        own = set().union(*(grams(v) for k, v in vars(prompts).items() if isinstance(v, str) and k.isupper()))
         return [" ".join(g) for g in sorted((grams(self.answer) & own) - grams(self.task.wording))]
+
+    @property
+    def instructs(self) -> list[str]:
+        """The tools the answer tells the user to call when the calls of them worked: the task's work done,
+        and an answer that reads as if it were still to do (``grounding.instructs``)."""
+        from lmstudio_bridge.grounding import Made, instructs
+
+        made = [Made(c["name"].partition(".")[2], "", "", bool(c.get("ok"))) for c in self.calls]
+        offered = [label.partition(".")[2] for label in self.outcome.get("tools_offered") or ()]
+        return instructs(self.answer, made, offered)
 
     @property
     def verdict(self) -> str:

@@ -1562,3 +1562,28 @@ async def test_the_answer_asked_again_is_kept_unless_it_makes_up_more(llm: LLMCl
     assert result.unfounded_numbers == unfounded
     note = "[Check the answer: it gives 8080, which neither the task nor any tool result holds.]"
     assert render_task(result) == (f"{kept}\n\n{note}" if unfounded else kept)
+
+
+@pytest.mark.parametrize(
+    ("again", "kept"),
+    [
+        ("The tool created an entity in the knowledge graph with the name Marie Curie.", "again"),
+        ("You would need to call create_entities again.", "first"),  # still tells the user to call it
+    ],
+)
+async def test_an_answer_that_tells_the_user_to_make_calls_that_were_made_is_asked_for_what_they_did(
+    llm: LLMClient, again: str, kept: str
+) -> None:
+    """Having saved Marie Curie, the 1.5B answered as if the user had yet to: "you would need to call the
+    "create_entities" tool with the following arguments"."""
+    entities = {"entities": [{"name": "Marie Curie", "entityType": "person", "observations": ["born in Warsaw"]}]}
+    child = StubChild("memory", [tool("create_entities", MEMORY_SCHEMA)], lambda n, a: "[]")
+    first = 'To add this, you would need to call the "create_entities" tool with the following arguments: {...}'
+    script = Script(text_call("create_entities", entities), answer(first), answer(again))
+    result = await run(llm, script, [child], task="Add to the knowledge graph that Marie Curie was born in Warsaw.")
+    assert result.answer == (again if kept == "again" else first)
+    asked = script.bodies[2]["messages"]
+    assert "tools" not in script.bodies[2] and asked[0]["content"] == ANSWER_PROMPT
+    assert asked[1]["content"].endswith(
+        "Answer the task now in sentences that say what the calls above did and what they returned."
+    )

@@ -9,6 +9,7 @@ import pytest
 from lmstudio_bridge.grounding import (
     Made,
     described,
+    instructs,
     invented,
     left_out,
     not_called_for,
@@ -114,6 +115,31 @@ def test_only_calls_that_worked_and_results_with_words_of_their_own_are_judged()
     assert described("search_files failed.", YAML_TASK, [failed]) == []
     echo = Made("search_files", "{}", "/w/project", ok=True)  # nothing the task does not hold
     assert described("search_files searched /w/project.", YAML_TASK, [echo]) == []
+
+
+SAVED = Made("create_entities", '{"entities": []}', "[]", ok=True)
+HELD = Made("write_file", "{}", "Error: not run", ok=False)
+GRAPH_TOOLS = ["create_entities", "add_observations", "read_text_file", "write_file"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "found"),
+    [
+        # the 1.5B's answer, after create_entities had saved her
+        (
+            "To add to the knowledge graph that Marie Curie was born in Warsaw, you would need to call the "
+            '"create_entities" tool with the following arguments:',
+            ["create_entities"],
+        ),
+        ("You can now find her with create_entities.", ["create_entities"]),
+        ("create_entities saved Marie Curie.", []),  # says what was done
+        ("You would need to call add_observations.", []),  # a step no call has made: what is left to do
+        ("You would need create_entities, then write_file.", []),  # write_file was held back, not made
+        ("You would need to save her.", []),  # names no tool
+    ],
+)
+def test_an_answer_that_tells_its_reader_to_make_calls_that_worked_instructs(answer: str, found: list[str]) -> None:
+    assert instructs(answer, [SAVED, HELD], GRAPH_TOOLS) == found
 
 
 LOG = """Commit history:
