@@ -242,17 +242,21 @@ class Workspace:
 
 
 def make_repo(repo: Path) -> None:
-    """A repository with ``COMMITS`` on main and ``BRANCHES`` at the third commit."""
+    """A repository with ``COMMITS`` on main and ``BRANCHES`` at the third commit. As in a user's repository,
+    each commit has its own time: three days apart, the latest two hours ago."""
     repo.mkdir(parents=True)
     git = ["git", "-C", str(repo), "-c", "commit.gpgsign=false"]
     subprocess.run([*git, "init", "-q", "-b", "main"], check=True, timeout=30)
+    now = datetime.now(UTC).replace(microsecond=0)
     for index, (author, files, message) in enumerate(COMMITS):
         for name, text in files.items():
             (repo / name).write_text(text)
         email = author.lower().replace(" ", ".") + "@example.invalid"
         who = ["-c", f"user.name={author}", "-c", f"user.email={email}"]
+        when = (now - timedelta(days=3 * (len(COMMITS) - 1 - index), hours=2)).isoformat()
+        dated = {**os.environ, "GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when}
         subprocess.run([*git, "add", "--", *files], check=True, timeout=30)
-        subprocess.run([*git, *who, "commit", "-q", "-m", message], check=True, timeout=30)
+        subprocess.run([*git, *who, "commit", "-q", "-m", message], check=True, timeout=30, env=dated)
         if index == 2:
             for branch in BRANCHES:
                 subprocess.run([*git, "branch", branch], check=True, timeout=30)
