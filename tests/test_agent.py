@@ -1362,6 +1362,14 @@ def weather_child() -> StubChild:
     return StubChild("everything", [weather], lambda n, a: '{"temperature":36,"conditions":"Light rain","humidity":82}')
 
 
+def answer_asked_again(script: Script) -> str:
+    """The request that asks for the answer again, after the first answer: without tools, with the answer
+    step's system prompt. Its user message."""
+    asked = script.bodies[2]["messages"]
+    assert "tools" not in script.bodies[2] and asked[0]["content"] == ANSWER_PROMPT
+    return str(asked[1]["content"])
+
+
 @pytest.mark.parametrize(
     ("again", "kept"),
     [
@@ -1378,9 +1386,7 @@ async def test_an_answer_that_leaves_out_some_of_a_records_numbers_is_asked_for_
     script = Script(text_call("get-weather", {"location": "Chicago"}), answer(first), answer(again))
     result = await run(llm, script, [weather_child()], task="What weather does get-weather report for Chicago?")
     assert result.answer == (again if kept == "again" else first)
-    asked = script.bodies[2]["messages"]
-    assert "tools" not in script.bodies[2] and asked[0]["content"] == ANSWER_PROMPT
-    assert asked[1]["content"].endswith(
+    assert answer_asked_again(script).endswith(
         "Answer the task now in sentences that give the values from the results for every item it asks about, "
         "temperature 36 included."
     )
@@ -1412,9 +1418,7 @@ async def test_an_answer_that_describes_the_calls_is_asked_for_their_results(
     script = Script(text_call("search_files", {"path": "/w/project"}), answer(first), answer(again))
     result = await run(llm, script, [child], task="Search /w/project for YAML files and give me their names.")
     assert result.answer == (again if kept == "again" else first)
-    asked = script.bodies[2]["messages"]
-    assert "tools" not in script.bodies[2] and asked[0]["content"] == ANSWER_PROMPT
-    assert asked[1]["content"].endswith(
+    assert answer_asked_again(script).endswith(
         "Answer the task now in sentences that give the values from the results for every item it asks about: "
         "the values themselves, not a description of the calls."
     )
@@ -1582,8 +1586,6 @@ async def test_an_answer_that_tells_the_user_to_make_calls_that_were_made_is_ask
     script = Script(text_call("create_entities", entities), answer(first), answer(again))
     result = await run(llm, script, [child], task="Add to the knowledge graph that Marie Curie was born in Warsaw.")
     assert result.answer == (again if kept == "again" else first)
-    asked = script.bodies[2]["messages"]
-    assert "tools" not in script.bodies[2] and asked[0]["content"] == ANSWER_PROMPT
-    assert asked[1]["content"].endswith(
+    assert answer_asked_again(script).endswith(
         "Answer the task now in sentences that say what the calls above did and what they returned."
     )
