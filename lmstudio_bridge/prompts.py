@@ -61,11 +61,12 @@ described the search: this closing gave the file's name in 3 of 3; the usual clo
 again, and ``LEFT_OUT`` (the answer shown, and the call named) gave the same answer again in 3 of 3."""
 INSTRUCTED = "Answer the task now in sentences that say what the calls above did and what they returned."
 """Closes the answer step asked again when the answer tells the user to make calls that were made
-(``grounding.instructs``). Replayed on the 1.5B's five answers of that kind in ``memory_add_fact`` and
+(``grounding.instructs``). Replayed on six such answers of the 1.5B, three in ``memory_add_fact`` and three in
 ``contact_to_memory`` ("you would need to call the `create_entities` tool with the following arguments"),
-this closing gave what was done in 5 of 5 ("The tool then created an entity in the knowledge graph with the
-name "Linus Pauling""). Shown its answer and told the calls were made, it gave the same answer again; told
-only that they were made, it listed the calls with their arguments, a failed one among them as made."""
+this closing gave what was done in 6 of 6 ("The tool then created an entity in the knowledge graph with the
+name "Linus Pauling""). On the first of them, shown its answer and told the calls were made, it gave the same
+answer again; told that the calls were made and no one needs to make them again, it listed them with their
+arguments; asked to say what was done, in the past tense, it said so too (tried once)."""
 NO_SUCH_TOOL = "There is no tool named {name}."
 """Opens the last answer step after the model made up a call in the answer step (``agent.decide``)."""
 CHANGE_INSTEAD = "If the task needs a change, reply with only the call that makes it, as JSON: one of {tools}."
