@@ -98,12 +98,13 @@ from .prompts import (
     UNWRITTEN,
     VALUES_LEFT_OUT,
     WRITTEN_BACK,
+    WRITTEN_PART,
 )
 from .reasoning import split_reasoning
 from .reply_watch import ReplyWatch
 from .results import Generation, StopReason, TaskResult, TokenUsage, ToolCallRecord
 from .text_tool_calls import TextToolCall, bare_call, extract_tool_calls, made_up_call
-from .toolbox import Toolbox, ToolOutcome
+from .toolbox import OfferedTool, Toolbox, ToolOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -236,6 +237,8 @@ class _Run:
     """A change the answer names was asked for (``_unmade``): once per task."""
     asked_change: bool = False
     """The tools that make a change were named after a made-up call (``_change_instead``): once per task."""
+    changed_on: set[str] = field(default_factory=set)
+    """The servers on which a call of a tool that may change something has worked."""
     not_run: set[str] = field(default_factory=set)
     """The ids of calls that reached no tool: of a tool that does not exist, held back, or unreadable."""
     strays: int = 0
@@ -654,7 +657,7 @@ async def _execute(
         if held := _made_up(arguments, offered.tool, run) or _unread(arguments, offered.tool, run):
             run.held_back, run.unwritten = True, (offered.api_name, _worked(run))
         else:
-            held = _written_back(arguments, offered.tool, run)
+            held = _written_back(arguments, offered, run)
         if held:
             run.not_run.add(call.id)
             run.records.append(ToolCallRecord(name=offered.label, ok=False, ms=0.0, error=held))
@@ -679,6 +682,7 @@ async def _execute(
     run.records.append(ToolCallRecord(name=outcome.label, ok=outcome.ok, ms=outcome.ms, error=outcome.error))
     if outcome.ok and offered is not None and declares_changes(offered.tool):
         run.unwritten = None
+        run.changed_on.add(offered.provider.name)
     return outcome
 
 
@@ -706,15 +710,22 @@ def _unread(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
     return UNREAD.format(where=where, places=" or ".join(places), them="them" if len(places) > 1 else "it")
 
 
-def _written_back(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
+def _written_back(arguments: dict[str, Any], offered: OfferedTool, run: _Run) -> str | None:
     """Why a call of a tool that may change something is not run: it writes back, unchanged, what a call read
-    from the same place (``grounding.written_back``). After saving a contact in the knowledge graph, the 1.5B
-    wrote the text it had read from contact.txt back to contact.txt."""
-    if (found := written_back(arguments, _calls_made(run.messages))) is None:
+    from the same place, or, once a change has worked on another server, only a part of it
+    (``grounding.written_back``). After saving a contact in the knowledge graph, the 1.5B wrote the text it
+    had read from contact.txt back to contact.txt, and once the contact's name alone, cutting the file."""
+    made, elsewhere = _calls_made(run.messages), sorted(run.changed_on - {offered.provider.name})
+    if found := written_back(arguments, made):
+        where, read = found
+        held = WRITTEN_BACK.format(where=where, call=read.name)
+    elif elsewhere and (found := written_back(arguments, made, parts=True)):
+        where, read = found
+        held = WRITTEN_PART.format(where=where, call=read.name, servers=" and ".join(elsewhere))
+    else:
         return None
-    where, read = found
-    logger.info("Did not run a call of %s: its %s is what %s returned, unchanged", tool.name, where, read.call[:200])
-    return WRITTEN_BACK.format(where=where, call=read.name)
+    logger.info("Did not run a call of %s: %s (%s)", offered.label, held, read.call[:200])
+    return held
 
 
 def _rewrite_history_call(messages: list[dict[str, Any]], call_id: str, arguments: dict[str, Any]) -> None:

@@ -301,10 +301,15 @@ def _names(plain_text: str, item: str) -> bool:
     return _plain(item) in plain_text or _plain(item.rstrip("/").rsplit("/", 1)[-1]) in plain_text
 
 
-def written_back(arguments: dict[str, Any], made: Sequence[Made]) -> tuple[str, Made] | None:
+def written_back(arguments: dict[str, Any], made: Sequence[Made], parts: bool = False) -> tuple[str, Made] | None:
     """A value to write that is, unchanged, what an earlier call returned, going back where that call read it
     (another value of the write is one of that call's arguments): ``(where, that call)``. The 1.5B saved the
-    person of contact.txt in the knowledge graph, then wrote contact.txt's text back to contact.txt."""
+    person of contact.txt in the knowledge graph, then wrote contact.txt's text back to contact.txt.
+
+    With ``parts``, also a write whose every value but the place is a part of what the call returned: the
+    1.5B once wrote the contact's name alone back to contact.txt, cutting the file. The caller asks for parts
+    only when the task's change was made elsewhere, since a part written back is also how a real edit
+    ("remove the second line") looks. An empty value is not a part: ``edit_file``'s ``newText: ""`` removes."""
     values = list(_strings(arguments))
     for one in made:
         if not one.ok or not (read := squeezed(one.result)):
@@ -316,6 +321,9 @@ def written_back(arguments: dict[str, Any], made: Sequence[Made]) -> tuple[str, 
         for where, value in values:
             if squeezed(value) == read and any(v in places for w, v in values if w != where):
                 return where, one
+        written = [(where, squeezed(value)) for where, value in values if value not in places]
+        if parts and written and len(written) < len(values) and all(v and v in read for _, v in written):
+            return written[0][0], one
     return None
 
 

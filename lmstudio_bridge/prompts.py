@@ -93,6 +93,12 @@ WRITTEN_BACK = (
     "it changes nothing the task asks for."
 )
 """The result of a call ``agent._written_back`` does not run."""
+WRITTEN_PART = (
+    "not run: the {where} to write is only part of what {call} returned above; written back where it was read, "
+    "it would cut that text, and the task's change was already made on {servers}."
+)
+"""The result of a write ``agent._written_back`` does not run because it would cut a file read in the task
+after the change was made on another server."""
 UNFOUNDED = (
     "An answer written before: {answer}\n\nIt gives {numbers}, which no result above holds. If the task needs "
     "a call that gives {them}, reply with only that call, as JSON. Otherwise: answer the task again with only "

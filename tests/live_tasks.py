@@ -737,6 +737,20 @@ def _(run: Run) -> Iterable[str]:
 
 
 @task(
+    "fs_remove_line",
+    "filesystem",
+    "multi-step (read then edit)",
+    "Remove the second line of {project}/notes.txt.",
+    "notes.txt holds its first line only; nothing else changed",
+)
+def _(run: Run) -> Iterable[str]:
+    yield from only_changed(run, "project/notes.txt")
+    notes = (run.ws.project / "notes.txt").read_text()
+    if notes.strip() != PROJECT_FILES["notes.txt"].splitlines()[0]:
+        yield f"notes.txt holds {notes[:200]!r}"
+
+
+@task(
     "memory_create",
     "memory",
     "write, one call",

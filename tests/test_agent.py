@@ -731,6 +731,50 @@ def copy_child(*, read_only: bool = False) -> StubChild:
     return StubChild("filesystem", tools, lambda n, a: "Hello from the widget factory!" if n == "read_file" else "ok")
 
 
+async def test_a_part_of_what_was_read_written_back_after_the_change_was_made_elsewhere_is_not_run(
+    llm: LLMClient,
+) -> None:
+    """After saving the person of contact.txt in the knowledge graph, the 1.5B wrote the name alone to
+    contact.txt, cutting the file."""
+    files = files_child("Name: Linus Pauling\nJob: chemist\n")
+    memory = StubChild(
+        "memory",
+        [Tool(name="create_entities", input_schema=MEMORY_SCHEMA, annotations=ToolAnnotations(read_only_hint=False))],
+        lambda n, a: "created",
+    )
+    contact, person = {"path": "/w/contact.txt"}, {"name": "Linus Pauling", "entityType": "person", "observations": []}
+    script = Script(
+        text_call("read_text_file", contact),
+        text_call("create_entities", {"entities": [person]}),
+        text_call("write_file", {**contact, "content": "Linus Pauling"}),
+        answer("Saved Linus Pauling in the knowledge graph."),
+    )
+    task = "Read /w/contact.txt and save the person it describes in the knowledge graph."
+    result = await run(llm, script, [files, memory], task=task)
+    assert files.calls == [("read_text_file", contact)] and memory.calls == [
+        ("create_entities", {"entities": [person]})
+    ]
+    assert [(r.name, r.error) for r in result.tool_calls][2] == (
+        "filesystem.write_file",
+        "not run: the content to write is only part of what read_text_file returned above; written back where it "
+        "was read, it would cut that text, and the task's change was already made on memory.",
+    )
+
+
+async def test_a_part_of_what_was_read_written_back_is_run_when_that_is_the_change(llm: LLMClient) -> None:
+    """ "Remove the second line of notes.txt" is a part of the file written back where it was read."""
+    files = files_child("Buy oat milk.\nCall the plumber.\n")
+    notes = {"path": "/w/notes.txt"}
+    script = Script(
+        text_call("read_text_file", notes),
+        text_call("write_file", {**notes, "content": "Buy oat milk.\n"}),
+        answer("Removed the second line of /w/notes.txt."),
+    )
+    result = await run(llm, script, [files], task="Remove the second line of /w/notes.txt.")
+    assert files.calls == [("read_text_file", notes), ("write_file", {**notes, "content": "Buy oat milk.\n"})]
+    assert all(r.ok for r in result.tool_calls)
+
+
 COPY_TASK = "Make a copy of /w/greeting.txt named greeting-copy.txt in the same folder."
 COPY = {"source": "/w/greeting.txt", "destination": "/w/greeting-copy.txt"}
 READ_GREETING = {"path": "/w/greeting.txt"}

@@ -304,6 +304,28 @@ def test_a_write_of_what_a_call_read_back_to_where_it_read_it_is_found(
     assert written_back(arguments, made) == found
 
 
+NAME_ONLY = {"path": "/w/contact.txt", "content": "Linus Pauling"}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "parts", "found"),
+    [
+        (NAME_ONLY, True, ("content", CONTACT)),
+        (NAME_ONLY, False, None),  # without a change made elsewhere, a part written back is an edit
+        ({"path": "/w/contact-copy.txt", "content": "Linus Pauling"}, True, None),  # another place
+        ({"path": "/w/contact.txt", "content": "Linus Pauling, chemist"}, True, None),  # new text
+        # edit_file removing a line: its empty newText is no part of what was read
+        ({"path": "/w/contact.txt", "edits": [{"oldText": "Job: chemist", "newText": ""}]}, True, None),
+        ({"path": "/w/contact.txt", "edits": [{"oldText": "Job: chemist", "newText": "Job"}]}, True,
+         ("edits[0].oldText", CONTACT)),
+    ],
+)  # fmt: skip
+def test_a_part_of_what_a_call_read_written_back_is_found_only_when_asked_for(
+    arguments: dict, parts: bool, found: tuple[str, Made] | None
+) -> None:
+    assert written_back(arguments, [CONTACT], parts=parts) == found
+
+
 COPY = "Make a copy of /w/greeting.txt named greeting-copy.txt in the same folder."
 OWN_TEXT = {"path": "/w/greeting-copy.txt", "content": "This is a copy of the original greeting file."}
 

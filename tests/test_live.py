@@ -242,6 +242,11 @@ GOOD: dict[str, tuple[Any, list[str], Any]] = {
         ["filesystem.read_text_file", "filesystem.write_file"],
         _write("project/greeting-copy.txt", PROJECT_FILES["greeting.txt"]),
     ),
+    "fs_remove_line": (
+        "Removed it.",
+        ["filesystem.read_text_file", "filesystem.write_file"],
+        _write("project/notes.txt", "Buy oat milk.\n"),
+    ),
     "memory_create": (
         "I created Ada Lovelace.",
         ["memory.create_entities"],
@@ -366,6 +371,12 @@ def test_wrong_values_fail(made_up: Any) -> None:
     assert not made_up("fs_missing_file", "It does not say anything about TODO.md.", ok("filesystem.read_file!")).passed
     assert not made_up("git_branches", "The domain has feature/login and release-1.2.", ok("git.git_branch")).passed
     assert not made_up("fs_yaml_search", "deploy.yaml, README.md, main.py", ok("filesystem.list_directory")).passed
+    assert not made_up(  # the first line removed
+        "fs_remove_line",
+        "Done.",
+        ok("filesystem.edit_file"),
+        _write("project/notes.txt", PROJECT_FILES["notes.txt"][14:]),
+    ).passed
     assert not made_up(
         "memory_add_fact",
         "Added.",
