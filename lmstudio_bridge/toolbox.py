@@ -570,7 +570,9 @@ def _first_sentence(text: str, limit: int = 100) -> str:
 
 
 def conventional_schema(schema: Any) -> Any:
-    """``schema`` with ``type``, ``description``, ``properties``, ... first at every level; same content."""
+    """``schema`` with ``type``, ``description``, ``properties``, ... first at every level, and without
+    ``title``: pydantic titles every schema with its name reworded ("Repo Path" for ``repo_path``), a label for
+    forms that costs a small model's prompt tokens and tells it nothing the name does not."""
     if isinstance(schema, list):
         return [conventional_schema(item) for item in schema]
     if not isinstance(schema, dict):
@@ -579,7 +581,9 @@ def conventional_schema(schema: Any) -> Any:
     ordered.update(schema)
     out: dict[str, Any] = {}
     for key, value in ordered.items():
-        if key == "properties" and isinstance(value, dict):
+        if key == "title" and isinstance(value, str):
+            continue
+        if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
             out[key] = {name: conventional_schema(sub) for name, sub in value.items()}
         elif key in ("enum", "required", "const", "default", "examples"):
             out[key] = value
