@@ -56,6 +56,7 @@ from mcp.types import Tool
 from .context_window import ContextWindow
 from .grounding import (
     Made,
+    blind,
     described,
     gives,
     instructs,
@@ -80,6 +81,7 @@ from .prompts import (
     ANSWER_NOW,
     ANSWER_OR_CALL,
     ANSWER_PROMPT,
+    BLIND,
     CALL_OR_ANSWER,
     CHANGE_INSTEAD,
     CONTINUE_PROMPT,
@@ -237,8 +239,6 @@ class _Run:
     """A change the answer names was asked for (``_unmade``): once per task."""
     asked_change: bool = False
     """The tools that make a change were named after a made-up call (``_change_instead``): once per task."""
-    changed_on: set[str] = field(default_factory=set)
-    """The servers on which a call of a tool that may change something has worked."""
     not_run: set[str] = field(default_factory=set)
     """The ids of calls that reached no tool: of a tool that does not exist, held back, or unreadable."""
     strays: int = 0
@@ -433,7 +433,7 @@ def _unmade(finish: Finish, run: _Run, model: _Model, toolbox: Toolbox) -> AskFo
     Linus Pauling" instead of calling it."""
     if run.asked_unmade or finish.stop != "answered" or run.rounds >= model.limits.max_rounds:
         return None
-    if _changed(run, toolbox):
+    if _changed_on(run, toolbox):
         return None
     named = next(
         (t for t in toolbox.tools if _changes_nothing_lost(t.tool) and names_tool(finish.answer, t.api_name)), None
@@ -461,7 +461,7 @@ def _change_instead(
     if not _worked(run):
         return None
     made_up = next((record.name for record in run.records if toolbox.lookup(record.name) is None), None)
-    if made_up is None or _changed(run, toolbox):
+    if made_up is None or _changed_on(run, toolbox):
         return None
     if not (changing := [t.api_name for t in toolbox.tools if _changes_repeatably(t.tool)]):
         return None
@@ -470,11 +470,13 @@ def _change_instead(
     return replace(step, may_call=True, closing=closing, wants_call=True)
 
 
-def _changed(run: _Run, toolbox: Toolbox) -> bool:
-    """Whether a call of a tool that may change something has worked."""
-    return any(
-        record.ok and (t := toolbox.lookup(record.name)) and not declares_read_only(t.tool) for record in run.records
-    )
+def _changed_on(run: _Run, toolbox: Toolbox) -> set[str]:
+    """The servers on which a call of a tool that may change something has worked."""
+    return {
+        t.server
+        for record in run.records
+        if record.ok and (t := toolbox.lookup(record.name)) and not declares_read_only(t.tool)
+    }
 
 
 def _changes_repeatably(tool: Tool) -> bool:
@@ -654,10 +656,14 @@ async def _execute(
     run.seen_calls.add(_signature(call))
     arguments, error = _parse_arguments(call.arguments)
     if error is None and offered is not None and declares_changes(offered.tool):
-        if held := _made_up(arguments, offered.tool, run) or _unread(arguments, offered.tool, run):
+        if (
+            held := _made_up(arguments, offered.tool, run)
+            or _unread(arguments, offered.tool, run)
+            or _blind(arguments, offered.tool, run, call.id)
+        ):
             run.held_back, run.unwritten = True, (offered.api_name, _worked(run))
         else:
-            held = _written_back(arguments, offered, run)
+            held = _written_back(arguments, offered, run, toolbox)
         if held:
             run.not_run.add(call.id)
             run.records.append(ToolCallRecord(name=offered.label, ok=False, ms=0.0, error=held))
@@ -682,7 +688,6 @@ async def _execute(
     run.records.append(ToolCallRecord(name=outcome.label, ok=outcome.ok, ms=outcome.ms, error=outcome.error))
     if outcome.ok and offered is not None and declares_changes(offered.tool):
         run.unwritten = None
-        run.changed_on.add(offered.provider.name)
     return outcome
 
 
@@ -710,12 +715,26 @@ def _unread(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
     return UNREAD.format(where=where, places=" or ".join(places), them="them" if len(places) > 1 else "it")
 
 
-def _written_back(arguments: dict[str, Any], offered: OfferedTool, run: _Run) -> str | None:
+def _blind(arguments: dict[str, Any], tool: Tool, run: _Run, call_id: str) -> str | None:
+    """Why a call of a tool that edits in place (it declares it may destroy something and is not idempotent, as
+    ``edit_file``) is not run: it changes a place the task names that no call has read, with a text from
+    nowhere (``grounding.blind``). Asked to remove a line of notes.txt, the 1.5B edited the file unread."""
+    hints = tool.annotations
+    if hints is None or hints.destructive_hint is False or hints.idempotent_hint is not False:
+        return None
+    if (found := blind(run.task, arguments, _calls_made(run.messages, {*run.not_run, call_id}))) is None:
+        return None
+    where, place = found
+    logger.info("Did not run a call of %s: it changes %s unread, with a %s from nowhere", tool.name, place, where)
+    return BLIND.format(where=where, place=place)
+
+
+def _written_back(arguments: dict[str, Any], offered: OfferedTool, run: _Run, toolbox: Toolbox) -> str | None:
     """Why a call of a tool that may change something is not run: it writes back, unchanged, what a call read
     from the same place, or, once a change has worked on another server, only a part of it
     (``grounding.written_back``). After saving a contact in the knowledge graph, the 1.5B wrote the text it
     had read from contact.txt back to contact.txt, and once the contact's name alone, cutting the file."""
-    made, elsewhere = _calls_made(run.messages), sorted(run.changed_on - {offered.provider.name})
+    made, elsewhere = _calls_made(run.messages), sorted(_changed_on(run, toolbox) - {offered.server})
     if found := written_back(arguments, made):
         where, read = found
         held = WRITTEN_BACK.format(where=where, call=read.name)

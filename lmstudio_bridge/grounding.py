@@ -347,6 +347,27 @@ def unread(task: str, arguments: dict[str, Any], made: Sequence[Made]) -> tuple[
     return (next(iter(invented)), places) if places else None
 
 
+def blind(task: str, arguments: dict[str, Any], made: Sequence[Made]) -> tuple[str, str] | None:
+    """A change to a place the task names that no call that worked has named, carrying a text that is in
+    neither the task nor any result: ``(where, that place)``. Asked to remove the second line of notes.txt, the
+    1.5B called ``edit_file`` with ``oldText: "\\n"`` without reading the file, and joined its two lines. A
+    text the task gives is the user's own: "replace oat milk with soy milk in notes.txt" needs no read."""
+    values = list(_strings(arguments))
+    places = [p for p in dict.fromkeys(_PLACE.findall(task)) if any(_names(_plain(v), p) for _, v in values)]
+    worked = [m for m in made if m.ran and m.ok]
+    named = " ".join(_plain(m.arguments) for m in worked)
+    unread = [p for p in places if not _names(named, p)]
+    if not unread:
+        return None
+    known = squeezed(" ".join([task, *(m.result for m in worked)])).lower()
+    for where, value in values:
+        if not value or value in task or any(_names(_plain(value), p) for p in places):
+            continue
+        if not value.strip() or squeezed(value).lower() not in known:
+            return where, unread[0]
+    return None
+
+
 def squeezed(text: str) -> str:
     """The text with every run of whitespace one space, and none at the ends."""
     return " ".join(text.split())

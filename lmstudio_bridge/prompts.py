@@ -126,3 +126,8 @@ UNREAD = (
     "which the task names. Call the tool that reads {them} first, then write what it returns."
 )
 """The result of a call ``agent._unread`` does not run."""
+BLIND = (
+    "not run: it changes {place}, which no call has read, and its {where} is in neither the task nor any tool "
+    "result. Call the tool that reads {place} first, then make the change with what it returns."
+)
+"""The result of an edit ``agent._blind`` does not run."""

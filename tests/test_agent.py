@@ -775,6 +775,34 @@ async def test_a_part_of_what_was_read_written_back_is_run_when_that_is_the_chan
     assert all(r.ok for r in result.tool_calls)
 
 
+async def test_an_edit_of_a_file_no_call_has_read_is_not_run_and_the_read_is_asked_for(llm: LLMClient) -> None:
+    """Asked to remove the second line of notes.txt, the 1.5B called edit_file with ``oldText: "\\n"`` without
+    reading the file, and joined its two lines."""
+    edit_schema = {"type": "object", "properties": {"path": {"type": "string"}, "edits": {"type": "array"}}}
+    edits = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False)
+    files = files_child("Buy oat milk.\nCall the plumber.\n")
+    files.tools.append(Tool(name="edit_file", input_schema=edit_schema, annotations=edits))
+    notes = {"path": "/w/notes.txt"}
+    joined = {**notes, "edits": [{"oldText": "\n", "newText": ""}]}
+    removed = {**notes, "edits": [{"oldText": "Call the plumber.\n", "newText": ""}]}
+    script = Script(
+        text_call("edit_file", joined),
+        text_call("read_text_file", notes),
+        text_call("edit_file", removed),
+        answer("Removed the second line of /w/notes.txt."),
+    )
+    result = await run(llm, script, [files], task="Remove the second line of /w/notes.txt.")
+    assert files.calls == [("read_text_file", notes), ("edit_file", removed)]
+    assert (result.tool_calls[0].name, result.tool_calls[0].error) == (
+        "filesystem.edit_file",
+        "not run: it changes /w/notes.txt, which no call has read, and its edits[0].oldText is in neither the task "
+        "nor any tool result. Call the tool that reads /w/notes.txt first, then make the change with what it returns.",
+    )
+    assert script.bodies[1]["messages"][1]["content"].endswith(
+        "Reply with only the call that gives the values to write, as JSON: one of read_text_file."
+    )
+
+
 COPY_TASK = "Make a copy of /w/greeting.txt named greeting-copy.txt in the same folder."
 COPY = {"source": "/w/greeting.txt", "destination": "/w/greeting-copy.txt"}
 READ_GREETING = {"path": "/w/greeting.txt"}

@@ -8,6 +8,7 @@ import pytest
 
 from lmstudio_bridge.grounding import (
     Made,
+    blind,
     described,
     instructs,
     invented,
@@ -370,3 +371,31 @@ def test_a_text_from_nowhere_written_before_the_file_the_task_names_was_read_is_
     task: str, arguments: dict, made: list[Made], found: tuple[str, list[str]] | None
 ) -> None:
     assert unread(task, arguments, made) == found
+
+
+REMOVE = "Remove the second line of /w/notes.txt."
+JOIN = {"path": "/w/notes.txt", "edits": [{"oldText": "\n", "newText": ""}]}
+
+
+@pytest.mark.parametrize(
+    ("task", "arguments", "made", "found"),
+    [
+        (REMOVE, JOIN, [], ("edits[0].oldText", "/w/notes.txt")),  # the 1.5B's edit, with nothing read
+        (REMOVE, JOIN, [read("/w/other.txt", "Hi")], ("edits[0].oldText", "/w/notes.txt")),
+        (REMOVE, JOIN, [read("/w/notes.txt", "Buy oat milk.\nCall the plumber.\n")], None),
+        (REMOVE, JOIN, [Made("read_text_file", '{"path": "/w/notes.txt"}', "Error: denied", ok=False)],
+         ("edits[0].oldText", "/w/notes.txt")),
+        # the task gives the text: the user's own, no read needed
+        ("Replace oat milk with soy milk in /w/notes.txt.",
+         {"path": "/w/notes.txt", "edits": [{"oldText": "oat milk", "newText": "soy milk"}]}, [], None),
+        # places only, as a move
+        ("Move /w/notes.txt to /w/old/notes.txt.", {"source": "/w/notes.txt", "destination": "/w/old/notes.txt"},
+         [], None),
+        # a place the task does not name is not this check's
+        (REMOVE, {"path": "/w/other.txt", "edits": [{"oldText": "\n", "newText": ""}]}, [], None),
+    ],
+)  # fmt: skip
+def test_a_change_to_a_place_the_task_names_unread_with_text_from_nowhere_is_blind(
+    task: str, arguments: dict, made: list[Made], found: tuple[str, str] | None
+) -> None:
+    assert blind(task, arguments, made) == found
