@@ -57,7 +57,6 @@ from .context_window import ContextWindow
 from .grounding import (
     Made,
     blind,
-    claims_done,
     described,
     gives,
     instructs,
@@ -85,7 +84,6 @@ from .prompts import (
     BLIND,
     CALL_OR_ANSWER,
     CHANGE_INSTEAD,
-    CLAIMED,
     CONTINUE_PROMPT,
     DESCRIBED,
     HELD_BACK,
@@ -240,8 +238,7 @@ class _Run:
     asked_unmade: bool = False
     """A change the answer names was asked for (``_unmade``): once per task."""
     asked_change: bool = False
-    """The tools that make a change were named after a made-up call (``_change_instead``) or an answer that says
-    a change no call made (``_claimed``): once per task."""
+    """The tools that make a change were named after a made-up call (``_change_instead``): once per task."""
     not_run: set[str] = field(default_factory=set)
     """The ids of calls that reached no tool: of a tool that does not exist, held back, or unreadable."""
     strays: int = 0
@@ -328,7 +325,6 @@ async def run_agent(
                 or _unfounded(step, run, model)
                 or _unwritten(step, run, model)
                 or _unmade(step, run, model, toolbox)
-                or _claimed(step, run, model, toolbox)
             ):
                 asked = again
                 continue
@@ -448,24 +444,6 @@ def _unmade(finish: Finish, run: _Run, model: _Model, toolbox: Toolbox) -> AskFo
     closing = UNMADE.format(name=named.api_name)
     why = f"the answer names {named.label}, which was not called"
     return AskForAnswer("answered", why, may_call=True, closing=closing, wants_call=True)
-
-
-def _claimed(finish: Finish, run: _Run, model: _Model, toolbox: Toolbox) -> AskForAnswer | None:
-    """Once per task (shared with ``_change_instead``), when the answer says the change the task asks for is
-    done (``grounding.claims_done``) and no call that changes something has worked: the answer step again,
-    naming the tools that make a change and lose nothing more when called again. Asked to remove the second
-    line of notes.txt, the 0.5B read the file and answered "The plumber removed the second line of notes.txt"."""
-    if run.asked_change or finish.stop != "answered" or run.rounds >= model.limits.max_rounds:
-        return None
-    if _changed_on(run, toolbox) or not claims_done(run.task, finish.answer):
-        return None
-    if not (changing := [t.api_name for t in toolbox.tools if _changes_repeatably(t.tool)]):
-        return None
-    run.asked_change = True
-    closing = f"{CLAIMED} {CHANGE_INSTEAD.format(tools=', '.join(changing))}"
-    return AskForAnswer(
-        "answered", "the answer says a change no call made", may_call=True, closing=closing, wants_call=True
-    )
 
 
 def _change_instead(

@@ -368,32 +368,6 @@ def blind(task: str, arguments: dict[str, Any], made: Sequence[Made]) -> tuple[s
     return None
 
 
-_CHANGE_VERBS = {
-    "add": ("added",), "append": ("appended",), "change": ("changed",), "copy": ("copied",),
-    "create": ("created",), "delete": ("deleted",), "edit": ("edited",), "insert": ("inserted",),
-    "make": ("made",), "move": ("moved",), "put": ("put",), "record": ("recorded",), "remove": ("removed",),
-    "rename": ("renamed",), "replace": ("replaced",), "save": ("saved",), "store": ("stored",),
-    "update": ("updated",), "write": ("wrote", "written"),
-}  # fmt: skip
-"""Verbs a task opens with to ask for a change, and their past forms."""
-
-
-_NEGATION = re.compile(r"\b(?:not|no|never|cannot|unable|failed)\b|n't\b", re.IGNORECASE)
-
-
-def claims_done(task: str, answer: str) -> bool:
-    """Whether the answer says the change the task asks for is done: the task opens with a verb of change
-    and a sentence of the answer holds its past form with no negation ("could not be made" says it is not).
-    Asked to "Remove the second line of notes.txt", the 0.5B read the file and answered "The plumber removed
-    the second line of notes.txt"."""
-    first = re.match(r"\W*([A-Za-z]+)", task)
-    forms = _CHANGE_VERBS.get(first.group(1).lower(), ()) if first else ()
-    if not forms:
-        return False
-    past = re.compile(rf"\b(?:{'|'.join(forms)})\b", re.IGNORECASE)
-    return any(past.search(s) and not _NEGATION.search(s) for s in re.split(r"(?<=[.!?])\s+|\n+", answer))
-
-
 def squeezed(text: str) -> str:
     """The text with every run of whitespace one space, and none at the ends."""
     return " ".join(text.split())

@@ -75,9 +75,6 @@ Replayed on the answer steps that followed the read of the file to copy, where t
 again (2 runs) and the 0.5B had read the file again (1 run): each wrote the copy with ``write_file``, the 1.5B
 with or without ``edit_file`` and ``move_file`` in the list. With the same words and no tools named, the 1.5B
 read the file again; with the usual closing, it said the task cannot be done."""
-CLAIMED = "No call above has made a change."
-"""Opens ``CHANGE_INSTEAD`` in the answer step asked again when the answer says the task's change is done and no
-call has made one (``agent._claimed``)."""
 NOT_CALLED = (
     "The task also names {items}, and no call above is for {them}. Reply with only the call for {them}, as JSON."
 )

@@ -803,37 +803,6 @@ async def test_an_edit_of_a_file_no_call_has_read_is_not_run_and_the_read_is_ask
     )
 
 
-async def test_an_answer_that_says_the_change_is_done_when_no_call_made_it_is_asked_for_the_change(
-    llm: LLMClient,
-) -> None:
-    """Asked to remove the second line of notes.txt, the 0.5B read the file and answered "The plumber removed
-    the second line of notes.txt"."""
-    files = files_child("Buy oat milk.\nCall the plumber.\n")
-    notes = {"path": "/w/notes.txt"}
-    script = Script(
-        text_call("read_text_file", notes),
-        answer("The plumber removed the second line of /w/notes.txt."),
-        text_call("write_file", {**notes, "content": "Buy oat milk.\n"}),
-        answer("Removed the second line of /w/notes.txt."),
-    )
-    result = await run(llm, script, [files], task="Remove the second line of /w/notes.txt.")
-    assert files.calls == [("read_text_file", notes), ("write_file", {**notes, "content": "Buy oat milk.\n"})]
-    assert script.bodies[2]["messages"][1]["content"].endswith(
-        "No call above has made a change. If the task needs a change, reply with only the call that makes it, as "
-        "JSON: one of write_file."
-    )
-    assert result.answer == "Removed the second line of /w/notes.txt."
-
-
-async def test_an_answer_that_says_something_was_changed_is_kept_when_the_task_asks_for_no_change(
-    llm: LLMClient,
-) -> None:
-    files = files_child("The milk was removed from the list.")
-    script = Script(text_call("read_text_file", {"path": "/w/notes.txt"}), answer("It says the milk was removed."))
-    result = await run(llm, script, [files], task="What's in /w/notes.txt?")
-    assert result.answer == "It says the milk was removed." and len(script.bodies) == 2
-
-
 COPY_TASK = "Make a copy of /w/greeting.txt named greeting-copy.txt in the same folder."
 COPY = {"source": "/w/greeting.txt", "destination": "/w/greeting-copy.txt"}
 READ_GREETING = {"path": "/w/greeting.txt"}
@@ -1140,16 +1109,12 @@ async def test_a_mended_call_that_is_not_json_is_not_taken(llm: LLMClient) -> No
 # --- Values from nowhere, results left out ------------------------------------------------------
 
 
-WRITE_FILE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True)
-"""``write_file``'s annotations, as the filesystem server declares them."""
-
-
 def files_child(text: str = "Hello from the greeting file") -> StubChild:
     path = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
     content = {"type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}}}
     tools = [
         Tool(name="read_text_file", input_schema=path, annotations=ToolAnnotations(read_only_hint=True)),
-        Tool(name="write_file", input_schema=content, annotations=WRITE_FILE),
+        Tool(name="write_file", input_schema=content, annotations=ToolAnnotations(read_only_hint=False)),
     ]
     return StubChild("filesystem", tools, lambda n, a: text if n == "read_text_file" else "Successfully wrote")
 

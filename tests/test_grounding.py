@@ -9,7 +9,6 @@ import pytest
 from lmstudio_bridge.grounding import (
     Made,
     blind,
-    claims_done,
     described,
     instructs,
     invented,
@@ -400,24 +399,3 @@ def test_a_change_to_a_place_the_task_names_unread_with_text_from_nowhere_is_bli
     task: str, arguments: dict, made: list[Made], found: tuple[str, str] | None
 ) -> None:
     assert blind(task, arguments, made) == found
-
-
-@pytest.mark.parametrize(
-    ("task", "answer", "claims"),
-    [
-        (REMOVE, "The plumber removed the second line of /w/notes.txt.", True),  # the 0.5B's answer
-        ("Write the current UTC time to /w/stamp.txt.", "The time was written to stamp.txt.", True),
-        ("Make a copy of /w/a.txt named b.txt.", "I made the copy.", True),
-        ("Add to the knowledge graph that Marie Curie was born in Warsaw.", "Marie Curie was born in Warsaw.", False),
-        ("What's in /w/notes.txt?", "It says the milk was removed.", False),  # no change asked for
-        ("List the branches of /w/repo.", "Listed: main.", False),  # listing changes nothing
-        (REMOVE, "The line was removable.", False),
-        ("Make a copy of /w/a.txt named b.txt.", "The copy could not be made.", False),
-        ("Make a copy of /w/a.txt named b.txt.", "I read a.txt. The copy wasn't made.", False),
-        (REMOVE, "I could not read it. Then I removed the line.", True),
-    ],
-)  # fmt: skip
-def test_an_answer_claims_the_change_when_it_holds_the_past_of_the_task_s_verb_of_change(
-    task: str, answer: str, claims: bool
-) -> None:
-    assert claims_done(task, answer) is claims
