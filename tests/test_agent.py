@@ -762,7 +762,8 @@ async def test_a_part_of_what_was_read_written_back_after_the_change_was_made_el
 
 
 async def test_a_part_of_what_was_read_written_back_is_run_when_that_is_the_change(llm: LLMClient) -> None:
-    """ "Remove the second line of notes.txt" is a part of the file written back where it was read."""
+    """Asked to remove the second line of notes.txt, the model writes the first line back: that part of the file,
+    written back where it was read, is the change the task asks for."""
     files = files_child("Buy oat milk.\nCall the plumber.\n")
     notes = {"path": "/w/notes.txt"}
     script = Script(
