@@ -725,7 +725,7 @@ def _blind(arguments: dict[str, Any], tool: Tool, run: _Run, call_id: str) -> st
     if (found := blind(run.task, arguments, _calls_made(run.messages, {*run.not_run, call_id}))) is None:
         return None
     where, place = found
-    logger.info("Did not run a call of %s: it changes %s unread, with a %s from nowhere", tool.name, place, where)
+    logger.info("Did not run a call of %s: it changes %s unread, and its %s is from nowhere", tool.name, place, where)
     return BLIND.format(where=where, place=place)
 
 
@@ -743,7 +743,7 @@ def _written_back(arguments: dict[str, Any], offered: OfferedTool, run: _Run, to
         held = WRITTEN_PART.format(where=where, call=read.name, servers=" and ".join(elsewhere))
     else:
         return None
-    logger.info("Did not run a call of %s: %s (%s)", offered.label, held, read.call[:200])
+    logger.info("%s %s (%s)", offered.label, held, read.call[:200])
     return held
 
 
