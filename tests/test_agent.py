@@ -804,6 +804,18 @@ async def test_an_edit_of_a_file_no_call_has_read_is_not_run_and_the_read_is_ask
     )
 
 
+async def test_a_write_of_the_model_s_own_text_to_the_file_the_task_names_is_no_edit_and_runs(llm: LLMClient) -> None:
+    """``write_file`` declares it may destroy but is idempotent: a whole text written, not an edit of one unread."""
+    whole = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True)
+    files = StubChild(
+        "filesystem", [Tool(name="write_file", input_schema={"type": "object"}, annotations=whole)], lambda n, a: "ok"
+    )
+    poem = {"path": "/w/poem.txt", "content": "Waves fold, gulls circle"}
+    script = Script(text_call("write_file", poem), answer("Wrote the poem to /w/poem.txt."))
+    await run(llm, script, [files], task="Write a short poem about the sea to /w/poem.txt")
+    assert files.calls == [("write_file", poem)]
+
+
 COPY_TASK = "Make a copy of /w/greeting.txt named greeting-copy.txt in the same folder."
 COPY = {"source": "/w/greeting.txt", "destination": "/w/greeting-copy.txt"}
 READ_GREETING = {"path": "/w/greeting.txt"}
