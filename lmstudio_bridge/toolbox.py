@@ -570,9 +570,11 @@ def _first_sentence(text: str, limit: int = 100) -> str:
 
 
 def conventional_schema(schema: Any) -> Any:
-    """``schema`` with ``type``, ``description``, ``properties``, ... first at every level, and without
-    ``title``: pydantic titles every schema with its name reworded ("Repo Path" for ``repo_path``), a label for
-    forms that costs a small model's prompt tokens and tells it nothing the name does not."""
+    """``schema`` with ``type``, ``description``, ``properties``, ... first at every level; same content.
+
+    pydantic's ``title``s stay, though they only reword each name ("Repo Path" for ``repo_path``): without
+    them the 1.5B asked for the time in three cities wrote one call where it had written all three (0 of 8
+    runs passed, against 4 of 4 with them)."""
     if isinstance(schema, list):
         return [conventional_schema(item) for item in schema]
     if not isinstance(schema, dict):
@@ -581,8 +583,6 @@ def conventional_schema(schema: Any) -> Any:
     ordered.update(schema)
     out: dict[str, Any] = {}
     for key, value in ordered.items():
-        if key == "title" and isinstance(value, str):
-            continue
         if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
             out[key] = {name: conventional_schema(sub) for name, sub in value.items()}
         elif key in ("enum", "required", "const", "default", "examples"):

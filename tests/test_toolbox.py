@@ -85,31 +85,27 @@ def test_schemas_are_shown_type_first_as_models_were_trained_on() -> None:
     }
     box = Toolbox([StubChild("git", [tool("git_log", schema)])])
     shown = box.openai_tools[0]["function"]["parameters"]
-    assert list(shown) == ["type", "properties", "required"]
+    assert shown == schema
+    assert list(shown) == ["type", "properties", "required", "title"]
     assert list(shown["properties"]) == ["repo_path", "n"]
+    assert list(shown["properties"]["repo_path"]) == ["type", "title"]
     assert list(shown["properties"]["n"]) == ["type", "default"] and shown["properties"]["n"]["default"] == 3
 
 
-def test_schemas_are_shown_without_titles_but_with_arguments_named_title() -> None:
-    """pydantic's titles reword each name ("Repo Path"); a parameter named ``title`` is the tool's own."""
+def test_schemas_keep_their_titles_and_definitions_in_the_conventional_order() -> None:
+    """Titles reword each name ("Repo Path"), but with them the 1.5B writes a call per item the task names."""
     schema = {
         "title": "CreateNote",
+        "properties": {"title": {"title": "Title", "type": "string"}, "tags": {"items": {"$ref": "#/$defs/Tag"}}},
         "type": "object",
-        "properties": {
-            "title": {"title": "Title", "type": "string"},
-            "tags": {"title": "Tags", "type": "array", "items": {"$ref": "#/$defs/Tag"}},
-        },
-        "$defs": {"Tag": {"title": "Tag", "type": "object", "properties": {"title": {"type": "string"}}}},
+        "$defs": {"Tag": {"properties": {"title": {"type": "string"}}, "title": "Tag", "type": "object"}},
     }
     box = Toolbox([StubChild("notes", [tool("create_note", schema)])])
-    assert box.openai_tools[0]["function"]["parameters"] == {
-        "type": "object",
-        "properties": {
-            "title": {"type": "string"},
-            "tags": {"type": "array", "items": {"$ref": "#/$defs/Tag"}},
-        },
-        "$defs": {"Tag": {"type": "object", "properties": {"title": {"type": "string"}}}},
-    }
+    shown = box.openai_tools[0]["function"]["parameters"]
+    assert shown == schema
+    assert list(shown) == ["type", "properties", "title", "$defs"]
+    assert list(shown["properties"]["title"]) == ["type", "title"]
+    assert list(shown["$defs"]["Tag"]) == ["type", "properties", "title"]
 
 
 def test_what_a_tool_takes_shows_the_required_arguments_as_a_call_writes_them() -> None:
