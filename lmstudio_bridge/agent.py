@@ -659,7 +659,7 @@ async def _execute(
         if (
             held := _made_up(arguments, offered.tool, run)
             or _unread(arguments, offered.tool, run)
-            or _blind(arguments, offered.tool, run, call.id)
+            or _blind(arguments, offered.tool, run)
         ):
             run.held_back, run.unwritten = True, (offered.api_name, _worked(run))
         else:
@@ -707,22 +707,23 @@ def _made_up(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
 def _unread(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
     """Why a call of a tool that may change something is not run: it writes a text from nowhere while the task
     names a file no call has read (``grounding.unread``). Asked for a copy of greeting.txt, the 1.5B wrote
-    a sentence of its own to the copy."""
-    if (found := unread(run.task, arguments, _calls_made(run.messages, run.not_run))) is None:
+    a sentence of its own to the copy. The call itself reads nothing: asked to save the latest commit's author,
+    the 1.5B saved "The latest commit in /tmp/.../repo was made by the author of this commit." unread."""
+    if (found := unread(run.task, arguments, _before(run))) is None:
         return None
     where, places = found
     logger.info("Did not run a call of %s: its %s is from nowhere, and no call has read %s", tool.name, where, places)
     return UNREAD.format(where=where, places=" or ".join(places), them="them" if len(places) > 1 else "it")
 
 
-def _blind(arguments: dict[str, Any], tool: Tool, run: _Run, call_id: str) -> str | None:
+def _blind(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
     """Why a call of a tool that edits in place (it declares it may destroy something and is not idempotent, as
     ``edit_file``) is not run: it changes a place the task names that no call has read, with a text from
     nowhere (``grounding.blind``). Asked to remove a line of notes.txt, the 1.5B edited the file unread."""
     hints = tool.annotations
     if hints is None or hints.destructive_hint is False or hints.idempotent_hint is not False:
         return None
-    if (found := blind(run.task, arguments, _calls_made(run.messages, {*run.not_run, call_id}))) is None:
+    if (found := blind(run.task, arguments, _before(run))) is None:
         return None
     where, place = found
     logger.info("Did not run a call of %s: it changes %s unread, and its %s is from nowhere", tool.name, place, where)
@@ -961,6 +962,12 @@ def _calls_made(messages: list[dict[str, Any]], not_run: Collection[str] = ()) -
             ok = not result.startswith("Error: ")
             made.append(Made(function["name"], function["arguments"], result, ok, ran=call["id"] not in not_run))
     return made
+
+
+def _before(run: _Run) -> list[Made]:
+    """The calls made before this round's, whose results the model has seen: a call being judged names a place
+    by its own arguments, and reads nothing."""
+    return _calls_made(run.messages[:-1], run.not_run)
 
 
 def _signature(call: ToolCallRequest) -> str:

@@ -1347,6 +1347,20 @@ async def test_a_copy_written_before_the_original_was_read_is_not_run_and_the_re
     )
 
 
+async def test_a_save_whose_own_text_names_the_unread_place_is_not_run(llm: LLMClient) -> None:
+    """Asked to save the latest commit's author, the 1.5B saved a sentence naming the repository unread."""
+    _, memory = contact_children()
+    task = "Find out who made the latest commit in /w/repo and add them to the knowledge graph as a person."
+    own = "The latest commit in /w/repo was made by the author of this commit."
+    entity = {"entities": [{"name": "latest_commit_author", "entityType": "person", "observations": [own]}]}
+    script = Script(text_call("create_entities", entity), answer("I could not read the log."))
+    result = await run(llm, script, [memory], task=task)
+    assert memory.calls == [] and result.tool_calls[0].error == (
+        "not run: the entities[0].observations[0] to write is in neither the task nor any tool result, and no "
+        "call has read /w/repo, which the task names. Call the tool that reads it first, then write what it returns."
+    )
+
+
 async def test_a_call_of_a_tool_that_does_not_exist_read_nothing_for_a_write(llm: LLMClient) -> None:
     """The 1.5B called a made-up copy_file with greeting.txt as its source before writing its own text."""
     files = files_child()
