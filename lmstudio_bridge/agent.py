@@ -450,15 +450,14 @@ def _change_instead(
     step: AskForAnswer, run: _Run, model: _Model, toolbox: Toolbox, asked: AskForAnswer | None
 ) -> AskForAnswer | None:
     """Once per task, when the model, asked for the answer or a call the task still needs, calls again a tool
-    that does not exist or repeats a call, after a call of a tool that does not exist failed, while a call has
-    worked and no change has: the answer step again, naming the tools that make a change and lose nothing more
-    when called again. With the file read after a made-up ``copy_file``, the 1.5B called ``copy_file`` again
-    and the 0.5B read the file again; each, told the tool does not exist and given ``write_file``, wrote the
-    copy. With nothing read, the 1.5B, given ``write_file``, wrote "This is a copy of greeting.txt" to the copy."""
+    that does not exist or repeats a call, after a call of a tool that does not exist failed, while no change has
+    worked: the answer step again, naming the tools that make a change and lose nothing more when called again.
+    With the file read after a made-up ``copy_file``, the 1.5B called ``copy_file`` again and the 0.5B read the
+    file again; each, told the tool does not exist and given ``write_file``, wrote the copy. With nothing read,
+    the 1.5B answered "There is no tool named 'copy_file'."; given ``write_file`` then, it wrote "This is a copy
+    of greeting.txt" to the copy, which is not run (``_unread``), and the read is asked for."""
     # Asked with ``may_call``, ``decide`` asks again only for a reply that calls: a made-up tool or a call made.
     if asked is None or not asked.may_call or run.asked_change or run.rounds >= model.limits.max_rounds:
-        return None
-    if not _worked(run):
         return None
     made_up = next((record.name for record in run.records if toolbox.lookup(record.name) is None), None)
     if made_up is None or _changed_on(run, toolbox):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -848,7 +848,7 @@ async def test_a_made_up_change_asked_for_again_is_answered_with_the_tools_that_
     assert result.answer == "Copied /w/greeting.txt to /w/greeting-copy.txt."
 
 
-@pytest.mark.parametrize("case", ["asked once", "no tool made up", "read-only", "a change was made", "none worked"])
+@pytest.mark.parametrize("case", ["asked once", "no tool made up", "read-only", "a change was made"])
 async def test_the_tools_that_make_changes_are_named_once_after_a_made_up_call_while_none_was_made(
     llm: LLMClient, case: str
 ) -> None:
@@ -858,8 +858,6 @@ async def test_the_tools_that_make_changes_are_named_once_after_a_made_up_call_w
         replies += [text_call("copy_file", COPY)]
     elif case == "no tool made up":
         replies = [text_call("read_file", READ_GREETING), text_call("read_file", READ_GREETING)]
-    elif case == "none worked":  # the 1.5B, given write_file with nothing read, wrote a sentence of its own
-        replies = [text_call("copy_file", COPY)] * 3
     elif case == "a change was made":
         replies[2:2] = [text_call("write_file", WRITE_COPY)]
     script = Script(*replies, answer("The copy could not be made."))
@@ -868,6 +866,28 @@ async def test_the_tools_that_make_changes_are_named_once_after_a_made_up_call_w
     assert sum(c.endswith(CHANGE_INSTEAD) for c in closings) == (case == "asked once")
     assert closings[-1].endswith(ANSWER_NOW) and result.answer == "The copy could not be made."
     assert (("write_file", WRITE_COPY) in child.calls) == (case == "a change was made")
+
+
+async def test_with_nothing_read_the_tools_that_make_changes_are_named_and_a_copy_of_nothing_is_not_run(
+    llm: LLMClient,
+) -> None:
+    """With nothing read, the 1.5B called its made-up copy_file twice and answered that there is no such tool;
+    given write_file, it wrote a sentence of its own, naming the original, to the copy."""
+    child = copy_child()
+    own = {"path": "/w/greeting-copy.txt", "content": "This is a copy of greeting.txt"}
+    script = Script(
+        text_call("copy_file", COPY),
+        text_call("copy_file", COPY),
+        text_call("copy_file", COPY),
+        text_call("write_file", own),
+        text_call("read_file", READ_GREETING),
+        text_call("write_file", WRITE_COPY),
+        answer("Copied /w/greeting.txt to /w/greeting-copy.txt."),
+    )
+    result = await run(llm, script, [child], replace(LIMITS, max_rounds=10), task=COPY_TASK)
+    assert script.bodies[3]["messages"][1]["content"].endswith(CHANGE_INSTEAD)
+    assert child.calls == [("read_file", READ_GREETING), ("write_file", WRITE_COPY)]
+    assert result.answer == "Copied /w/greeting.txt to /w/greeting-copy.txt."
 
 
 READ_SCHEMA = {
