@@ -964,8 +964,8 @@ def _calls_made(messages: list[dict[str, Any]], not_run: Collection[str] = ()) -
 
 
 def _before(run: _Run) -> list[Made]:
-    """The calls made before this round's, whose results the model has seen: a call being judged names a place
-    by its own arguments, and reads nothing."""
+    """The calls made before this round's (the last message holds this round's), whose results the model has
+    seen: a call being judged names a place by its own arguments, and reads nothing."""
     return _calls_made(run.messages[:-1], run.not_run)
 
 

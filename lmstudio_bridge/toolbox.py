@@ -574,7 +574,7 @@ def conventional_schema(schema: Any) -> Any:
 
     pydantic's ``title``s stay, though they only reword each name ("Repo Path" for ``repo_path``): without
     them the 1.5B asked for the time in three cities wrote one call where it had written all three (0 of 8
-    runs passed, against 4 of 4 with them)."""
+    runs passed, against 8 of 8 with them)."""
     if isinstance(schema, list):
         return [conventional_schema(item) for item in schema]
     if not isinstance(schema, dict):
