@@ -708,7 +708,7 @@ def _unread(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
     names a file no call has read (``grounding.unread``). Asked for a copy of greeting.txt, the 1.5B wrote
     a sentence of its own to the copy. The call itself reads nothing: asked to save the latest commit's author,
     the 1.5B saved "The latest commit in /tmp/.../repo was made by the author of this commit." unread."""
-    if (found := unread(run.task, arguments, _before(run))) is None:
+    if (found := unread(run.task, arguments, _calls_made(run.messages, run.not_run))) is None:
         return None
     where, places = found
     logger.info("Did not run a call of %s: its %s is from nowhere, and no call has read %s", tool.name, where, places)
@@ -722,7 +722,7 @@ def _blind(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
     hints = tool.annotations
     if hints is None or hints.destructive_hint is False or hints.idempotent_hint is not False:
         return None
-    if (found := blind(run.task, arguments, _before(run))) is None:
+    if (found := blind(run.task, arguments, _calls_made(run.messages, run.not_run))) is None:
         return None
     where, place = found
     logger.info("Did not run a call of %s: it changes %s unread, and its %s is from nowhere", tool.name, place, where)
@@ -945,8 +945,9 @@ def _results_digest(messages: list[dict[str, Any]]) -> str:
 
 
 def _calls_made(messages: list[dict[str, Any]], not_run: Collection[str] = ()) -> list[Made]:
-    """Every tool call in the conversation with its result, in order; those whose ids are in ``not_run`` reached
-    no tool.
+    """Every tool call in the conversation with its result, in order. Those whose ids are in ``not_run`` reached
+    no tool; those with no result yet (this round's, while they are judged) have not run: a call names a place
+    by its own arguments, and reads nothing.
 
     Results are matched within their round: some servers number call ids from 0 every round.
     """
@@ -957,16 +958,11 @@ def _calls_made(messages: list[dict[str, Any]], not_run: Collection[str] = ()) -
         results = {m.get("tool_call_id"): m["content"] for m in following if m.get("role") == "tool"}
         for call in calls:
             function = call["function"]
-            result = results.get(call["id"], "(no result)")
-            ok = not result.startswith("Error: ")
-            made.append(Made(function["name"], function["arguments"], result, ok, ran=call["id"] not in not_run))
+            result = results.get(call["id"])
+            ran = result is not None and call["id"] not in not_run
+            ok = result is not None and not result.startswith("Error: ")
+            made.append(Made(function["name"], function["arguments"], result or "(no result)", ok, ran=ran))
     return made
-
-
-def _before(run: _Run) -> list[Made]:
-    """The calls made before this round's (the last message holds this round's), whose results the model has
-    seen: a call being judged names a place by its own arguments, and reads nothing."""
-    return _calls_made(run.messages[:-1], run.not_run)
 
 
 def _signature(call: ToolCallRequest) -> str:

@@ -52,7 +52,8 @@ class Made:
     result: str
     ok: bool
     ran: bool = True
-    """False for a call that reached no tool: one the model made up, or one the bridge held back."""
+    """False for a call that reached no tool: one the model made up, one the bridge held back, or one with no
+    result yet."""
 
     @property
     def call(self) -> str:
