@@ -67,6 +67,7 @@ from .grounding import (
     records,
     results_words,
     squeezed,
+    to_the_reader,
     unfounded_names,
     unfounded_numbers,
     unread,
@@ -89,6 +90,7 @@ from .prompts import (
     HELD_BACK,
     INSTRUCTED,
     LEFT_OUT,
+    LEFT_TO_DO,
     MADE_UP,
     NO_SUCH_TOOL,
     NOT_CALLED,
@@ -430,19 +432,26 @@ def _unmade(finish: Finish, run: _Run, model: _Model, toolbox: Toolbox) -> AskFo
     """Once per task, when the answer names a tool that may change something but declares it destroys nothing,
     and no call that changes something has worked: the answer step again, asking for that call. With the contact
     read, the 1.5B answered "You would then need to call the `create_entities` tool to create an entity for
-    Linus Pauling" instead of calling it."""
+    Linus Pauling" instead of calling it.
+
+    Also when the answer names no tool but tells its reader what they would or need to do, while a server not
+    used yet has tools that add (``_unused_adding``): the step then names those, and the model may still answer.
+    With the commit's author read, the 1.5B answered "You would then need to add this information to the
+    knowledge graph as a person"."""
     if run.asked_unmade or finish.stop != "answered" or run.rounds >= model.limits.max_rounds:
         return None
     if _changed_on(run, toolbox):
         return None
-    named = next(
-        (t for t in toolbox.tools if _changes_nothing_lost(t.tool) and names_tool(finish.answer, t.api_name)), None
-    )
-    if named is None:
+    changing = (t for t in toolbox.tools if _changes_nothing_lost(t.tool))
+    if named := next((t for t in changing if names_tool(finish.answer, t.api_name)), None):
+        closing = UNMADE.format(name=named.api_name)
+        why = f"the answer names {named.label}, which was not called"
+    elif to_the_reader(finish.answer) and (adding := _unused_adding(run, toolbox)):
+        closing = LEFT_TO_DO.format(tools=", ".join(adding))
+        why = "the answer leaves a change to its reader"
+    else:
         return None
     run.asked_unmade = True
-    closing = UNMADE.format(name=named.api_name)
-    why = f"the answer names {named.label}, which was not called"
     return AskForAnswer("answered", why, may_call=True, closing=closing, wants_call=True)
 
 
@@ -450,23 +459,46 @@ def _change_instead(
     step: AskForAnswer, run: _Run, model: _Model, toolbox: Toolbox, asked: AskForAnswer | None
 ) -> AskForAnswer | None:
     """Once per task, when the model, asked for the answer or a call the task still needs, calls again a tool
-    that does not exist or repeats a call, after a call of a tool that does not exist failed, while no change has
-    worked: the answer step again, naming the tools that make a change and lose nothing more when called again.
-    With the file read after a made-up ``copy_file``, the 1.5B called ``copy_file`` again and the 0.5B read the
-    file again; each, told the tool does not exist and given ``write_file``, wrote the copy. With nothing read,
-    the 1.5B answered "There is no tool named 'copy_file'."; given ``write_file`` then, it wrote "This is a copy
-    of greeting.txt" to the copy, which is not run (``_unread``), and the read is asked for."""
+    that does not exist or repeats a call, while no change has worked: the answer step again, naming tools that
+    make a change. After a call of a tool that does not exist failed, those that lose nothing more when called
+    again: with the file read after a made-up ``copy_file``, the 1.5B called ``copy_file`` again and the 0.5B read
+    the file again; each, told the tool does not exist and given ``write_file``, wrote the copy. With nothing
+    read, the 1.5B answered "There is no tool named 'copy_file'."; given ``write_file`` then, it wrote "This is a
+    copy of greeting.txt" to the copy, which is not run (``_unread``), and the read is asked for. Otherwise those
+    that add, of the servers not used yet (``_unused_adding``): with the contact read, the 0.5B read it again."""
     # Asked with ``may_call``, ``decide`` asks again only for a reply that calls: a made-up tool or a call made.
     if asked is None or not asked.may_call or run.asked_change or run.rounds >= model.limits.max_rounds:
         return None
-    made_up = next((record.name for record in run.records if toolbox.lookup(record.name) is None), None)
-    if made_up is None or _changed_on(run, toolbox):
+    if _changed_on(run, toolbox):
         return None
-    if not (changing := [t.api_name for t in toolbox.tools if _changes_repeatably(t.tool)]):
+    made_up = next((record.name for record in run.records if toolbox.lookup(record.name) is None), None)
+    if made_up is not None and (changing := [t.api_name for t in toolbox.tools if _changes_repeatably(t.tool)]):
+        closing = f"{NO_SUCH_TOOL.format(name=made_up)} {CHANGE_INSTEAD.format(tools=', '.join(changing))}"
+    elif made_up is None and (adding := _unused_adding(run, toolbox)):
+        closing = CHANGE_INSTEAD.format(tools=", ".join(adding))
+    else:
         return None
     run.asked_change = True
-    closing = f"{NO_SUCH_TOOL.format(name=made_up)} {CHANGE_INSTEAD.format(tools=', '.join(changing))}"
     return replace(step, may_call=True, closing=closing, wants_call=True)
+
+
+def _unused_adding(run: _Run, toolbox: Toolbox) -> list[str]:
+    """The tools that add and destroy nothing (``destructiveHint`` and ``idempotentHint`` false, as
+    ``create_entities``) of the task's servers on which no call has worked, once a call has worked on another:
+    a task given two servers that has used one, as one that reads a contact to save it in the knowledge graph.
+    Not ``create_directory`` (idempotent): asked for the change a file needs, a model could make the file a
+    folder."""
+    used = {t.server for record in run.records if record.ok and (t := toolbox.lookup(record.name))}
+    if not used:
+        return []
+    return [
+        t.api_name
+        for t in toolbox.tools
+        if t.server not in used
+        and _changes_nothing_lost(t.tool)
+        and t.tool.annotations is not None
+        and t.tool.annotations.idempotent_hint is False
+    ]
 
 
 def _changed_on(run: _Run, toolbox: Toolbox) -> set[str]:

@@ -150,6 +150,11 @@ _TO_THE_READER = re.compile(r"\b(?:you|we)(?:'d|'ll| would| will| can| could| sh
 """What an answer says its reader would, could or needs to do."""
 
 
+def to_the_reader(answer: str) -> bool:
+    """Whether the answer says what "you" or "we" would, could or need to do."""
+    return _TO_THE_READER.search(answer) is not None
+
+
 def instructs(answer: str, made: Sequence[Made], tools: Sequence[str]) -> list[str]:
     """The tools an answer tells its reader to call when every call of theirs it names has already worked: it
     names them and says what "you" or "we" would, could or need to do. Having saved Marie Curie with
@@ -158,7 +163,7 @@ def instructs(answer: str, made: Sequence[Made], tools: Sequence[str]) -> list[s
     the change is still to be made.
 
     An answer that also names a tool none of whose calls worked is not judged: it tells what is left to do."""
-    if not _TO_THE_READER.search(answer):
+    if not to_the_reader(answer):
         return []
     named = [name for name in tools if names_tool(answer, name)]
     worked = {m.name for m in made if m.ok}

@@ -121,6 +121,14 @@ UNMADE = "The {name} call was not made. If the task needs it, reply with only th
 """Closes the answer step asked again when the answer names a change it did not make (``agent._unmade``). Replayed
 on the 1.5B's answer step that had said "You would then need to call the `create_entities` tool", this closing
 gave the call; showing the answer and asking for the call again gave the same answer."""
+LEFT_TO_DO = (
+    "No call above has made a change. If the task asks for one, reply with only the call that makes it, as JSON: "
+    "one of {tools}. Otherwise: " + ANSWER_OR_CALL
+)
+"""Closes the answer step asked again when the answer tells its reader what is left to do and a server not used
+yet has tools that add (``agent._unmade``). Replayed on the 1.5B's answer step that had said "You would then need
+to add this information to the knowledge graph as a person": ``create_entities`` in 3 of 6, with memory's three
+tools that add named; naming none, 3 of 6 and once ``git_commit``."""
 UNREAD = (
     "not run: the {where} to write is in neither the task nor any tool result, and no call has read {places}, "
     "which the task names. Call the tool that reads {them} first, then write what it returns."

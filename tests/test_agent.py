@@ -1241,8 +1241,8 @@ async def test_a_write_held_back_is_asked_for_once_and_only_after_a_call_worked(
 def contact_children() -> tuple[StubChild, StubChild]:
     path = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
     reads = ToolAnnotations(read_only_hint=True)
-    adds = ToolAnnotations(read_only_hint=False, destructive_hint=False)
-    removes = ToolAnnotations(read_only_hint=False, destructive_hint=True)
+    adds = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False)
+    removes = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True)
     read = Tool(name="read_text_file", input_schema=path, annotations=reads)
     files = StubChild("filesystem", [read], lambda n, a: "Name: Linus Pauling\nJob: chemist")
     create = Tool(name="create_entities", input_schema={"type": "object"}, annotations=adds)
@@ -1291,6 +1291,56 @@ async def test_a_change_the_answer_names_is_asked_for_once_while_none_was_made_a
     result = await run(llm, script, [files, memory], task=CONTACT_TASK)
     assert len(script.bodies) == expected and result.stop_reason == "answered"
     assert [name for name, _ in memory.calls] == (["create_entities"] if case == "a change was made" else [])
+
+
+ADD_INSTEAD = "If the task needs a change, reply with only the call that makes it, as JSON: one of create_entities."
+LEFT_TO_DO = (
+    "No call above has made a change. If the task asks for one, reply with only the call that makes it, as JSON: "
+    f"one of create_entities. Otherwise: {ANSWER_OR_CALL}"
+)
+
+
+@pytest.mark.parametrize(
+    ("second", "closing"),
+    [
+        pytest.param(text_call("read_text_file", READ_CONTACT), ADD_INSTEAD, id="the-read-again"),
+        pytest.param(answer("You would then need to add him to the knowledge graph."), LEFT_TO_DO, id="left-to-do"),
+    ],
+)
+async def test_with_one_server_used_the_tools_that_add_on_the_other_are_named_once(
+    llm: LLMClient, second: dict, closing: str
+) -> None:
+    """With the contact read, asked for the answer or the call still needed, the 0.5B read it again and the 1.5B
+    answered that the person would then need to be added; given create_entities, each called it. The tool that
+    deletes is not named."""
+    files, memory = contact_children()
+    script = Script(
+        text_call("read_text_file", READ_CONTACT), second, text_call("create_entities", PAULING), answer("Saved.")
+    )
+    result = await run(llm, script, [files, memory], task=CONTACT_TASK)
+    assert script.bodies[2]["messages"][1]["content"].endswith(closing) and "tools" not in script.bodies[2]
+    assert memory.calls == [("create_entities", PAULING)] and result.answer == "Saved."
+
+
+@pytest.mark.parametrize("case", ["one server", "both used", "asked once"])
+async def test_the_tools_that_add_are_not_named_while_no_other_server_was_used_nor_twice(
+    llm: LLMClient, case: str
+) -> None:
+    files, memory = contact_children()
+    children = [files] if case == "one server" else [files, memory]
+    said = "You would then need to add him to the knowledge graph."
+    replies = [text_call("read_text_file", READ_CONTACT), answer(said)]
+    if case == "both used":
+        reads = ToolAnnotations(read_only_hint=True)
+        memory.tools.append(Tool(name="read_graph", input_schema={"type": "object"}, annotations=reads))
+        replies = [text_call("read_text_file", READ_CONTACT), text_call("read_graph", {}), answer(said)]
+    elif case == "asked once":
+        replies = [*replies, answer(said)]
+    script = Script(*replies)
+    result = await run(llm, script, children, task=CONTACT_TASK)
+    closings = [body["messages"][-1]["content"] for body in script.bodies if "tools" not in body]
+    assert sum(c.endswith(LEFT_TO_DO) for c in closings) == (case == "asked once")
+    assert result.answer == said and memory.calls == ([("read_graph", {})] if case == "both used" else [])
 
 
 async def test_after_a_write_written_as_text_is_not_run_the_call_that_gives_its_values_is_asked_for(
