@@ -486,8 +486,7 @@ def _unused_adding(run: _Run, toolbox: Toolbox) -> list[str]:
     """The tools that add and destroy nothing (``destructiveHint`` and ``idempotentHint`` false, as
     ``create_entities``) of the task's servers on which no call has worked, once a call has worked on another:
     a task given two servers that has used one, as one that reads a contact to save it in the knowledge graph.
-    Not ``create_directory`` (idempotent): asked for the change a file needs, a model could make the file a
-    folder."""
+    Not ``write_file`` or ``delete_entities`` (they may destroy), nor ``create_directory`` (idempotent)."""
     used = {t.server for record in run.records if record.ok and (t := toolbox.lookup(record.name))}
     if not used:
         return []
