@@ -336,7 +336,7 @@ def written_back(arguments: dict[str, Any], made: Sequence[Made], parts: bool = 
 def unread(task: str, arguments: dict[str, Any], made: Sequence[Made]) -> tuple[str, list[str]] | None:
     """A text to write that is in neither the task nor any result, while the task names a file or path that
     no call in ``made`` that ran names, nor this write's values other than that text, and no result shows:
-    ``(where, those places)``. ``made`` holds the calls before this one. Asked to copy
+    ``(where, those places)``. This write, in ``made`` or not, has not run. Asked to copy
     greeting.txt, the 1.5B wrote "This is a copy of the original greeting file." to the copy without
     reading the original. A text the model composes for a place the task names alone is its own to write.
     The invented text does not name a place for itself: the 1.5B wrote "This is a copy of greeting.txt" to the

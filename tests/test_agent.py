@@ -1311,9 +1311,11 @@ async def test_with_one_server_used_the_tools_that_add_on_the_other_are_named_on
     llm: LLMClient, second: dict, closing: str
 ) -> None:
     """With the contact read, asked for the answer or the call still needed, the 0.5B read it again and the 1.5B
-    answered that the person would then need to be added; given create_entities, each called it. The tool that
-    deletes is not named."""
+    answered that the person would then need to be added; given create_entities, each called it. The tools that
+    delete or are idempotent are not named."""
     files, memory = contact_children()
+    marks = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True)
+    memory.tools.append(Tool(name="mark_entity", input_schema={"type": "object"}, annotations=marks))
     script = Script(
         text_call("read_text_file", READ_CONTACT), second, text_call("create_entities", PAULING), answer("Saved.")
     )
@@ -1322,12 +1324,13 @@ async def test_with_one_server_used_the_tools_that_add_on_the_other_are_named_on
     assert memory.calls == [("create_entities", PAULING)] and result.answer == "Saved."
 
 
-@pytest.mark.parametrize("case", ["one server", "both used", "asked once"])
+@pytest.mark.parametrize("case", ["none worked", "both used", "asked once"])
 async def test_the_tools_that_add_are_not_named_while_no_other_server_was_used_nor_twice(
     llm: LLMClient, case: str
 ) -> None:
     files, memory = contact_children()
-    children = [files] if case == "one server" else [files, memory]
+    if case == "none worked":
+        files.handler = lambda n, a: CallToolResult(content=[TextContent(type="text", text="ENOENT")], is_error=True)
     said = "You would then need to add him to the knowledge graph."
     replies = [text_call("read_text_file", READ_CONTACT), answer(said)]
     if case == "both used":
@@ -1337,7 +1340,7 @@ async def test_the_tools_that_add_are_not_named_while_no_other_server_was_used_n
     elif case == "asked once":
         replies = [*replies, answer(said)]
     script = Script(*replies)
-    result = await run(llm, script, children, task=CONTACT_TASK)
+    result = await run(llm, script, [files, memory], task=CONTACT_TASK)
     closings = [body["messages"][-1]["content"] for body in script.bodies if "tools" not in body]
     assert sum(c.endswith(LEFT_TO_DO) for c in closings) == (case == "asked once")
     assert result.answer == said and memory.calls == ([("read_graph", {})] if case == "both used" else [])
