@@ -87,6 +87,7 @@ from .prompts import (
     CHANGE_INSTEAD,
     CONTINUE_PROMPT,
     DESCRIBED,
+    FOUND_SINCE,
     HELD_BACK,
     INSTRUCTED,
     LEFT_OUT,
@@ -95,6 +96,7 @@ from .prompts import (
     NO_SUCH_TOOL,
     NOT_CALLED,
     REPAIR_PROMPT,
+    SEARCH_INSTEAD,
     SYSTEM_PROMPT,
     UNFOUNDED,
     UNMADE,
@@ -241,6 +243,8 @@ class _Run:
     """A change the answer names was asked for (``_unmade``): once per task."""
     asked_change: bool = False
     """The tools that make a change were named after a made-up call (``_change_instead``): once per task."""
+    asked_search: bool = False
+    """A search was asked for after a read failed (``_search_instead``): once per task."""
     not_run: set[str] = field(default_factory=set)
     """The ids of calls that reached no tool: of a tool that does not exist, held back, or unreadable."""
     strays: int = 0
@@ -599,7 +603,58 @@ def after_calls(reply: Reply, run: _Run, count: int, toolbox: Toolbox) -> AskFor
         closing = HELD_BACK.format(tools=", ".join(reading))
         return AskForAnswer("answered", "a write was not run", may_call=True, closing=closing, wants_call=True)
     failed = not all(record.ok for record in run.records[-count:])
+    made = _calls_made(run.messages, run.not_run)
+    if failed and (search := _search_instead(made[-count:], made, run, toolbox)):
+        return AskForAnswer("answered", "a read failed", may_call=True, closing=search, wants_call=True)
+    if not failed and (read := _found_since(made[-count:], made[:-count], toolbox)):
+        return AskForAnswer("answered", "a search found a path", may_call=True, closing=read, wants_call=True)
     return AskForAnswer("answered", "a call failed" if failed else "results in", may_call=True)
+
+
+def _search_instead(latest: list[Made], made: list[Made], run: _Run, toolbox: Toolbox) -> str | None:
+    """Once per task, when a call that only reads has failed and its server has a search tool no call has used:
+    the closing that names it. After reading a guessed path (``project/settings.ini``, where the file was
+    under ``services/billing/conf``) and "ENOENT", the 1.5B answered that the file does not exist; asked
+    whether ``search_files`` can find it, it called it in 4 of 4 replies."""
+    if run.asked_search:
+        return None
+    used = {t.api_name for m in made if (t := toolbox.lookup(m.name))}
+    for m in latest:
+        offered = toolbox.lookup(m.name)
+        if m.ok or not m.ran or offered is None or not declares_read_only(offered.tool):
+            continue
+        if searches := [t.api_name for t in toolbox.search_tools(offered.server) if t.api_name not in used]:
+            run.asked_search = True
+            return SEARCH_INSTEAD.format(call=offered.api_name, search=" or ".join(searches))
+    return None
+
+
+def _found_since(latest: list[Made], before: list[Made], toolbox: Toolbox) -> str | None:
+    """When a call that only reads failed earlier and a search just found paths under the folder it searched:
+    the closing that asks for the read of what it found. Given the search's result with the usual closing,
+    the 1.5B read the file it found in 2 of 4 replies (and in one answered that it does not exist); with this
+    closing, in 3 of 4."""
+    failed = [o for m in before if not m.ok and m.ran and (o := toolbox.lookup(m.name)) and declares_read_only(o.tool)]
+    if not failed:
+        return None
+    for m in latest:
+        offered = toolbox.lookup(m.name)
+        searches = {t.api_name for t in toolbox.search_tools(offered.server)} if offered else set()
+        if m.ok and offered is not None and offered.api_name in searches and _found_paths(m):
+            return FOUND_SINCE.format(call=failed[-1].api_name, search=offered.api_name)
+    return None
+
+
+def _found_paths(made: Made) -> bool:
+    """Whether a call's result names a path under a folder its arguments name."""
+    try:
+        arguments = json.loads(made.arguments or "{}")
+    except json.JSONDecodeError:
+        return False
+    if not isinstance(arguments, dict):
+        return False
+    folders = [v.rstrip("/") + "/" for v in arguments.values() if isinstance(v, str) and v.strip("/")]
+    return any(token.startswith(folder) for token in made.result.split() for folder in folders)
 
 
 def _new_calls(calls: list[ToolCallRequest], seen: set[str]) -> list[ToolCallRequest]:

@@ -75,6 +75,18 @@ Replayed on the answer steps that followed the read of the file to copy, where t
 again (2 runs) and the 0.5B had read the file again (1 run): each wrote the copy with ``write_file``, the 1.5B
 with or without ``edit_file`` and ``move_file`` in the list. With the same words and no tools named, the 1.5B
 read the file again; with the usual closing, it said the task cannot be done."""
+SEARCH_INSTEAD = "The {call} call failed. If {search} can find what it looked for, reply with only that call, as JSON."
+"""Closes the answer step after a call that only reads failed, on a server with a search tool not used yet
+(``agent._search_instead``). Replayed on the 1.5B's answer step after its read of a guessed path failed: 4 of 4
+replies called ``search_files``, three for ``settings.ini``; the usual closing had it answer that the file does
+not exist. Followed by "Otherwise: answer the task now", 2 of 4 called it, with content to search for."""
+FOUND_SINCE = (
+    "The {call} call failed, and {search} has found a path since. If the task needs what it holds, reply with "
+    "only the call that reads it, as JSON. Otherwise: " + ANSWER_OR_CALL
+)
+"""Closes the answer step after a search found paths, when a read had failed before it (``agent._found_since``).
+Replayed on the 1.5B's answer step with the found settings.ini: the read of it in 3 of 4 replies, against 2 of 4
+with the usual closing; saying only that the search "was called after it", 1 of 4."""
 NOT_CALLED = (
     "The task also names {items}, and no call above is for {them}. Reply with only the call for {them}, as JSON."
 )

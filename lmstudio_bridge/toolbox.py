@@ -139,7 +139,7 @@ class OfferedTool:
         ``2024-01-15T14:30:25``, which empties the log): given the ``task``, such a value is dropped unless
         the task itself holds it.
         """
-        arguments = self._listed(self._unwrapped(arguments))
+        arguments = self._globbed(self._listed(self._unwrapped(arguments)))
         schema = self.tool.input_schema or {}
         params = schema.get("properties") or {}
         if not params:
@@ -170,6 +170,24 @@ class OfferedTool:
         unwrapped = {**{k: v for k, v in arguments.items() if k in params}, **inner}
         logger.debug("Unwrapped schema-shaped arguments for %s: %s", self.label, arguments)
         return unwrapped
+
+    def _globbed(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """A ``pattern`` without a folder part made to match in subfolders too (``**/`` before it), for a tool
+        that only reads and whose description gives ``**/`` as the way to do that. The filesystem server's
+        ``search_files`` is "a recursive search", yet its glob ``settings.ini`` matches only at the top of the
+        folder searched ("No matches found"); the small models write such patterns, and ``*.ini``, even shown
+        the description. ``**/`` also matches at the top, so nothing the pattern matched is lost."""
+        pattern = arguments.get("pattern")
+        if (
+            not isinstance(pattern, str)
+            or not pattern.strip()
+            or "/" in pattern
+            or "**/" not in (self.tool.description or "")
+            or not declares_read_only(self.tool)
+        ):
+            return arguments
+        logger.debug("Searching subfolders too with %s: **/%s", self.label, pattern)
+        return {**arguments, "pattern": f"**/{pattern}"}
 
     def _listed(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Arguments that are one item of the tool's list parameter, written without the list, put in it:
@@ -381,6 +399,15 @@ class Toolbox:
         shared = set(_name_words(name))
         looks.sort(key=lambda c: not shared.intersection(_name_words(c)))  # a name that shares a word first
         return [c for c in looks if not declares_destructive(self._by_name[c].tool) or _misspelt(name, c)][:n]
+
+    def search_tools(self, server: str) -> list[OfferedTool]:
+        """The tools of ``server`` that only read and whose names say they search or find (``search_files``,
+        ``search_nodes``)."""
+        return [
+            t
+            for t in self.tools
+            if t.server == server and declares_read_only(t.tool) and {"search", "find"} & set(_name_words(t.tool.name))
+        ]
 
     def without_guesses(self, name: str, arguments: dict[str, Any], task: str) -> dict[str, Any] | None:
         """The arguments of a failed read-only call without the optional values the task never mentions,

@@ -1346,6 +1346,80 @@ async def test_the_tools_that_add_are_not_named_while_no_other_server_was_used_n
     assert result.answer == said and memory.calls == ([("read_graph", {})] if case == "both used" else [])
 
 
+def search_child(found: str = "/w/services/conf/settings.ini") -> StubChild:
+    """A filesystem with a read and a glob search that, as the published server's, matches from the top of the
+    folder searched: ``settings.ini`` finds nothing, ``**/settings.ini`` finds ``found``."""
+    path = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
+    pattern = {"type": "object", "properties": {"path": {"type": "string"}, "pattern": {"type": "string"}}}
+    reads = ToolAnnotations(read_only_hint=True)
+    glob = "Recursively search for files. Use '*.ext' for the folder itself, '**/*.ext' for all subfolders."
+    tools = [
+        Tool(name="read_text_file", input_schema=path, annotations=reads),
+        Tool(name="search_files", description=glob, input_schema=pattern, annotations=reads),
+    ]
+
+    def handle(name: str, arguments: dict[str, Any]) -> Any:
+        if name == "search_files":
+            return found if found and arguments["pattern"] == "**/settings.ini" else "No matches found"
+        if arguments["path"] == found:
+            return "[database]\nhost = db-billing.internal"
+        return CallToolResult(content=[TextContent(type="text", text="ENOENT: no such file")], is_error=True)
+
+    return StubChild("filesystem", tools, handle)
+
+
+FIND_TASK = "There is a settings.ini somewhere under /w. Which database host does it set?"
+GUESSED = {"path": "/w/settings.ini"}
+SEARCH_INSTEAD = (
+    "The read_text_file call failed. If search_files can find what it looked for, reply with only that call, as JSON."
+)
+FOUND_SINCE = (
+    "The read_text_file call failed, and search_files has found a path since. If the task needs what it holds, "
+    "reply with only the call that reads it, as JSON. Otherwise: answer the task now, with the values from the "
+    "results that answer it."
+)
+
+
+async def test_after_a_read_fails_the_search_is_asked_for_and_then_the_read_of_what_it_found(llm: LLMClient) -> None:
+    """The 1.5B read a guessed path, got ENOENT, and answered that the file does not exist; asked whether
+    search_files can find it, it searched for ``settings.ini``, which the server matches at the top only."""
+    files = search_child()
+    script = Script(
+        text_call("read_text_file", GUESSED),
+        text_call("search_files", {"path": "/w", "pattern": "settings.ini"}),
+        text_call("read_text_file", {"path": "/w/services/conf/settings.ini"}),
+        answer("It sets db-billing.internal."),
+    )
+    result = await run(llm, script, [files], task=FIND_TASK)
+    assert [body["messages"][-1]["content"].endswith(SEARCH_INSTEAD) for body in script.bodies] == [0, 1, 0, 0]
+    assert [body["messages"][-1]["content"].endswith(FOUND_SINCE) for body in script.bodies] == [0, 0, 1, 0]
+    assert files.calls[1] == ("search_files", {"path": "/w", "pattern": "**/settings.ini"})
+    assert result.answer == "It sets db-billing.internal." and [r.ok for r in result.tool_calls] == [0, 1, 1]
+
+
+@pytest.mark.parametrize("case", ["searched first", "asked once", "no search tool", "found nothing"])
+async def test_a_search_is_asked_for_once_and_the_read_only_for_a_search_that_found_a_path(
+    llm: LLMClient, case: str
+) -> None:
+    files = search_child(found="" if case == "found nothing" else "/w/services/conf/settings.ini")
+    said = "There is no settings.ini under /w."
+    replies = [text_call("read_text_file", GUESSED), text_call("search_files", {"path": "/w", "pattern": "x"})]
+    if case == "searched first":
+        replies = replies[::-1]
+    elif case == "asked once":
+        replies = [*replies[:1], text_call("read_text_file", {"path": "/w/conf/settings.ini"})]
+    elif case == "no search tool":
+        files.tools.pop()
+        replies = replies[:1]
+    elif case == "found nothing":
+        replies[1] = text_call("search_files", {"path": "/w", "pattern": "settings.ini"})
+    script = Script(*replies, answer(said))
+    result = await run(llm, script, [files], task=FIND_TASK)
+    closings = [body["messages"][-1]["content"] for body in script.bodies]
+    assert sum(c.endswith(SEARCH_INSTEAD) for c in closings) == (case in ("asked once", "found nothing"))
+    assert not any(c.endswith(FOUND_SINCE) for c in closings) and result.answer == said
+
+
 async def test_after_a_write_written_as_text_is_not_run_the_call_that_gives_its_values_is_asked_for(
     llm: LLMClient,
 ) -> None:

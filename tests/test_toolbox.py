@@ -236,3 +236,23 @@ def test_a_long_result_is_cut_without_copying_what_is_cut() -> None:
     cut = render_tool_result(result, 1500)
     assert cut == whole[:1500] + "\n[... 1,502 of 3,002 characters cut ...]"
     assert render_tool_result(result, 5000) == whole
+
+
+def test_a_pattern_without_a_folder_searches_subfolders_where_the_tool_says_how() -> None:
+    """The filesystem server's search_files matches ``settings.ini`` at the top of the folder only, and says to
+    write ``**/`` for subfolders; the small models write such patterns even shown that."""
+    schema = {"type": "object", "properties": {"path": {"type": "string"}, "pattern": {"type": "string"}}}
+    reads = ToolAnnotations(read_only_hint=True)
+    glob = "Search for files. Use '*.ext' for the folder itself and '**/*.ext' for all subfolders."
+    search = Tool(name="search_files", description=glob, input_schema=schema, annotations=reads)
+    plain = Tool(name="grep", description="Searches file contents for a regex.", input_schema=schema, annotations=reads)
+    changes = Tool(name="remove_matching", description=glob, input_schema=schema)
+    box = Toolbox([StubChild("fs", [search, plain, changes])])
+    assert found(box, "search_files").prepare_arguments({"path": "/w", "pattern": "*.ini"}) == {
+        "path": "/w",
+        "pattern": "**/*.ini",
+    }
+    for kept in ("conf/*.ini", "**/*.ini", ""):
+        assert found(box, "search_files").prepare_arguments({"pattern": kept}) == {"pattern": kept}
+    assert found(box, "grep").prepare_arguments({"pattern": "host"}) == {"pattern": "host"}
+    assert found(box, "remove_matching").prepare_arguments({"pattern": "*.ini"}) == {"pattern": "*.ini"}
