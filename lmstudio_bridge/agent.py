@@ -110,7 +110,7 @@ from .reasoning import split_reasoning
 from .reply_watch import ReplyWatch
 from .results import Generation, StopReason, TaskResult, TokenUsage, ToolCallRecord
 from .text_tool_calls import TextToolCall, bare_call, extract_tool_calls, made_up_call
-from .toolbox import OfferedTool, Toolbox, ToolOutcome
+from .toolbox import OfferedTool, Toolbox, ToolOutcome, searches
 
 logger = logging.getLogger(__name__)
 
@@ -623,9 +623,9 @@ def _search_instead(latest: list[Made], made: list[Made], run: _Run, toolbox: To
         offered = toolbox.lookup(m.name)
         if m.ok or not m.ran or offered is None or not declares_read_only(offered.tool):
             continue
-        if searches := [t.api_name for t in toolbox.search_tools(offered.server) if t.api_name not in used]:
+        if named := [t.api_name for t in toolbox.search_tools(offered.server) if t.api_name not in used]:
             run.asked_search = True
-            return SEARCH_INSTEAD.format(call=offered.api_name, search=" or ".join(searches))
+            return SEARCH_INSTEAD.format(call=offered.api_name, search=" or ".join(named))
     return None
 
 
@@ -639,8 +639,7 @@ def _found_since(latest: list[Made], before: list[Made], toolbox: Toolbox) -> st
         return None
     for m in latest:
         offered = toolbox.lookup(m.name)
-        searches = {t.api_name for t in toolbox.search_tools(offered.server)} if offered else set()
-        if m.ok and offered is not None and offered.api_name in searches and _found_paths(m):
+        if m.ok and offered is not None and searches(offered) and _found_paths(m):
             return FOUND_SINCE.format(call=failed[-1].api_name, search=offered.api_name)
     return None
 

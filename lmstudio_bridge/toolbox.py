@@ -174,7 +174,7 @@ class OfferedTool:
     def _globbed(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """A ``pattern`` without a folder part made to match in subfolders too (``**/`` before it), for a tool
         that only reads and whose description gives ``**/`` as the way to do that. The filesystem server's
-        ``search_files`` is "a recursive search", yet its glob ``settings.ini`` matches only at the top of the
+        ``search_files`` describes itself as recursive, yet its glob ``settings.ini`` matches only at the top of the
         folder searched ("No matches found"); the small models write such patterns, and ``*.ini``, even shown
         the description. ``**/`` also matches at the top, so nothing the pattern matched is lost."""
         pattern = arguments.get("pattern")
@@ -401,13 +401,8 @@ class Toolbox:
         return [c for c in looks if not declares_destructive(self._by_name[c].tool) or _misspelt(name, c)][:n]
 
     def search_tools(self, server: str) -> list[OfferedTool]:
-        """The tools of ``server`` that only read and whose names say they search or find (``search_files``,
-        ``search_nodes``)."""
-        return [
-            t
-            for t in self.tools
-            if t.server == server and declares_read_only(t.tool) and {"search", "find"} & set(_name_words(t.tool.name))
-        ]
+        """The search tools of ``server`` (``searches``)."""
+        return [t for t in self.tools if t.server == server and searches(t)]
 
     def without_guesses(self, name: str, arguments: dict[str, Any], task: str) -> dict[str, Any] | None:
         """The arguments of a failed read-only call without the optional values the task never mentions,
@@ -570,6 +565,11 @@ def _name_words(name: str) -> list[str]:
     """A tool name's words, in lower case: ``search_files``, ``searchFiles`` and ``search-files`` give
     ``search`` and ``files``."""
     return [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)]
+
+
+def searches(offered: OfferedTool) -> bool:
+    """Whether a tool only reads and its name says it searches or finds (``search_files``, ``search_nodes``)."""
+    return declares_read_only(offered.tool) and bool({"search", "find"} & set(_name_words(offered.tool.name)))
 
 
 def _misspelt(written: str, name: str) -> bool:
