@@ -110,7 +110,7 @@ from .reasoning import split_reasoning
 from .reply_watch import ReplyWatch
 from .results import Generation, StopReason, TaskResult, TokenUsage, ToolCallRecord
 from .text_tool_calls import TextToolCall, bare_call, extract_tool_calls, made_up_call
-from .toolbox import OfferedTool, Toolbox, ToolOutcome, searches
+from .toolbox import OfferedTool, Toolbox, ToolOutcome, file_name, searches
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +129,8 @@ of the task and the results, which an answer restates at most), up to the reply 
 the reply budget, the 0.5B, asked to answer after its calls had failed, wrote steps it would take for 116 s."""
 SHOWN_ANSWER = 1500
 """Most characters of an answer shown again when it is asked for once more."""
+FOUND_NAMED = 3
+"""Most paths a search found that the request for their read names."""
 
 NO_ANSWER = "The model gave no answer: it asked for another tool call instead. The results of its tool calls:"
 
@@ -625,35 +627,49 @@ def _search_instead(latest: list[Made], made: list[Made], run: _Run, toolbox: To
             continue
         if named := [t.api_name for t in toolbox.search_tools(offered.server) if t.api_name not in used]:
             run.asked_search = True
-            return SEARCH_INSTEAD.format(call=offered.api_name, search=" or ".join(named))
+            return SEARCH_INSTEAD.format(call=offered.api_name, search=named[0], what=_looked_for(m))
     return None
+
+
+def _looked_for(made: Made) -> str:
+    """What a call looked for, as a search names it: the file's name at the end of a path it was given."""
+    for value in _arguments(made).values():
+        if isinstance(value, str) and (name := file_name(value)):
+            return name
+    return "what it looked for"
 
 
 def _found_since(latest: list[Made], before: list[Made], toolbox: Toolbox) -> str | None:
     """When a call that only reads failed earlier and a search just found paths under the folder it searched:
-    the closing that asks for the read of what it found. Given the search's result with the usual closing,
-    the 1.5B read the file it found in 2 of 4 replies (and in one answered that it does not exist); with this
-    closing, in 3 of 4."""
+    the closing that names them and asks for the read of what it found. Given the search's result with the usual
+    closing, the 1.5B read the file it found in 2 of 4 replies (and in one answered that it does not exist); told
+    only that the search "has found a path since", in 3 of 4, and the 0.5B read its guessed path again in 4 of 4;
+    told the path, the 0.5B read it in 4 of 4."""
     failed = [o for m in before if not m.ok and m.ran and (o := toolbox.lookup(m.name)) and declares_read_only(o.tool)]
     if not failed:
         return None
     for m in latest:
         offered = toolbox.lookup(m.name)
-        if m.ok and offered is not None and searches(offered) and _found_paths(m):
-            return FOUND_SINCE.format(call=failed[-1].api_name, search=offered.api_name)
+        if m.ok and offered is not None and searches(offered) and (paths := _found_paths(m)):
+            found = ", ".join(paths[:FOUND_NAMED]) + (" and more" if len(paths) > FOUND_NAMED else "")
+            return FOUND_SINCE.format(call=failed[-1].api_name, search=offered.api_name, found=found)
     return None
 
 
-def _found_paths(made: Made) -> bool:
-    """Whether a call's result names a path under a folder its arguments name."""
+def _found_paths(made: Made) -> list[str]:
+    """The paths a call's result names under a folder its arguments name, in order, each once."""
+    folders = [v.rstrip("/") + "/" for v in _arguments(made).values() if isinstance(v, str) and v.strip("/")]
+    found = [token for token in made.result.split() if any(token.startswith(folder) for folder in folders)]
+    return list(dict.fromkeys(found))
+
+
+def _arguments(made: Made) -> dict[str, Any]:
+    """A call's arguments as it was written; none when they are not a JSON object."""
     try:
         arguments = json.loads(made.arguments or "{}")
     except json.JSONDecodeError:
-        return False
-    if not isinstance(arguments, dict):
-        return False
-    folders = [v.rstrip("/") + "/" for v in arguments.values() if isinstance(v, str) and v.strip("/")]
-    return any(token.startswith(folder) for token in made.result.split() for folder in folders)
+        return {}
+    return arguments if isinstance(arguments, dict) else {}
 
 
 def _new_calls(calls: list[ToolCallRequest], seen: set[str]) -> list[ToolCallRequest]:

@@ -75,13 +75,23 @@ Replayed on the answer steps that followed the read of the file to copy, where t
 again (2 runs) and the 0.5B had read the file again (1 run): each wrote the copy with ``write_file``, the 1.5B
 with or without ``edit_file`` and ``move_file`` in the list. With the same words and no tools named, the 1.5B
 read the file again; with the usual closing, it said the task cannot be done."""
-SEARCH_INSTEAD = "The {call} call failed. If {search} can find what it looked for, reply with only that call, as JSON."
+SEARCH_INSTEAD = (
+    "The {call} call failed. Reply with only the {search} call that finds {what}, as JSON: "
+    '{{"name": "{search}", "arguments": {{...}}}}.'
+)
 """Closes the answer step after a call that only reads failed, on a server with a search tool not used yet
-(``agent._search_instead``). Replayed on the 1.5B's answer step after its read of a guessed path failed: 4 of 4
-replies called ``search_files``, three for ``settings.ini``; the usual closing had it answer that the file does
-not exist. Followed by "Otherwise: answer the task now", 2 of 4 called it, with content to search for."""
+(``agent._search_instead``); ``what`` is the file's name the call was given, when it was given one. Replayed on
+the answer steps after a read of a guessed ``project/settings.ini`` failed:
+
+- "If search_files can find what it looked for, reply with only that call": the 1.5B called it in 4 of 4, three
+  for ``settings.ini``, one for the file's content (``host=.*``); the 0.5B read the same path again.
+- "Reply with only the search_files call that finds what it looked for", with the call's shape: the 0.5B called
+  it in 4 of 4 (and live, 3 of 3), the 1.5B searched for the content in 2 of 3 live runs.
+- This closing, naming ``settings.ini``: the 1.5B searched for it in 8 of 8 replies, the 0.5B called the search
+  in 8 of 8, and gave its path (``_split`` then searches its folder) in 5.
+- "If search_files can find settings.ini, reply with only that call": the 1.5B 8 of 8, the 0.5B 3 of 8."""
 FOUND_SINCE = (
-    "The {call} call failed, and {search} has found a path since. If the task needs what it holds, reply with "
+    "The {call} call failed, and {search} has found {found} since. If the task needs what it holds, reply with "
     "only the call that reads it, as JSON. Otherwise: " + ANSWER_OR_CALL
 )
 """Closes the answer step after a search found paths, when a read had failed before it (``agent._found_since``).

@@ -39,6 +39,7 @@ _SCHEMA_KEY_ORDER = ("type", "description", "properties", "items", "required", "
 """Keys first, in this order, as in the tool definitions models are trained on. A schema with
 ``properties`` before ``type`` (as pydantic writes them) makes small models copy its shape into
 their arguments."""
+_FILE_NAME = re.compile(r"[\w-][\w.-]*\.[A-Za-z0-9]{1,8}")
 _WRAPPER_KEYS = frozenset({"properties", "required", "type", "additionalProperties", "title", "$schema"})
 
 
@@ -139,7 +140,7 @@ class OfferedTool:
         ``2024-01-15T14:30:25``, which empties the log): given the ``task``, such a value is dropped unless
         the task itself holds it.
         """
-        arguments = self._globbed(self._listed(self._unwrapped(arguments)))
+        arguments = self._globbed(self._split(self._listed(self._unwrapped(arguments))))
         schema = self.tool.input_schema or {}
         params = schema.get("properties") or {}
         if not params:
@@ -170,6 +171,25 @@ class OfferedTool:
         unwrapped = {**{k: v for k, v in arguments.items() if k in params}, **inner}
         logger.debug("Unwrapped schema-shaped arguments for %s: %s", self.label, arguments)
         return unwrapped
+
+    def _split(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """A search given a file's path as the folder to search, sent as a search for that file's name in its folder,
+        when no ``pattern`` is given or the pattern is that name. After reading a guessed ``project/settings.ini``
+        failed and asked for ``search_files``, the 0.5B called it with ``{"path": ".../project/settings.ini"}`` in 5
+        of 8 replies, and asked to mend a search with a ``directory``, it wrote that path with the pattern
+        ``settings.ini``: the search of the path as a folder failed again. Only for a search tool (``searches``)
+        that takes both, and a last part of the path that is a file's name (``name.ext``), not a folder's or a glob."""
+        path, pattern = arguments.get("path"), arguments.get("pattern")
+        params = (self.tool.input_schema or {}).get("properties") or {}
+        if not isinstance(path, str) or not {"path", "pattern"} <= set(params) or not searches(self):
+            return arguments
+        folder, _, name = path.rstrip("/").rpartition("/")
+        if not folder or not file_name(name):
+            return arguments
+        if pattern and (not isinstance(pattern, str) or pattern.rpartition("/")[2] != name):
+            return arguments
+        logger.debug("Searching %s for %s with %s", folder, name, self.label)
+        return {**arguments, "path": folder, "pattern": pattern or name}
 
     def _globbed(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """A ``pattern`` without a folder part made to match in subfolders too (``**/`` before it), for a tool
@@ -565,6 +585,12 @@ def _name_words(name: str) -> list[str]:
     """A tool name's words, in lower case: ``search_files``, ``searchFiles`` and ``search-files`` give
     ``search`` and ``files``."""
     return [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)]
+
+
+def file_name(path: str) -> str | None:
+    """The last part of a path when it is a file's name with an extension (``settings.ini``): no glob, no folder."""
+    name = path.rstrip("/").rpartition("/")[2]
+    return name if _FILE_NAME.fullmatch(name) else None
 
 
 def searches(offered: OfferedTool) -> bool:

@@ -13,9 +13,10 @@ import pytest
 import respx
 from mcp.types import CallToolResult, TextContent, Tool, ToolAnnotations
 
-from lmstudio_bridge.agent import LoopLimits, run_agent
+from lmstudio_bridge.agent import LoopLimits, _looked_for, run_agent
 from lmstudio_bridge.config import Settings
 from lmstudio_bridge.errors import ToolCallFailed, ToolTimeout
+from lmstudio_bridge.grounding import Made
 from lmstudio_bridge.lmstudio import LLMClient, LMStudioAPI
 from lmstudio_bridge.prompts import ANSWER_NOW, ANSWER_OR_CALL, ANSWER_PROMPT, CALL_OR_ANSWER
 from lmstudio_bridge.toolbox import Toolbox, truncate
@@ -1371,22 +1372,28 @@ def search_child(found: str = "/w/services/conf/settings.ini") -> StubChild:
 FIND_TASK = "There is a settings.ini somewhere under /w. Which database host does it set?"
 GUESSED = {"path": "/w/settings.ini"}
 SEARCH_INSTEAD = (
-    "The read_text_file call failed. If search_files can find what it looked for, reply with only that call, as JSON."
+    "The read_text_file call failed. Reply with only the search_files call that finds settings.ini, as JSON: "
+    '{"name": "search_files", "arguments": {...}}.'
 )
 FOUND_SINCE = (
-    "The read_text_file call failed, and search_files has found a path since. If the task needs what it holds, "
+    "The read_text_file call failed, and search_files has found /w/services/conf/settings.ini since. If the task "
+    "needs what it holds, "
     "reply with only the call that reads it, as JSON. Otherwise: answer the task now, with the values from the "
     "results that answer it."
 )
 
 
-async def test_after_a_read_fails_the_search_is_asked_for_and_then_the_read_of_what_it_found(llm: LLMClient) -> None:
-    """The 1.5B read a guessed path, got ENOENT, and answered that the file does not exist; asked whether
-    search_files can find it, it searched for ``settings.ini``, which the server matches at the top only."""
+@pytest.mark.parametrize("search", [{"path": "/w", "pattern": "settings.ini"}, {"path": "/w/settings.ini"}])
+async def test_after_a_read_fails_the_search_is_asked_for_and_then_the_read_of_what_it_found(
+    llm: LLMClient, search: dict[str, str]
+) -> None:
+    """The 1.5B read a guessed path, got ENOENT, and answered that the file does not exist; asked for the search of
+    ``settings.ini``, it searched for it, which the server matches at the top only; the 0.5B gave the path it had
+    read as the folder to search. Told the path found, the 0.5B read it instead of its guess."""
     files = search_child()
     script = Script(
         text_call("read_text_file", GUESSED),
-        text_call("search_files", {"path": "/w", "pattern": "settings.ini"}),
+        text_call("search_files", search),
         text_call("read_text_file", {"path": "/w/services/conf/settings.ini"}),
         answer("It sets db-billing.internal."),
     )
@@ -1418,6 +1425,15 @@ async def test_a_search_is_asked_for_once_and_the_read_only_for_a_search_that_fo
     closings = [body["messages"][-1]["content"] for body in script.bodies]
     assert sum(c.endswith(SEARCH_INSTEAD) for c in closings) == (case in ("asked once", "found nothing"))
     assert not any(c.endswith(FOUND_SINCE) for c in closings) and result.answer == said
+
+
+def test_the_search_asked_for_names_the_file_a_failed_call_looked_for_when_it_was_given_one() -> None:
+    def looked_for(arguments: str) -> str:
+        return _looked_for(Made("read", arguments, "Error: not found", ok=False))
+
+    assert looked_for('{"path": "/w/conf/settings.ini", "head": 5}') == "settings.ini"
+    for other in ('{"path": "/w/conf"}', '{"names": ["Alan Turing"]}', '["/w/a.ini"]', "{"):
+        assert looked_for(other) == "what it looked for"
 
 
 async def test_after_a_write_written_as_text_is_not_run_the_call_that_gives_its_values_is_asked_for(

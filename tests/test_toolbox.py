@@ -256,3 +256,27 @@ def test_a_pattern_without_a_folder_searches_subfolders_where_the_tool_says_how(
         assert found(box, "search_files").prepare_arguments({"pattern": kept}) == {"pattern": kept}
     assert found(box, "grep").prepare_arguments({"pattern": "host"}) == {"pattern": "host"}
     assert found(box, "remove_matching").prepare_arguments({"pattern": "*.ini"}) == {"pattern": "*.ini"}
+
+
+def test_a_search_given_the_path_of_the_file_it_looks_for_searches_its_folder_for_its_name() -> None:
+    """After a read of a guessed path failed, the 0.5B gave that path to search_files as the folder to search, with
+    no pattern or with the file's name as the pattern; the search of a file as a folder failed again."""
+    schema = {"type": "object", "properties": {"path": {"type": "string"}, "pattern": {"type": "string"}}}
+    reads = ToolAnnotations(read_only_hint=True)
+    search = Tool(name="search_files", description="Find files by name.", input_schema=schema, annotations=reads)
+    lister = Tool(name="list_matching", description="Lists files.", input_schema=schema, annotations=reads)
+    changes = Tool(name="find_and_delete", description="Deletes files found.", input_schema=schema)
+    box = Toolbox([StubChild("fs", [search, lister, changes])])
+    split = {"path": "/w/conf", "pattern": "settings.ini"}
+    for given in ({"path": "/w/conf/settings.ini"}, {"path": "/w/conf/settings.ini", "pattern": "settings.ini"}):
+        assert found(box, "search_files").prepare_arguments(given) == split
+    for kept in (
+        {"path": "/w/conf", "pattern": "*.ini"},
+        {"path": "/w/conf"},
+        {"path": "/w/conf/*.ini"},
+        {"path": "settings.ini"},
+        {"path": "/w/conf/settings.ini", "pattern": "host"},
+    ):
+        assert found(box, "search_files").prepare_arguments(kept) == kept
+    for other in ("list_matching", "find_and_delete"):
+        assert found(box, other).prepare_arguments({"path": "/w/settings.ini"}) == {"path": "/w/settings.ini"}
