@@ -94,9 +94,11 @@ FOUND_SINCE = (
     "The {call} call failed, and {search} has found {found} since. If the task needs what it holds, reply with "
     "only the call that reads it, as JSON. Otherwise: " + ANSWER_OR_CALL
 )
-"""Closes the answer step after a search found paths, when a read had failed before it (``agent._found_since``).
-Replayed on the 1.5B's answer step with the found settings.ini: the read of it in 3 of 4 replies, against 2 of 4
-with the usual closing; saying only that the search "was called after it", 1 of 4."""
+"""Closes the answer step after a search found paths, when a read had failed before it (``agent._found_since``);
+``found`` names them. Replayed on the 1.5B's answer step with the found settings.ini: saying only that the search
+"has found a path since", the read of it in 3 of 4 replies, against 2 of 4 with the usual closing and 1 of 4
+saying the search "was called after it". The 0.5B, told only "a path", read its guessed path again in 4 of 4;
+told the path, it read that in 4 of 4."""
 NOT_CALLED = (
     "The task also names {items}, and no call above is for {them}. Reply with only the call for {them}, as JSON."
 )

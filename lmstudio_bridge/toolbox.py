@@ -183,8 +183,8 @@ class OfferedTool:
         params = (self.tool.input_schema or {}).get("properties") or {}
         if not isinstance(path, str) or not {"path", "pattern"} <= set(params) or not searches(self):
             return arguments
-        folder, _, name = path.rstrip("/").rpartition("/")
-        if not folder or not file_name(name):
+        folder, name = path.rstrip("/").rpartition("/")[0], file_name(path)
+        if not folder or name is None:
             return arguments
         if pattern and (not isinstance(pattern, str) or pattern.rpartition("/")[2] != name):
             return arguments

@@ -1377,9 +1377,8 @@ SEARCH_INSTEAD = (
 )
 FOUND_SINCE = (
     "The read_text_file call failed, and search_files has found /w/services/conf/settings.ini since. If the task "
-    "needs what it holds, "
-    "reply with only the call that reads it, as JSON. Otherwise: answer the task now, with the values from the "
-    "results that answer it."
+    "needs what it holds, reply with only the call that reads it, as JSON. Otherwise: answer the task now, with the "
+    "values from the results that answer it."
 )
 
 
