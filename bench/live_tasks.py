@@ -80,6 +80,7 @@ def table(runs: dict[str, list[Run]], n: int) -> str:
     passed = sum(r.passed for r in every)
     slow = [r for r in every if r.seconds > SLOW_S]
     flagged = [r for r in every if r.outcome.get("unfounded_numbers") or r.outcome.get("unfounded_names")]
+    unmade = [r for r in every if r.outcome.get("unfounded_change")]
     lines += [
         "",
         f"**Total**: {passed}/{len(every)} passed ({100 * passed / max(1, len(every)):.0f} %), "
@@ -91,7 +92,11 @@ def table(runs: dict[str, list[Run]], n: int) -> str:
         f"answers repeating the bridge's prompt text: {sum(bool(r.parroted) for r in every)}; "
         f"answers telling the user to make calls that were made: {sum(bool(r.instructs) for r in every)}; "
         f"answers the caller is told to check (numbers or names from nowhere): {len(flagged)}, "
-        f"{sum(r.passed for r in flagged)} of them in runs that passed.",
+        f"{sum(r.passed for r in flagged)} of them in runs that passed; "
+        f"answers saying a change was made when no call made one (the caller is told): {len(unmade)}, "
+        f"{sum(r.passed for r in unmade)} of them in runs that passed; "
+        f"failed runs whose answer the caller is told to check or told was not done: "
+        f"{sum(not r.passed for r in every if r in flagged or r in unmade)} of {len(every) - passed}.",
     ]
     return "\n".join(lines)
 

@@ -57,6 +57,7 @@ from .context_window import ContextWindow
 from .grounding import (
     Made,
     blind,
+    claimed_change,
     described,
     gives,
     instructs,
@@ -364,6 +365,10 @@ async def run_agent(
         unfounded = unfounded_numbers(finish.answer, known)
         called = "\n".join(m.arguments for m in _calls_made(run.messages))
         names = unfounded_names(finish.answer, f"{known}\n{called}")
+    # Only told: the caller, who may act on the answer, must not take a change as made when none was.
+    change = None
+    if finish.stop != "no_answer" and not _changed_anything(run, toolbox):
+        change = claimed_change(task, finish.answer)
     usage = TokenUsage(**{k: run.usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
     return TaskResult(
         answer=finish.answer.strip(),
@@ -380,6 +385,7 @@ async def run_agent(
         generation=run.generation(answer_cut=finish.cut),
         unfounded_numbers=unfounded,
         unfounded_names=names,
+        unfounded_change=change,
     )
 
 
@@ -513,6 +519,15 @@ def _changed_on(run: _Run, toolbox: Toolbox) -> set[str]:
         for record in run.records
         if record.ok and (t := toolbox.lookup(record.name)) and not declares_read_only(t.tool)
     }
+
+
+def _changed_anything(run: _Run, toolbox: Toolbox) -> bool:
+    """Whether a call of a tool that may change something has worked in the conversation: this task's calls,
+    and those of the task it continues, where "I added them" may tell of a change made then."""
+    return any(
+        m.ok and m.ran and (t := toolbox.lookup(m.name)) is not None and not declares_read_only(t.tool)
+        for m in _calls_made(run.messages, run.not_run)
+    )
 
 
 def _changes_repeatably(tool: Tool) -> bool:

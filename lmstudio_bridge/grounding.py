@@ -170,6 +170,41 @@ def instructs(answer: str, made: Sequence[Made], tools: Sequence[str]) -> list[s
     return named if named and worked.issuperset(named) else []
 
 
+_CHANGE_ASKED = re.compile(
+    r"\b(?:write|add|remove|delete|create|copy|move|rename|save|store|record|update|edit|append|insert|replace)\b",
+    re.I,
+)
+"""The verbs of a task that asks for a change ("Remove the second line", "... and add them to the graph")."""
+_CHANGE_DONE = re.compile(
+    r"\b(?:wrote|written|added|removed|deleted|created|copied|moved|renamed|saved|stored|recorded|updated|edited"
+    r"|appended|inserted|replaced)\b",
+    re.I,
+)
+"""The same verbs as an answer writes a change that was made ("has been removed", "added them")."""
+_UNSURE = re.compile(
+    r"\b(?:not|never|no|nothing|cannot|unable|failed|would|will|can|could|should|must|need|needs|to|if)\b|n't\b", re.I
+)
+"""Words that, just before such a verb, make it no claim: "was not added", "needs to be removed"."""
+_CLAUSE = re.compile(r"[.;:!?\n]|,\s*(?:but|and)\b")
+
+
+def claimed_change(task: str, answer: str) -> str | None:
+    """The word by which the answer says a change the task asks for was made ("removed", "added"), if it says
+    so; the caller knows whether any call made one. Without any call that changes something, the 0.5B answered
+    "The plumber removed the second line of notes.txt." and "Grace Hopper made the latest commit ... and added
+    them to the knowledge graph as a person.", and the 1.5B "The second line of notes.txt has been removed."
+    A task that asks for no change is not judged: "The latest commit added frobnicate.py" tells what a commit
+    did."""
+    if not _CHANGE_ASKED.search(task):
+        return None
+    for done in _CHANGE_DONE.finditer(answer):
+        clause = _CLAUSE.split(answer[: done.start()])[-1]
+        if not _UNSURE.search(" ".join(clause.split()[-4:])):
+            word = done.group(0).lower()
+            return "written" if word == "wrote" else word
+    return None
+
+
 def names_tool(text: str, name: str) -> bool:
     """Whether the text names the tool: its name as a word of its own (not ``search_files_v2``)."""
     return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text) is not None

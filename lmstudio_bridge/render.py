@@ -123,6 +123,11 @@ def render_task(result: TaskResult, *, include_reasoning: bool = False) -> str:
         said = [f"gives {_some(result.unfounded_numbers)}"] if result.unfounded_numbers else []
         said += [f"names {_some(result.unfounded_names)}"] if result.unfounded_names else []
         text += f"\n\n[Check the answer: it {' and '.join(said)}, which neither the task nor any tool result holds.]"
+    if result.unfounded_change:
+        text += (
+            f"\n\n[Not done: the answer says something was {result.unfounded_change}, but no tool call in this "
+            "task changed anything. Run the task again, or with a larger model.]"
+        )
     if result.stop_reason == "no_answer":
         text += "\n\n[The model did not answer; a larger model, or a narrower task, may do better.]"
     if result.refused_calls:

@@ -157,6 +157,11 @@ class TaskResult(BaseModel):
         description="names of files or hosts the answer gives that neither the task, any tool result, nor any "
         "call's arguments hold: check them",
     )
+    unfounded_change: str | None = Field(
+        default=None,
+        description="the word by which the answer says a change the task asks for was made (removed, added, "
+        "written, ...), when no call that changes anything worked: the change was not made",
+    )
     tools_withheld: list[str] = Field(
         default_factory=list, description="server.tool of every tool the policy kept from the model"
     )

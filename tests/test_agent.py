@@ -1779,6 +1779,48 @@ async def test_names_from_nowhere_in_the_answer_are_named_to_the_caller_without_
     assert [r.ok for r in result.tool_calls] == [False] and result.unfounded_names == []
 
 
+NOTES = "Buy oat milk.\nCall the plumber about the kitchen sink on Thursday.\n"
+REMOVE_LINE = "Remove the second line of /w/notes.txt."
+
+
+async def test_an_answer_that_says_a_change_was_made_when_no_call_changed_anything_is_named_to_the_caller(
+    llm: LLMClient,
+) -> None:
+    """Having only read notes.txt, twice, the 0.5B answered "The plumber removed the second line of notes.txt.";
+    a host reading that would take the line as removed."""
+    from lmstudio_bridge.render import render_task
+
+    claim = "The plumber removed the second line of /w/notes.txt."
+    script = Script(text_call("read_text_file", {"path": "/w/notes.txt"}), answer(claim))
+    result = await run(llm, script, [files_child(NOTES)], task=REMOVE_LINE)
+    assert result.answer == claim and result.unfounded_change == "removed"
+    note = (
+        "[Not done: the answer says something was removed, but no tool call in this task changed anything. "
+        "Run the task again, or with a larger model.]"
+    )
+    assert render_task(result) == f"{claim}\n\n{note}"
+
+    # Said after a change that worked, in this task or in the one it continues, it is not judged.
+    conversation: list[dict[str, Any]] = []
+    write = {"path": "/w/notes.txt", "content": "Buy oat milk.\n"}
+    script = Script(
+        answer(calls=[("read_text_file", {"path": "/w/notes.txt"})]),
+        answer(calls=[("write_file", write)]),
+        answer("I removed the second line."),
+    )
+    result = await run(llm, script, [files_child(NOTES)], task=REMOVE_LINE, conversation=conversation)
+    assert result.unfounded_change is None and render_task(result) == "I removed the second line."
+    script = Script(answer("Yes: I wrote its first line back to it, and removed the second."))
+    again = "Did you write notes.txt?"
+    assert (
+        await run(llm, script, [files_child(NOTES)], task=again, conversation=conversation)
+    ).unfounded_change is None
+    # Nor is it in answer to a task that asks for no change: it tells what a commit did.
+    script = Script(answer(calls=[("read_text_file", {"path": "/w/notes.txt"})]), answer("Someone removed a line."))
+    result = await run(llm, script, [files_child(NOTES)], task="What is in /w/notes.txt?")
+    assert result.unfounded_change is None
+
+
 def test_the_caller_is_told_of_numbers_and_names_from_nowhere_in_one_note() -> None:
     from lmstudio_bridge.render import render_task
     from lmstudio_bridge.results import TaskResult, TokenUsage

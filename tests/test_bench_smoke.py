@@ -91,14 +91,18 @@ def test_the_live_task_table_counts_the_answers_the_caller_is_told_to_check(tmp_
     from bench.live_tasks import table
     from tests.live_tasks import TASKS, Run, Workspace
 
-    def one(name: str, problems: list[str], **outcome: list[str]) -> Run:
+    def one(name: str, problems: list[str], **outcome: list[str] | str) -> Run:
         ws = Workspace(tmp_path, tmp_path)
         return Run(TASKS[name], ws, datetime.now(), answer="x", outcome=dict(outcome), problems=problems, seconds=1)
 
     runs = {
         "git_last_change": [one("git_last_change", ["made up"], unfounded_names=["README.md"])],
         "git_count": [one("git_count", [], unfounded_numbers=["12", "34"]), one("git_count", [])],
+        "fs_remove_line": [one("fs_remove_line", ["not removed"], unfounded_change="removed")],
     }
-    assert "answers the caller is told to check (numbers or names from nowhere): 2, 1 of them in runs that passed." in (
-        table(runs, 2)
+    text = table(runs, 2)
+    assert (
+        "answers the caller is told to check (numbers or names from nowhere): 2, 1 of them in runs that passed;" in text
     )
+    assert "answers saying a change was made when no call made one (the caller is told): 1, 0 of them" in text
+    assert "failed runs whose answer the caller is told to check or told was not done: 2 of 2." in text

@@ -9,6 +9,7 @@ import pytest
 from lmstudio_bridge.grounding import (
     Made,
     blind,
+    claimed_change,
     described,
     instructs,
     invented,
@@ -24,6 +25,8 @@ from lmstudio_bridge.grounding import (
 )
 
 TASK = "Write the current UTC time to /w/project/stamp.txt."
+REMOVE = "Remove the second line of /w/notes.txt."
+AUTHOR = "Find out who made the latest commit in /r and add them to the knowledge graph as a person."
 
 
 def test_words_are_letter_runs_and_digit_runs_without_the_commonest() -> None:
@@ -227,6 +230,28 @@ def test_names_from_nowhere_are_those_of_files_or_hosts_in_no_result() -> None:
     # What a result or the task holds, in any case, is founded; so is a path the task names.
     assert unfounded_names("It changed Frobnicate.py.", "FROBNICATE.PY | 2 +-") == []
     assert unfounded_names("project/settings.ini sets it.", "Under /w/project/settings.ini") == []
+
+
+@pytest.mark.parametrize(
+    ("task", "answer", "claimed"),
+    [
+        (REMOVE, "The plumber removed the second line of notes.txt.", "removed"),
+        (REMOVE, "The second line of notes.txt has been removed.", "removed"),
+        (AUTHOR, "Grace Hopper made the latest commit, and I added them to the knowledge graph.", "added"),
+        ("Write the time to stamp.txt.", "I wrote 10:00 to stamp.txt.", "written"),
+        (REMOVE, "The line was not removed: the edit failed.", None),
+        (REMOVE, "The second line needs to be removed with edit_file.", None),
+        (REMOVE, "You could have removed it with edit_file.", None),
+        (REMOVE, "Nothing was removed.", None),
+        (REMOVE, "The second line is: Call the plumber.", None),
+        (AUTHOR, "Grace Hopper made the latest commit.", None),
+        ("What changed in the latest commit?", "It added frobnicate.py and updated config.toml.", None),
+    ],
+)
+def test_an_answer_says_a_change_was_made_by_its_verb_when_the_task_asks_for_one(
+    task: str, answer: str, claimed: str | None
+) -> None:
+    assert claimed_change(task, answer) == claimed
 
 
 @pytest.mark.parametrize(
