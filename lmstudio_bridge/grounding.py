@@ -182,10 +182,17 @@ _CHANGE_DONE = re.compile(
 )
 """The same verbs as an answer writes a change that was made ("has been removed", "added them")."""
 _UNSURE = re.compile(
-    r"\b(?:not|never|no|nothing|cannot|unable|failed|would|will|can|could|should|must|need|needs|to|if)\b|n't\b", re.I
+    r"\b(?:not|never|no|nothing|already|cannot|unable|failed|would|will|can|could|should|must|need|needs|to|if)\b|n't\b",
+    re.I,
 )
-"""Words that, just before such a verb, make it no claim: "was not added", "needs to be removed"."""
+"""Words that, just before such a verb, make it no claim of this task's change: "was not added", "needs to be
+removed", "was already added"."""
 _CLAUSE = re.compile(r"[.;:!?\n]|,\s*(?:but|and)\b")
+_QUESTION = re.compile(
+    r"\s*(?:what|which|who|whom|whose|when|where|why|how|did|does|do|is|are|was|were|has|have|had)\b(?:[^.!]|\.(?!\s))*\?\s*",
+    re.I,
+)
+"""A task that is one question about what is or was ("What did the latest commit add?"): it asks for no change."""
 
 
 def claimed_change(task: str, answer: str) -> str | None:
@@ -193,9 +200,9 @@ def claimed_change(task: str, answer: str) -> str | None:
     so; the caller knows whether any call made one. Without any call that changes something, the 0.5B answered
     "The plumber removed the second line of notes.txt." and "Grace Hopper made the latest commit ... and added
     them to the knowledge graph as a person.", and the 1.5B "The second line of notes.txt has been removed."
-    A task that asks for no change is not judged: "The latest commit added frobnicate.py" tells what a commit
-    did."""
-    if not _CHANGE_ASKED.search(task):
+    A task that asks for no change is not judged: to "What did the latest commit add?", "It added frobnicate.py"
+    tells what a commit did."""
+    if not _CHANGE_ASKED.search(task) or _QUESTION.fullmatch(task):
         return None
     for done in _CHANGE_DONE.finditer(answer):
         clause = _CLAUSE.split(answer[: done.start()])[-1]

@@ -243,9 +243,14 @@ def test_names_from_nowhere_are_those_of_files_or_hosts_in_no_result() -> None:
         (REMOVE, "The second line needs to be removed with edit_file.", None),
         (REMOVE, "You could have removed it with edit_file.", None),
         (REMOVE, "Nothing was removed.", None),
+        (AUTHOR, "Grace Hopper made it; she was already added to the knowledge graph.", None),
         (REMOVE, "The second line is: Call the plumber.", None),
         (AUTHOR, "Grace Hopper made the latest commit.", None),
         ("What changed in the latest commit?", "It added frobnicate.py and updated config.toml.", None),
+        ("What did the latest commit add to /r?", "It added frobnicate.py.", None),
+        ("Did anyone remove a line from notes.txt?", "Yes: Grace removed the second line.", None),
+        ("Can you add Ada to the knowledge graph?", "I added Ada to the knowledge graph.", "added"),
+        ("Is Ada in the graph? If not, add her.", "Ada was added.", "added"),
     ],
 )
 def test_an_answer_says_a_change_was_made_by_its_verb_when_the_task_asks_for_one(
