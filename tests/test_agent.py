@@ -1810,12 +1810,12 @@ async def test_an_answer_that_says_a_change_was_made_when_no_call_changed_anythi
     )
     result = await run(llm, script, [files_child(NOTES)], task=REMOVE_LINE, conversation=conversation)
     assert result.unfounded_change is None and render_task(result) == "I removed the second line."
-    script = Script(answer("Yes: I wrote its first line back to it, and removed the second."))
-    again = "Did you write notes.txt?"
+    script = Script(answer("I removed it: notes.txt holds its first line only."))
+    again = "Remove the second line of /w/notes.txt, if it is still there."
     assert (
         await run(llm, script, [files_child(NOTES)], task=again, conversation=conversation)
     ).unfounded_change is None
-    # Nor is it in answer to a task that asks for no change: it tells what a commit did.
+    # Nor is it in answer to a task that asks for no change: it tells what someone did.
     script = Script(answer(calls=[("read_text_file", {"path": "/w/notes.txt"})]), answer("Someone removed a line."))
     result = await run(llm, script, [files_child(NOTES)], task="What is in /w/notes.txt?")
     assert result.unfounded_change is None
