@@ -138,13 +138,14 @@ class OfferedTool:
         whose schema allows other names (``additionalProperties``) gets them all. It also fills optional
         parameters with the examples their descriptions give (``git_log`` with ``start_timestamp``
         ``2024-01-15T14:30:25``, which empties the log): given the ``task``, such a value is dropped unless
-        the task itself holds it.
+        the task itself holds it. A tool that declares it takes nothing (``"properties": {}``, as ``read_graph``)
+        gets nothing: the 0.5B called it with the schema itself, which then stood next to the graph it returned.
         """
         arguments = self._globbed(self._split(self._listed(self._unwrapped(arguments))))
         schema = self.tool.input_schema or {}
-        params = schema.get("properties") or {}
-        if not params:
-            return arguments
+        params = schema.get("properties")
+        if not isinstance(params, dict):
+            return arguments  # no parameters declared at all: the server says what it takes
         kept = {
             k: v
             for k, v in arguments.items()

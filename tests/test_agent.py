@@ -44,7 +44,7 @@ class StubChild:
 
 
 def tool(name: str, schema: dict[str, Any] | None = None) -> Tool:
-    return Tool(name=name, input_schema=schema or {"type": "object", "properties": {}})
+    return Tool(name=name, input_schema=schema or {"type": "object"})
 
 
 def answer(content: str | None = None, calls: list[tuple[str, Any]] | None = None, **extra: Any) -> dict:
@@ -474,6 +474,19 @@ async def test_arguments_the_tool_has_no_parameter_for_are_dropped(llm: LLMClien
     child = StubChild("time", [tool("get_current_time", open_schema)], lambda n, a: json.dumps(a))
     await run(llm, Script(answer(calls=[("get_current_time", made_up)]), answer("ok")), [child])
     assert child.calls == [("get_current_time", made_up)]
+
+
+async def test_a_tool_that_takes_nothing_is_called_with_nothing(llm: LLMClient) -> None:
+    """The 0.5B called memory's ``read_graph`` with its own schema as the arguments; kept, they stood in the
+    answer step next to the graph. A schema that declares no properties at all says nothing of what it takes."""
+    junk = {"type": "object", "properties": {"type": "string"}, "required": ["type"]}
+    for schema, sent in (({"type": "object", "properties": {}}, {}), ({"type": "object"}, junk)):
+        child = StubChild("memory", [tool("read_graph", schema)], lambda n, a: '{"entities": []}')
+        script = Script(answer(calls=[("read_graph", junk)]), answer("ok"))
+        await run(llm, script, [child])
+        assert child.calls == [("read_graph", sent)]
+        kept = script.bodies[1]["messages"][-2]["tool_calls"][0]["function"]["arguments"]
+        assert json.loads(kept) == sent
 
 
 GIT_LOG_SCHEMA = {
@@ -1559,7 +1572,7 @@ async def test_a_write_of_numbers_from_the_task_or_a_result_or_of_none_runs(
 
 
 async def test_a_tool_that_does_not_say_it_writes_is_not_held_back(llm: LLMClient) -> None:
-    child = StubChild("notes", [tool("save", {"type": "object", "properties": {}})], lambda n, a: "saved")
+    child = StubChild("notes", [tool("save")], lambda n, a: "saved")
     await run(llm, Script(answer(calls=[("save", MADE_UP_STAMP)]), answer("ok")), [child], task=STAMP_TASK)
     assert child.calls == [("save", MADE_UP_STAMP)]
 
