@@ -360,11 +360,14 @@ async def run_agent(
     # made, one that failed too ("notes.md does not exist").
     unfounded: list[str] = []
     names: list[str] = []
+    given: list[str] = []
     if run.records and finish.stop != "no_answer":
         known = _known(run, model)
         unfounded = unfounded_numbers(finish.answer, known)
         called = "\n".join(m.arguments for m in _calls_made(run.messages))
         names = unfounded_names(finish.answer, f"{known}\n{called}")
+        if unfounded:
+            given = [t.label if (t := toolbox.lookup(name)) else name for name in _grounds(run)[1]]
     # Only told: the caller, who may act on the answer, must not take a change as made when none was.
     change = None
     if finish.stop != "no_answer" and not _changed_anything(run, toolbox):
@@ -385,6 +388,7 @@ async def run_agent(
         generation=run.generation(answer_cut=finish.cut),
         unfounded_numbers=unfounded,
         unfounded_names=names,
+        unfounded_calls=given,
         unfounded_change=change,
     )
 
@@ -601,8 +605,24 @@ def _better(first: Finish, again: Finish, run: _Run, model: _Model) -> Finish:
 def _known(run: _Run, model: _Model | None = None) -> str:
     """The task and the result of every call that worked: where the values a model writes should come from
     (an error may quote the model's own made-up values back to it). An answer may also name the model."""
-    results = [m.result for m in _calls_made(run.messages) if m.ok]
-    return "\n".join([run.task, *results, model.llm.model if model else ""])
+    return "\n".join([run.task, *_grounds(run)[0], model.llm.model if model else ""])
+
+
+def _grounds(run: _Run) -> tuple[list[str], list[str]]:
+    """The results of the calls that worked, in order, and the tools of those among them that were given numbers
+    in neither the task nor an earlier result: a result returns them back, worked on, and is no ground for what
+    the model writes. Given a made-up "14:30", ``convert_time`` gave London's time for it, and the 0.5B answered
+    with that as the time in London now."""
+    known = [run.task]
+    given: list[str] = []
+    for made in _calls_made(run.messages):
+        if not made.ok:
+            continue
+        if invented(_arguments(made), "\n".join(known)) is None:
+            known.append(made.result)
+        else:
+            given.append(made.name)
+    return known[1:], list(dict.fromkeys(given))
 
 
 def after_calls(reply: Reply, run: _Run, count: int, toolbox: Toolbox) -> AskForAnswer | None:

@@ -122,7 +122,10 @@ def render_task(result: TaskResult, *, include_reasoning: bool = False) -> str:
     if result.unfounded_numbers or result.unfounded_names:
         said = [f"gives {_some(result.unfounded_numbers)}"] if result.unfounded_numbers else []
         said += [f"names {_some(result.unfounded_names)}"] if result.unfounded_names else []
-        text += f"\n\n[Check the answer: it {' and '.join(said)}, which neither the task nor any tool result holds.]"
+        made_up = (
+            f", but for calls given made-up values ({_some(result.unfounded_calls)})" if result.unfounded_calls else ""
+        )
+        text += f"\n\n[Check the answer: it {' and '.join(said)}, which neither the task nor any tool result holds{made_up}.]"
     if result.unfounded_change:
         text += (
             f"\n\n[Not done: the answer says something was {result.unfounded_change}, but no tool call in this "

@@ -157,6 +157,11 @@ class TaskResult(BaseModel):
         description="names of files or hosts the answer gives that neither the task, any tool result, nor any "
         "call's arguments hold: check them",
     )
+    unfounded_calls: list[str] = Field(
+        default_factory=list,
+        description="when unfounded_numbers is not empty, the tools that were called with numbers the model made "
+        "up: their results, worked out from those, do not count as ground for the answer",
+    )
     unfounded_change: str | None = Field(
         default=None,
         description="the word by which the answer says a change the task asks for was made (removed, added, "

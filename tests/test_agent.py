@@ -1792,6 +1792,41 @@ async def test_names_from_nowhere_in_the_answer_are_named_to_the_caller_without_
     assert [r.ok for r in result.tool_calls] == [False] and result.unfounded_names == []
 
 
+def converting_clock() -> StubChild:
+    def time(name: str, arguments: dict[str, Any]) -> str:
+        if name == "get_current_time":
+            return json.dumps({"timezone": arguments["timezone"], "datetime": CITIES[arguments["timezone"]]})
+        hour, minute = arguments["time"].split(":")
+        return json.dumps({"target": {"datetime": f"2026-12-01T{int(hour) - 9:02d}:{minute}:00+00:00"}})
+
+    return StubChild("time", TIME_TOOLS, time)
+
+
+async def test_a_result_of_a_call_given_made_up_numbers_is_no_ground_for_the_answer(llm: LLMClient) -> None:
+    """Asked for the time now in Tokyo and London, the 0.5B converted a made-up "14:30" from Tokyo's zone and
+    answered with the result as London's time now. A call given the task's own numbers is ground."""
+    from lmstudio_bridge.render import render_task
+
+    tokyo = ("get_current_time", {"timezone": "Asia/Tokyo"})
+    made_up = ("convert_time", {"source_timezone": "Asia/Tokyo", "time": "14:30", "target_timezone": "Europe/London"})
+    answered = "In Tokyo it is 02:20:42, and in London it is 05:30."
+    script = Script(answer(calls=[tokyo, made_up]), answer(answered), answer(answered))
+    child = converting_clock()
+    result = await run(llm, script, [child], task="What time is it right now in Tokyo and London?")
+    assert [name for name, _ in child.calls] == ["get_current_time", "convert_time"]
+    assert "It gives 05, 30, which no result above holds." in script.bodies[2]["messages"][1]["content"]
+    assert (result.unfounded_numbers, result.unfounded_calls) == (["05", "30"], ["time.convert_time"])
+    note = (
+        "[Check the answer: it gives 05, 30, which neither the task nor any tool result holds, but for calls given "
+        "made-up values (time.convert_time).]"
+    )
+    assert render_task(result) == f"{answered}\n\n{note}"
+
+    script = Script(answer(calls=[made_up]), answer("14:30 in Tokyo is 05:30 in London."))
+    result = await run(llm, script, [converting_clock()], task="What is 14:30 in Tokyo in London time?")
+    assert (result.unfounded_numbers, result.unfounded_calls, len(script.bodies)) == ([], [], 2)
+
+
 NOTES = "Buy oat milk.\nCall the plumber about the kitchen sink on Thursday.\n"
 REMOVE_LINE = "Remove the second line of /w/notes.txt."
 
