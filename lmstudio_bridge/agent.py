@@ -603,8 +603,9 @@ def _better(first: Finish, again: Finish, run: _Run, model: _Model) -> Finish:
 
 
 def _known(run: _Run, model: _Model | None = None) -> str:
-    """The task and the result of every call that worked: where the values a model writes should come from
-    (an error may quote the model's own made-up values back to it). An answer may also name the model."""
+    """The task and the results of the calls that worked and were given no numbers from nowhere (``_grounds``):
+    where the values a model writes should come from (an error may quote the model's own made-up values back to
+    it). An answer may also name the model."""
     return "\n".join([run.task, *_grounds(run)[0], model.llm.model if model else ""])
 
 

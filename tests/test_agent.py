@@ -1826,6 +1826,15 @@ async def test_a_result_of_a_call_given_made_up_numbers_is_no_ground_for_the_ans
     result = await run(llm, script, [converting_clock()], task="What is 14:30 in Tokyo in London time?")
     assert (result.unfounded_numbers, result.unfounded_calls, len(script.bodies)) == ([], [], 2)
 
+    # Nor is it ground for a write: what it returned is held back as any made-up value is.
+    files, clock = files_child(), converting_clock()
+    stamp = {"path": "/w/stamp.txt", "content": "2026-12-01T05:30:00+00:00"}
+    script = Script(answer(calls=[made_up]), answer(calls=[("write_file", stamp)]), answer("Not written."))
+    await run(llm, script, [files, clock], task="Write the time in London to /w/stamp.txt.")
+    assert files.calls == [] and script.bodies[2]["messages"][-1]["content"].startswith(
+        "Error: not run: the content to write holds 2026, 12, 01, 05, 30, which are in neither"
+    )
+
 
 NOTES = "Buy oat milk.\nCall the plumber about the kitchen sink on Thursday.\n"
 REMOVE_LINE = "Remove the second line of /w/notes.txt."
