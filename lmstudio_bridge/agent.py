@@ -59,6 +59,7 @@ from .grounding import (
     blind,
     claimed_change,
     described,
+    empty,
     gives,
     instructs,
     invented,
@@ -1067,11 +1068,14 @@ def _task_and_results(run: _Run) -> str:
 
 def _results_digest(messages: list[dict[str, Any]]) -> str:
     """Every tool call made so far as ``name arguments:`` and its result, with how many records it lists
-    (``grounding.records``), in order; failed calls last, in one line each."""
+    (``grounding.records``), or that it returned nothing (``grounding.empty``), in order; failed calls last,
+    in one line each."""
     done: list[str] = []
     failed: list[str] = []
     for made in _calls_made(messages):
-        if made.ok:
+        if made.ok and empty(made.result):
+            done.append(f"{made.call}: returned nothing.")
+        elif made.ok:
             count = records(made.result)
             done.append(f"{made.call}:\n{made.result}" + (f"\n({count} records)" if count else ""))
         else:

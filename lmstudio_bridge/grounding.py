@@ -268,6 +268,27 @@ def records(result: str) -> int:
     return count
 
 
+def empty(result: str) -> bool:
+    """Whether the result holds no value at all: blank, or JSON of nothing but empty lists, objects and strings
+    (``{"entities": [], "relations": []}``, what memory's ``search_nodes`` finds for a name it does not have).
+
+    Shown that JSON after a search for Alan Turing, the 0.5B answered "Alan Turing is in the knowledge graph";
+    told the call returned nothing, it answered that he is not."""
+    try:
+        value = json.loads(result)
+    except ValueError:
+        return not result.strip()
+    return _hollow(value)
+
+
+def _hollow(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_hollow(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_hollow(item) for item in value)
+    return value is None or value == ""
+
+
 def _record_numbers(result: str) -> dict[str, str]:
     """The numeric fields of a flat JSON object of at most ``RECORD_FIELDS`` fields, as written in it."""
     try:

@@ -626,6 +626,20 @@ async def test_the_answer_step_says_how_many_records_a_result_lists(llm: LLMClie
     assert f'git_log {{"repo_path": "/r"}}:\n{log}\n(4 records)\n\n' in shown
 
 
+async def test_the_answer_step_says_a_call_returned_nothing(llm: LLMClient) -> None:
+    """After a search for Alan Turing returned ``{"entities": [], "relations": []}`` next to the whole graph, the
+    0.5B answered "Alan Turing is in the knowledge graph"; told the search returned nothing, it said he is not."""
+    found = {"read_graph": '{"entities": [{"name": "Marie Curie"}], "relations": []}', "search_nodes": '{"entities": [], "relations": []}'}  # fmt: skip
+    child = StubChild("memory", [tool("read_graph"), tool("search_nodes")], lambda n, a: found[n])
+    script = Script(text_call("read_graph", {}), text_call("search_nodes", {"query": "Alan Turing"}), answer("No."))
+    await run(llm, script, [child], task="Is Alan Turing in the knowledge graph?")
+    shown = script.bodies[-1]["messages"][1]["content"]
+    assert (
+        f'read_graph {{}}:\n{found["read_graph"]}\n\nsearch_nodes {{"query": "Alan Turing"}}: returned nothing.'
+        in shown
+    )
+
+
 @pytest.mark.parametrize(
     "reply",
     [

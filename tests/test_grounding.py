@@ -11,6 +11,7 @@ from lmstudio_bridge.grounding import (
     blind,
     claimed_change,
     described,
+    empty,
     instructs,
     invented,
     left_out,
@@ -175,6 +176,23 @@ Message: Make widgets in batches
 )
 def test_records_of_one_shape_are_counted(result: str, count: int) -> None:
     assert records(result) == count
+
+
+@pytest.mark.parametrize(
+    ("result", "nothing"),
+    [
+        ('{"entities": [], "relations": []}', True),  # memory's search_nodes, for a name the graph does not have
+        ("[]", True),
+        ("  \n", True),
+        ('{"matches": [""], "next": null}', True),
+        ('{"entities": [{"name": "Alan Turing"}], "relations": []}', False),
+        ('{"count": 0}', False),  # 0 is a value
+        ("No matches found", False),  # says so itself
+        ("", True),
+    ],
+)
+def test_a_result_of_nothing_but_empty_lists_returned_nothing(result: str, nothing: bool) -> None:
+    assert empty(result) is nothing
 
 
 WEATHER = Made("get-structured-content", '{"location": "Chicago"}', '{"temperature":36,"conditions":"Light rain","humidity":82}', ok=True)  # fmt: skip
