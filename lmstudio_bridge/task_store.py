@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 DB_NAME = "tasks.sqlite3"
 BUSY_TIMEOUT_MS = 5000
+WAL_RETRY_SECONDS = 0.02
 PRUNE_BATCH = 200
 SCHEMA_VERSION = 2
 
@@ -212,6 +213,20 @@ def _record(row: sqlite3.Row) -> TaskRecord:
     )
 
 
+def _to_wal(db: sqlite3.Connection) -> str:
+    """Switches the file to WAL mode and returns the mode it is in. While another bridge opens the same new
+    file, SQLite refuses the switch with SQLITE_BUSY at once, without waiting the busy timeout (two bridges
+    started together: one in six found the history off); so it is tried again until that timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode not in _TRANSIENT or time.monotonic() > deadline:
+                raise
+        time.sleep(WAL_RETRY_SECONDS)
+
+
 class TaskStore:
     """The history file. Every public method is async and runs its SQL in a worker thread; each returns
     quietly (``None``, ``[]``) once the history is off."""
@@ -248,6 +263,8 @@ class TaskStore:
             return
         self._opened = True
         await self._call(self._open_sync)
+        if self._db is None and self.enabled:  # another bridge held the file past the busy timeout
+            self._turn_off(f"another bridge held it for over {BUSY_TIMEOUT_MS / 1000:g} s while this one opened it")
 
     def _open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -261,7 +278,7 @@ class TaskStore:
         try:
             db.row_factory = sqlite3.Row
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _to_wal(db)
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"the file cannot use WAL mode (it stays in {mode} mode)")
             db.execute("PRAGMA foreign_keys = ON")

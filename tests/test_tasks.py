@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from lmstudio_bridge import task_store
 from lmstudio_bridge.continuation import estimated_tokens, fit_history
 from lmstudio_bridge.task_store import Redactor, TaskRecord, TaskStore
 from tests.support.bridge import bridge_client, text_of
@@ -71,6 +74,58 @@ async def test_a_running_task_of_a_dead_process_is_interrupted_at_the_next_start
     states = {r.id: r.state for r in await second.recent()}
     await second.aclose()
     assert states == {"mine": "running", "theirs": "interrupted"}  # this process still runs "mine"
+
+
+ATTEMPTS = 40
+OPEN_AND_INSERT = """
+import asyncio, sys, time
+from pathlib import Path
+from lmstudio_bridge.task_store import TaskRecord, TaskStore
+
+async def main():
+    store = TaskStore(Path(sys.argv[1]), retention_days=1, retention_count=100)
+    await store.open()
+    now = time.time()
+    await store.insert(TaskRecord(id=sys.argv[2], state="completed", task="t", mcps=[], created_at=now, updated_at=now))
+    await store.aclose()
+
+asyncio.run(main())
+"""
+"""One bridge's first steps with the history."""
+
+
+def test_bridges_started_together_each_keep_their_tasks_in_a_new_history(tmp_path: Path) -> None:
+    """Two bridges opening a new history at once: SQLite refused one of them the switch to WAL mode with
+    SQLITE_BUSY, without waiting, and that bridge ran with no history and said nothing. Before the fix, this
+    test failed in 9 of 10 runs."""
+    for attempt in range(ATTEMPTS):
+        directory = tmp_path / str(attempt)
+        bridges = [
+            subprocess.Popen([sys.executable, "-c", OPEN_AND_INSERT, str(directory), f"t{n}"], stderr=subprocess.PIPE)
+            for n in range(2)
+        ]
+        logs = [bridge.communicate(timeout=60)[1].decode() for bridge in bridges]
+        with sqlite3.connect(directory / "tasks.sqlite3") as db:
+            kept = {row[0] for row in db.execute("SELECT id FROM tasks")}
+        assert kept == {"t0", "t1"}, (attempt, logs)
+
+
+async def test_a_history_another_bridge_holds_past_the_busy_timeout_is_off_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, such a bridge ran with no history and said nothing: every write was skipped as "busy"."""
+    first = TaskStore(tmp_path, retention_days=1, retention_count=100)
+    await first.open()
+    await first.aclose()
+    monkeypatch.setattr(task_store, "BUSY_TIMEOUT_MS", 50)
+    other = sqlite3.connect(tmp_path / "tasks.sqlite3", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    store = TaskStore(tmp_path, retention_days=1, retention_count=100)
+    await store.open()
+    other.execute("ROLLBACK")
+    other.close()
+    assert not store.enabled
+    assert store.problem == "another bridge held it for over 0.05 s while this one opened it"
 
 
 def test_redactor_leaves_short_values_and_replaces_secrets_everywhere() -> None:
