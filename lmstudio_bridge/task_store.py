@@ -262,9 +262,7 @@ class TaskStore:
         if self._opened:
             return
         self._opened = True
-        await self._call(self._open_sync)
-        if self._db is None and self.enabled:  # another bridge held the file past the busy timeout
-            self._turn_off(f"another bridge held it for over {BUSY_TIMEOUT_MS / 1000:g} s while this one opened it")
+        await self._call(self._open_sync, opening=True)
 
     def _open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -279,7 +277,7 @@ class TaskStore:
             db.row_factory = sqlite3.Row
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             mode = _to_wal(db)
-            if str(mode).lower() != "wal":
+            if mode.lower() != "wal":
                 raise sqlite3.OperationalError(f"the file cannot use WAL mode (it stays in {mode} mode)")
             db.execute("PRAGMA foreign_keys = ON")
             db.execute("PRAGMA synchronous = NORMAL")
@@ -503,7 +501,9 @@ class TaskStore:
 
         await self._call(run)
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T | None:
+    async def _call(self, fn: Callable[..., T], *args: Any, opening: bool = False) -> T | None:
+        """Runs ``fn`` in a worker thread. A file another bridge holds past the busy timeout skips that one
+        update; while ``opening``, it turns the history off (this bridge has no connection to write with)."""
         if not self.enabled:
             return None
         try:
@@ -511,10 +511,12 @@ class TaskStore:
         except _Off:
             return None
         except sqlite3.Error as exc:
-            if getattr(exc, "sqlite_errorcode", None) in _TRANSIENT:
+            if getattr(exc, "sqlite_errorcode", None) not in _TRANSIENT:
+                self._turn_off(f"{type(exc).__name__}: {exc}")
+            elif opening:
+                self._turn_off(f"another bridge held it for over {BUSY_TIMEOUT_MS / 1000:g} s while this one opened it")
+            else:
                 logger.warning("Task history busy (another bridge holds %s); one update was skipped", self.path)
-                return None
-            self._turn_off(f"{type(exc).__name__}: {exc}")
             return None
         except OSError as exc:
             self._turn_off(f"{exc.strerror or exc}")
