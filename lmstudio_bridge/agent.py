@@ -66,6 +66,7 @@ from .grounding import (
     left_out,
     names_tool,
     not_called_for,
+    placeholders,
     records,
     results_words,
     squeezed,
@@ -249,8 +250,9 @@ class _Run:
     """The tools that make a change were named after a made-up call (``_change_instead``): once per task."""
     asked_search: bool = False
     """A search was asked for after a read failed (``_search_instead``): once per task."""
-    not_run: set[str] = field(default_factory=set)
-    """The ids of calls that reached no tool: of a tool that does not exist, held back, or unreadable."""
+    not_run: set[tuple[int, str]] = field(default_factory=set)
+    """The calls that reached no tool (of a tool that does not exist, held back, or unreadable), as the index of
+    the message that holds them and their id: some servers number call ids from 0 every round."""
     strays: int = 0
     """Replies that were only a call of a tool that does not exist."""
     rounds: int = 0
@@ -359,14 +361,17 @@ async def run_agent(
     # Told once already (``_unfounded``), a small model may keep them: the caller is told instead. Names from
     # nowhere are only told: asked again, the 1.5B named the same file. A name may come from a call the model
     # made, one that failed too ("notes.md does not exist").
+    # Items asked for again (``_not_called``) that still have no result are told too.
     unfounded: list[str] = []
     names: list[str] = []
     given: list[str] = []
+    items: list[str] = []
     if run.records and finish.stop != "no_answer":
         known = _known(run, model)
         unfounded = unfounded_numbers(finish.answer, known)
-        called = "\n".join(m.arguments for m in _calls_made(run.messages))
-        names = unfounded_names(finish.answer, f"{known}\n{called}")
+        made = _calls_made(run.messages)
+        names = unfounded_names(finish.answer, "\n".join([known, *(m.arguments for m in made)]))
+        items = not_called_for(task, [m for m in made if m.ok])
         if unfounded:
             given = [t.label if (t := toolbox.lookup(name)) else name for name in _grounds(run)[1]]
     # Only told: the caller, who may act on the answer, must not take a change as made when none was.
@@ -390,6 +395,7 @@ async def run_agent(
         unfounded_numbers=unfounded,
         unfounded_names=names,
         unfounded_calls=given,
+        unfounded_items=items,
         unfounded_change=change,
     )
 
@@ -575,19 +581,25 @@ def _not_called(finish: Finish, run: _Run, model: _Model) -> AskForAnswer | None
 
 def _unfounded(finish: Finish, run: _Run, model: _Model) -> AskForAnswer | None:
     """Once per task that called tools, when the answer holds numbers no result gave
-    (``grounding.unfounded_numbers``): the answer step again, which shows the answer, names those numbers,
-    and may ask for the call that gives them. The 0.5B read one of two files and gave a port for both."""
+    (``grounding.unfounded_numbers``) or template slots (``grounding.placeholders``): the answer step again,
+    which shows the answer, names them, and may ask for the call that gives them. The 0.5B read one of two files
+    and gave a port for both."""
     if finish.stop != "answered" or run.answered is not None or not run.records:
         return None  # an answer without any call is the model's own (a sum, a fact), not read off results
-    numbers = unfounded_numbers(finish.answer, _known(run, model))
-    if not numbers:
+    values = _from_nowhere(finish.answer, _known(run, model))
+    if not values:
         return None
     run.answered = finish
     shown = _shown(finish.answer)
-    them = "it" if len(numbers) == 1 else "them"
-    closing = UNFOUNDED.format(answer=shown, numbers=", ".join(numbers[:5]), them=them)
+    them = "it" if len(values) == 1 else "them"
+    closing = UNFOUNDED.format(answer=shown, values=", ".join(values[:5]), them=them)
     may_call = run.rounds < model.limits.max_rounds
-    return AskForAnswer("answered", "the answer gives numbers no result holds", may_call=may_call, closing=closing)
+    return AskForAnswer("answered", "the answer gives values no result holds", may_call=may_call, closing=closing)
+
+
+def _from_nowhere(answer: str, known: str) -> list[str]:
+    """The numbers and the template slots of the answer that no result holds."""
+    return unfounded_numbers(answer, known) + placeholders(answer, known)
 
 
 def _shown(answer: str) -> str:
@@ -596,9 +608,9 @@ def _shown(answer: str) -> str:
 
 
 def _better(first: Finish, again: Finish, run: _Run, model: _Model) -> Finish:
-    """The answer given when asked again, if it holds fewer numbers from nowhere than the first."""
+    """The answer given when asked again, if it holds fewer numbers and slots from nowhere than the first."""
     known = _known(run, model)
-    if len(unfounded_numbers(again.answer, known)) < len(unfounded_numbers(first.answer, known)):
+    if len(_from_nowhere(again.answer, known)) < len(_from_nowhere(first.answer, known)):
         return again
     return first
 
@@ -802,11 +814,11 @@ async def _execute(
         else:
             held = _written_back(arguments, offered, run, toolbox)
         if held:
-            run.not_run.add(call.id)
+            run.not_run.add((len(run.messages) - 1, call.id))
             run.records.append(ToolCallRecord(name=offered.label, ok=False, ms=0.0, error=held))
             return ToolOutcome(label=offered.label, text=f"Error: {held}", error=held, ms=0.0)
     if error is not None or offered is None:
-        run.not_run.add(call.id)
+        run.not_run.add((len(run.messages) - 1, call.id))
     if error is not None:
         label = offered.label if offered else call.name[:100]
         outcome = ToolOutcome(label=label, text=f"Error: {error}", error=error, ms=0.0)
@@ -829,16 +841,17 @@ async def _execute(
 
 
 def _made_up(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
-    """Why a call of a tool that may change something is not run: a value it writes holds numbers that are in
-    neither the task nor any result. The 1.5B wrote "2023-04-10T12:34:56Z" to a file before asking for the
-    time. Made again as it is, the call is a repeat: the task goes to its answer."""
+    """Why a call of a tool that may change something is not run: a value it writes holds numbers or template
+    slots that are in neither the task nor any result. The 1.5B wrote "2023-04-10T12:34:56Z" to a file before
+    asking for the time; the 0.5B saved "made by [Your Name] on [Date]" before reading the log. Made again as it
+    is, the call is a repeat: the task goes to its answer."""
     if (found := invented(arguments, _known(run))) is None:
         return None
-    where, numbers = found
-    logger.info("Did not run a call of %s: its %s holds numbers from nowhere: %s", tool.name, where, numbers)
-    shown = ", ".join(numbers[:5])
-    many = len(numbers) > 1
-    return MADE_UP.format(where=where, numbers=shown, are="are" if many else "is", them="them" if many else "it")
+    where, values = found
+    logger.info("Did not run a call of %s: its %s holds values from nowhere: %s", tool.name, where, values)
+    shown = ", ".join(values[:5])
+    many = len(values) > 1
+    return MADE_UP.format(where=where, values=shown, are="are" if many else "is", them="them" if many else "it")
 
 
 def _unread(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
@@ -1085,9 +1098,8 @@ def _results_digest(messages: list[dict[str, Any]]) -> str:
     return "\n\n".join(done) or "(no tool was called)"
 
 
-def _calls_made(messages: list[dict[str, Any]], not_run: Collection[str] = ()) -> list[Made]:
-    """Every tool call in the conversation with its result, in order. Those whose ids are in ``not_run`` reached
-    no tool; those with no result yet (this round's, while they are judged) have not run: a call names a place
+def _calls_made(messages: list[dict[str, Any]], not_run: Collection[tuple[int, str]] = ()) -> list[Made]:
+    """Every tool call in the conversation with its result, in order. Those in ``not_run`` reached no tool; those with no result yet (this round's, while they are judged) have not run: a call names a place
     by its own arguments, and reads nothing.
 
     Results are matched within their round: some servers number call ids from 0 every round.
@@ -1100,7 +1112,7 @@ def _calls_made(messages: list[dict[str, Any]], not_run: Collection[str] = ()) -
         for call in calls:
             function = call["function"]
             result = results.get(call["id"])
-            ran = result is not None and call["id"] not in not_run
+            ran = result is not None and (index, call["id"]) not in not_run
             ok = result is not None and not result.startswith("Error: ")
             made.append(Made(function["name"], function["arguments"], result or "(no result)", ok, ran=ran))
     return made

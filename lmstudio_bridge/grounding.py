@@ -62,11 +62,12 @@ class Made:
 
 
 def invented(arguments: dict[str, Any], known: str) -> tuple[str, list[str]] | None:
-    """The first value in ``arguments`` that holds numbers from nowhere (``unfounded_numbers``), as
-    ``(where, numbers)``, ``where`` being the argument's path (``content``, ``entities[0].observations[1]``)."""
+    """The first value in ``arguments`` that holds numbers from nowhere (``unfounded_numbers``) or placeholders
+    (``placeholders``), as ``(where, those)``, ``where`` being the argument's path (``content``,
+    ``entities[0].observations[1]``)."""
     for where, value in _strings(arguments):
-        if numbers := unfounded_numbers(value, known):
-            return where, numbers
+        if found := unfounded_numbers(value, known) + placeholders(value, known):
+            return where, found
     return None
 
 
@@ -80,6 +81,32 @@ def unfounded_numbers(answer: str, known: str) -> list[str]:
     return [] if len(found) == 1 and len(found[0]) < 3 else found
 
 
+_PLACEHOLDER = re.compile(
+    r"(?<![\w\]!])\[[^\W\d_][\w'’-]*(?: [^\W\d_][\w'’-]*){0,4}\](?![(\[:])"
+    r"|<(?:your|insert|enter)[ _-][^<>\n]{1,40}>",
+    re.IGNORECASE,
+)
+"""A template's slot: ``[Your Name]``, ``[Date]``, ``[commit hash]``, ``<your-api-key>``; not a link's text
+(``[docs](url)``), an index (``items[0]``), a checkbox (``[x]``) or a number (``[1]``)."""
+_SLOT_WORDS = frozenset({"your", "insert", "enter"})
+
+
+def placeholders(text: str, known: str) -> list[str]:
+    """The template slots in the text that are in neither the task nor any result (``known``), in order: asked
+    who made the latest commit, the 0.5B saved "This commit was made by [Your Name] on [Date]." before reading
+    the log. A slot in square brackets starts with a capital or names the reader ("[your name]"): a lower-case
+    word alone, such as an INI file's ``[server]``, is not one."""
+    seen = known.lower()
+    found = []
+    for slot in _PLACEHOLDER.findall(_FENCED.sub(" ", text)):
+        inner = slot[1:-1]
+        if (slot.startswith("[") and len(inner) < 2) or slot.lower() in seen:
+            continue
+        if slot.startswith("<") or inner[0].isupper() or _SLOT_WORDS & set(inner.lower().split()):
+            found.append(slot)
+    return list(dict.fromkeys(found))
+
+
 _NAME = re.compile(r"(?<![\w.-])[\w-]{2,}(?:\.[\w-]+)*\.[a-z][A-Za-z0-9]{0,5}(?![\w(-])")
 """A file's or a host's name, or a path's last part: ``README.md``, ``config.json.bak``, ``docs.example.com``; not
 ``e.g``, a version, two sentences with no space between (``Done.It``), or a call such as ``file.read()``."""
@@ -88,11 +115,11 @@ _FENCED = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 
 def unfounded_names(answer: str, known: str) -> list[str]:
     """The names of files or hosts in the answer that are in neither the task nor any result (``known``), in
-    order: the file a model says a commit changed when the diff it got was empty. Code blocks are not judged:
-    a script the model writes names files of its own."""
+    order: the file a model says a commit changed when the diff it got was empty; then its template slots
+    (``placeholders``). Code blocks are not judged: a script the model writes names files of its own."""
     seen = known.lower()
-    found = (m for m in _NAME.findall(_FENCED.sub(" ", answer)) if m.lower() not in seen)
-    return list(dict.fromkeys(found))
+    found = [m for m in _NAME.findall(_FENCED.sub(" ", answer)) if m.lower() not in seen]
+    return list(dict.fromkeys(found + placeholders(answer, known)))
 
 
 def _quoted(number: str, known: str) -> bool:

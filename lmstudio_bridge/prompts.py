@@ -124,13 +124,14 @@ WRITTEN_PART = (
 """The result of a write ``agent._written_back`` does not run because it would cut a file read in the task
 after the change was made on another server."""
 UNFOUNDED = (
-    "An answer written before: {answer}\n\nIt gives {numbers}, which no result above holds. If the task needs "
+    "An answer written before: {answer}\n\nIt gives {values}, which no result above holds. If the task needs "
     "a call that gives {them}, reply with only that call, as JSON. Otherwise: answer the task again with only "
     "values from the results."
 )
-"""Closes the answer step asked again when the answer holds numbers from nowhere (``agent._unfounded``)."""
+"""Closes the answer step asked again when the answer holds numbers or template slots from nowhere
+(``agent._unfounded``)."""
 MADE_UP = (
-    "not run: the {where} to write holds {numbers}, which {are} in neither the task nor any tool result. "
+    "not run: the {where} to write holds {values}, which {are} in neither the task nor any tool result. "
     "Call the tool that gives {them} first (the time, a file, a record), then write what it returns."
 )
 """The result of a call ``agent._made_up`` does not run."""

@@ -126,6 +126,11 @@ def render_task(result: TaskResult, *, include_reasoning: bool = False) -> str:
             f", but for calls given made-up values ({_some(result.unfounded_calls)})" if result.unfounded_calls else ""
         )
         text += f"\n\n[Check the answer: it {' and '.join(said)}, which neither the task nor any tool result holds{made_up}.]"
+    if result.unfounded_items:
+        text += (
+            f"\n\n[Check the answer: no tool call gave a result for {_listed(result.unfounded_items)}, which the "
+            "task asks about.]"
+        )
     if result.unfounded_change:
         text += (
             f"\n\n[Not done: the answer says something was {result.unfounded_change}, but no tool call in this "
@@ -145,6 +150,11 @@ def render_task(result: TaskResult, *, include_reasoning: bool = False) -> str:
 def _some(items: list[str], shown: int = 5) -> str:
     """``a, b, c`` or ``a, b, c, d, e and 2 more``."""
     return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
+def _listed(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
 
 
 def render_load(result: ModelLoadResult) -> str:

@@ -154,13 +154,18 @@ class TaskResult(BaseModel):
     )
     unfounded_names: list[str] = Field(
         default_factory=list,
-        description="names of files or hosts the answer gives that neither the task, any tool result, nor any "
-        "call's arguments hold: check them",
+        description="names of files or hosts, and template slots such as [Your Name], that the answer gives and "
+        "neither the task, any tool result, nor any call's arguments hold: check them",
     )
     unfounded_calls: list[str] = Field(
         default_factory=list,
         description="when unfounded_numbers is not empty, the tools that were called with numbers the model made "
         "up: their results, worked out from those, do not count as ground for the answer",
+    )
+    unfounded_items: list[str] = Field(
+        default_factory=list,
+        description="items the task lists together (cities, files) that no tool call gave a result for, when one "
+        "did for another of them: what the answer says of these comes from no result",
     )
     unfounded_change: str | None = Field(
         default=None,

@@ -1212,6 +1212,39 @@ async def test_a_write_of_numbers_from_nowhere_is_not_run(llm: LLMClient) -> Non
     ]
 
 
+async def test_a_write_of_template_slots_is_not_run_and_an_answer_of_them_is_asked_again(llm: LLMClient) -> None:
+    """Asked who made the latest commit and to save them, the 0.5B saved "made by [Your Name] on [Date]" before
+    reading the log, and answered "The latest commit was made by [Your Name].". Every call here has the id
+    ``id0``, as from a server that numbers them from 0 every round: the held write's id is not the read's."""
+    from lmstudio_bridge.render import render_task
+
+    create = Tool(name="create_entities", input_schema=MEMORY_SCHEMA, annotations=ToolAnnotations(read_only_hint=False))
+    memory = StubChild("memory", [create], lambda n, a: "created")
+    git = StubChild("git", [tool("git_log", GIT_LOG_SCHEMA)], lambda n, a: "Author: Grace Hopper")
+    slots = {"entities": [{"name": "[Your Name]", "entityType": "person", "observations": ["on [Date]"]}]}
+    grace = {"entities": [{"name": "Grace Hopper", "entityType": "person", "observations": []}]}
+    script = Script(
+        answer(calls=[("create_entities", slots)]),
+        answer(calls=[("git_log", {"repo_path": "/r"})]),
+        answer(calls=[("create_entities", grace)]),
+        answer("Added Grace Hopper."),
+    )
+    task = "Find out who made the latest commit in /r and add them to the knowledge graph as a person."
+    await run(llm, script, [memory, git], task=task)
+    assert memory.calls == [("create_entities", grace)]
+    assert script.bodies[1]["messages"][-1]["content"] == (
+        "Error: not run: the entities[0].name to write holds [Your Name], which is in neither the task nor any "
+        "tool result. Call the tool that gives it first (the time, a file, a record), then write what it returns."
+    )
+
+    slot, again = "The latest commit was made by [Your Name].", "The latest commit was made by [Author]."
+    script = Script(text_call("git_log", {"repo_path": "/r"}), answer(slot), answer(again))
+    result = await run(llm, script, [git], task="Who made the latest commit in /r?")
+    assert "It gives [Your Name], which no result above holds." in script.bodies[2]["messages"][1]["content"]
+    assert result.answer == slot and result.unfounded_names == ["[Your Name]"]
+    assert "[Check the answer: it names [Your Name], which neither" in render_task(result)
+
+
 async def test_a_write_of_numbers_from_nowhere_made_again_ends_in_the_answer(llm: LLMClient) -> None:
     files = files_child()
     script = Script(
@@ -1743,6 +1776,31 @@ async def test_items_are_asked_for_again_only_while_fewer_are_left(llm: LLMClien
         "The task also names New York, and no call above is for it. Reply with only the call for it, as JSON.",
     ]
     assert result.answer == "Tokyo 02:20, London 17:20; New York was not asked." and len(script.bodies) == 5
+    assert result.unfounded_items == ["New York"]
+
+
+async def test_items_the_task_lists_that_no_call_gave_a_result_for_are_told_to_the_caller(llm: LLMClient) -> None:
+    """Asked for the call for London and New York, the 0.5B converted Tokyo's time to Tokyo's zone, which
+    failed, and answered with Tokyo's time for all three cities."""
+    from lmstudio_bridge.render import render_task
+
+    tokyo = {"timezone": "Asia/Tokyo"}
+    script = Script(
+        text_call("get_current_time", tokyo),
+        answer("Tokyo is 02:20."),
+        text_call("convert_time", {"source_timezone": "Asia/Tokyo", "time": "02:20", "target_timezone": "Asia/Tokyo"}),
+        answer("Tokyo is 02:20, London 02:20, New York 02:20."),
+    )
+    failing = CallToolResult(content=[TextContent(type="text", text="Invalid time format")], is_error=True)
+    now = clock_child().handler
+    child = StubChild("time", TIME_TOOLS, lambda n, a: failing if n == "convert_time" else now(n, a))
+    result = await run(llm, script, [child], task="What time is it in Tokyo, London and New York?")
+    assert result.unfounded_items == ["London", "New York"]
+    assert render_task(result).endswith(
+        "\n\n[Check the answer: no tool call gave a result for London and New York, which the task asks about.]"
+    )
+    script = Script(text_call("get_current_time", tokyo), answer("Tokyo is 02:20."))
+    assert (await run(llm, script, [clock_child()], task="What time is it in Tokyo?")).unfounded_items == []
 
 
 @pytest.mark.parametrize(

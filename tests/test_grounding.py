@@ -16,6 +16,7 @@ from lmstudio_bridge.grounding import (
     invented,
     left_out,
     not_called_for,
+    placeholders,
     records,
     unfounded_names,
     unfounded_numbers,
@@ -45,12 +46,34 @@ def test_words_are_letter_runs_and_digit_runs_without_the_commonest() -> None:
         ({"entities": [{"name": "Marie Curie", "observations": ["born in 1867", "two prizes"]}]}, "Marie Curie",
          ("entities[0].observations[0]", ["1867"])),
         ({"content": "3 files"}, "anything", None),  # a count
+        # The 0.5B saved who made the latest commit before reading the log.
+        ({"observations": [{"contents": ["made by [Your Name] on [Date]."]}]}, "task",
+         ("observations[0].contents[0]", ["[Your Name]", "[Date]"])),
     ],
 )  # fmt: skip
 def test_a_value_is_invented_when_it_holds_numbers_from_nowhere(
     arguments: dict, known: str, found: tuple[str, list[str]] | None
 ) -> None:
     assert invented(arguments, known) == found
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("The latest commit was made by [Your Name] on [Date].", ["[Your Name]", "[Date]"]),
+        ("Best regards,\n[your name]\n[Your Name]", ["[your name]", "[Your Name]"]),
+        ("Set the key to <your-api-key> in <code>.env</code>.", ["<your-api-key>"]),
+        ("[Author's Name] made it.", ["[Author's Name]"]),
+        # Not slots: a link's text, an index, a checkbox, a number, an INI section, a slot in a code block.
+        ("See [the docs](https://x.org), items[0], [x] done, [1], [ ] open.", []),
+        ("[server]\nport = 8080", []),
+        ("```\nname = [Your Name]\n```", []),
+        # Slots the task or a result holds are theirs: a log line's level.
+        ("It logged [WARNING] twice.", []),
+    ],
+)
+def test_template_slots_from_nowhere_are_placeholders(text: str, found: list[str]) -> None:
+    assert placeholders(text, "Task: check the log\n\n[WARNING] disk almost full") == found
 
 
 def clock(zone: str, at: str, name: str = "get_current_time") -> Made:
