@@ -360,7 +360,8 @@ async def run_agent(
     finish = await _covering(finish, model, toolbox, run)
     # Told once already (``_unfounded``), a small model may keep them: the caller is told instead. Names from
     # nowhere are only told: asked again, the 1.5B named the same file. A name may come from a call the model
-    # made, one that failed too ("notes.md does not exist").
+    # made, one that failed too ("notes.md does not exist"), but not from one that reached no tool: the 0.5B
+    # saved "John Doe" unread, which was not run, and answered that John Doe made the latest commit.
     # Items asked for again (``_not_called``) that still have no result are told too.
     unfounded: list[str] = []
     names: list[str] = []
@@ -369,8 +370,8 @@ async def run_agent(
     if run.records and finish.stop != "no_answer":
         known = _known(run, model)
         unfounded = unfounded_numbers(finish.answer, known)
-        made = _calls_made(run.messages)
-        names = unfounded_names(finish.answer, "\n".join([known, *(m.arguments for m in made)]))
+        made = _calls_made(run.messages, run.not_run)
+        names = unfounded_names(finish.answer, "\n".join([known, *(m.call for m in made if m.ran)]))
         items = not_called_for(task, [m for m in made if m.ok])
         if unfounded:
             given = [t.label if (t := toolbox.lookup(name)) else name for name in _grounds(run)[1]]

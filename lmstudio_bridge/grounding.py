@@ -119,7 +119,35 @@ def unfounded_names(answer: str, known: str) -> list[str]:
     (``placeholders``). Code blocks are not judged: a script the model writes names files of its own."""
     seen = known.lower()
     found = [m for m in _NAME.findall(_FENCED.sub(" ", answer)) if m.lower() not in seen]
-    return list(dict.fromkeys(found + placeholders(answer, known)))
+    return list(dict.fromkeys(found + people(answer, known) + placeholders(answer, known)))
+
+
+_PERSON = re.compile(r"(?<![\w'’-])[A-Z][a-z]+(?: [A-Z][a-z]+)+(?![\w'’-])(?!\**`?\**:)")
+"""Words that each start with a capital, two or more, not a label (``Commit Message:``)."""
+_OPENING = frozenset(
+    {"the", "a", "an", "in", "on", "at", "it", "its", "this", "that", "there", "here", "yes", "no", "and", "or"}
+    | {"but", "for", "to", "of", "by", "with", "from", "as", "is", "was", "so", "then", "also", "both", "all"}
+)
+"""Words that open a sentence: "In Tokyo" holds one name."""
+
+
+def people(text: str, known: str) -> list[str]:
+    """The names of people, places or things (words that each start with a capital, two or more) in the text that
+    are in neither the task nor any result (``known``), in order: asked who made the latest commit, the 0.5B
+    answered "John Doe" without reading the log. A name written apart (``Read Graph`` for ``read_graph``) or
+    joined (``Entity Type`` for ``entityType``) is the same name; headings, code blocks and template slots
+    (``placeholders``) are not judged here."""
+    plain, joined = _plain(known), "".join(_plain(known).split())
+    lines = _PLACEHOLDER.sub(" ", _FENCED.sub(" ", text)).splitlines()
+    body = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    found = []
+    for match in _PERSON.findall(body):
+        name = match.split()
+        while name and name[0].lower() in _OPENING:
+            name = name[1:]
+        if len(name) > 1 and _plain(" ".join(name)) not in plain and "".join(name).lower() not in joined:
+            found.append(" ".join(name))
+    return list(dict.fromkeys(found))
 
 
 def _quoted(number: str, known: str) -> bool:

@@ -154,8 +154,8 @@ class TaskResult(BaseModel):
     )
     unfounded_names: list[str] = Field(
         default_factory=list,
-        description="names of files or hosts, and template slots such as [Your Name], that the answer gives and "
-        "neither the task, any tool result, nor any call's arguments hold: check them",
+        description="names of files, hosts, people or places, and template slots such as [Your Name], that the "
+        "answer gives and neither the task, any tool result, nor the arguments of any call that ran hold: check them",
     )
     unfounded_calls: list[str] = Field(
         default_factory=list,

@@ -1245,6 +1245,18 @@ async def test_a_write_of_template_slots_is_not_run_and_an_answer_of_them_is_ask
     assert "[Check the answer: it names [Your Name], which neither" in render_task(result)
 
 
+async def test_a_name_only_a_call_that_was_not_run_holds_is_named_to_the_caller(llm: LLMClient) -> None:
+    """The 0.5B saved "John Doe" as the latest commit's author without reading the log; not run, it answered that
+    John Doe made the latest commit."""
+    create = Tool(name="create_entities", input_schema=MEMORY_SCHEMA, annotations=ToolAnnotations(read_only_hint=False))
+    memory = StubChild("memory", [create], lambda n, a: "created")
+    john = {"entities": [{"name": "John Doe", "entityType": "person", "observations": ["made the latest commit"]}]}
+    script = Script(answer(calls=[("create_entities", john)]), answer("The latest commit was made by John Doe."))
+    task = "Find out who made the latest commit in /r and add them to the knowledge graph as a person."
+    result = await run(llm, script, [memory], task=task)
+    assert memory.calls == [] and result.unfounded_names == ["John Doe"]
+
+
 async def test_a_write_of_numbers_from_nowhere_made_again_ends_in_the_answer(llm: LLMClient) -> None:
     files = files_child()
     script = Script(

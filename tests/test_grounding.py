@@ -16,6 +16,7 @@ from lmstudio_bridge.grounding import (
     invented,
     left_out,
     not_called_for,
+    people,
     placeholders,
     records,
     unfounded_names,
@@ -74,6 +75,22 @@ def test_a_value_is_invented_when_it_holds_numbers_from_nowhere(
 )
 def test_template_slots_from_nowhere_are_placeholders(text: str, found: list[str]) -> None:
     assert placeholders(text, "Task: check the log\n\n[WARNING] disk almost full") == found
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("The latest commit was made by John Doe and Jane Smith.", ["John Doe", "Jane Smith"]),
+        ("Yes, Grace Hopper made it. In Tokyo it is 02:20, and The Widget Factory makes widgets.", []),
+        # Tool names and keys written apart, labels, headings and code are not judged.
+        ("It made the Read Graph call; its Entity Type is person.", []),
+        ("**Commit Message:** Start the widget factory\n## Latest Commit Details", []),
+        ("```\nauthor = John Doe\n```", []),
+    ],
+)
+def test_names_from_nowhere_are_people_places_or_things_no_result_names(text: str, found: list[str]) -> None:
+    known = "Task: who made it, and the time in Tokyo?\n\nAuthor: Grace Hopper\n# Widget factory\nread_graph entityType"
+    assert people(text, known) == found
 
 
 def clock(zone: str, at: str, name: str = "get_current_time") -> Made:
