@@ -977,6 +977,7 @@ async def bridge_over_stdio(
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
         "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(ROOT),  # this checkout's bridge, wherever the environment's own install points
         **env,
     }
     params = StdioServerParameters(
