@@ -1100,8 +1100,9 @@ def _results_digest(messages: list[dict[str, Any]]) -> str:
 
 
 def _calls_made(messages: list[dict[str, Any]], not_run: Collection[tuple[int, str]] = ()) -> list[Made]:
-    """Every tool call in the conversation with its result, in order. Those in ``not_run`` reached no tool; those with no result yet (this round's, while they are judged) have not run: a call names a place
-    by its own arguments, and reads nothing.
+    """Every tool call in the conversation with its result, in order. Those in ``not_run`` reached no tool;
+    those with no result yet (this round's, while they are judged) have not run: a call names a place by its own
+    arguments, and reads nothing.
 
     Results are matched within their round: some servers number call ids from 0 every round.
     """

@@ -86,8 +86,9 @@ _PLACEHOLDER = re.compile(
     r"|<(?:your|insert|enter)[ _-][^<>\n]{1,40}>",
     re.IGNORECASE,
 )
-"""A template's slot: ``[Your Name]``, ``[Date]``, ``[commit hash]``, ``<your-api-key>``; not a link's text
-(``[docs](url)``), an index (``items[0]``), a checkbox (``[x]``) or a number (``[1]``)."""
+"""What may be a template's slot (``placeholders`` judges the case): ``[Your Name]``, ``[Date]``,
+``<your-api-key>``; not a link's text (``[docs](url)``), an index (``items[0]``), a checkbox (``[x]``) or a number
+(``[1]``)."""
 _SLOT_WORDS = frozenset({"your", "insert", "enter"})
 
 
@@ -115,11 +116,12 @@ _FENCED = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 
 def unfounded_names(answer: str, known: str) -> list[str]:
     """The names of files or hosts in the answer that are in neither the task nor any result (``known``), in
-    order: the file a model says a commit changed when the diff it got was empty; then its template slots
-    (``placeholders``). Code blocks are not judged: a script the model writes names files of its own."""
+    order: the file a model says a commit changed when the diff it got was empty; then its proper names
+    (``proper_names``) and template slots (``placeholders``) from nowhere. Code blocks are not judged: a script
+    the model writes names files of its own."""
     seen = known.lower()
     found = [m for m in _NAME.findall(_FENCED.sub(" ", answer)) if m.lower() not in seen]
-    return list(dict.fromkeys(found + people(answer, known) + placeholders(answer, known)))
+    return list(dict.fromkeys(found + proper_names(answer, known) + placeholders(answer, known)))
 
 
 _PERSON = re.compile(r"(?<![\w'’-])[A-Z][a-z]+(?: [A-Z][a-z]+)+(?![\w'’-])(?!\**`?\**:)")
@@ -131,8 +133,8 @@ _OPENING = frozenset(
 """Words that open a sentence: "In Tokyo" holds one name."""
 
 
-def people(text: str, known: str) -> list[str]:
-    """The names of people, places or things (words that each start with a capital, two or more) in the text that
+def proper_names(text: str, known: str) -> list[str]:
+    """The names of people, places or things (two or more words that each start with a capital) in the text that
     are in neither the task nor any result (``known``), in order: asked who made the latest commit, the 0.5B
     answered "John Doe" without reading the log. A name written apart (``Read Graph`` for ``read_graph``) or
     joined (``Entity Type`` for ``entityType``) is the same name; headings, code blocks and template slots

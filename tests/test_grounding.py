@@ -16,8 +16,8 @@ from lmstudio_bridge.grounding import (
     invented,
     left_out,
     not_called_for,
-    people,
     placeholders,
+    proper_names,
     records,
     unfounded_names,
     unfounded_numbers,
@@ -90,7 +90,7 @@ def test_template_slots_from_nowhere_are_placeholders(text: str, found: list[str
 )
 def test_names_from_nowhere_are_people_places_or_things_no_result_names(text: str, found: list[str]) -> None:
     known = "Task: who made it, and the time in Tokyo?\n\nAuthor: Grace Hopper\n# Widget factory\nread_graph entityType"
-    assert people(text, known) == found
+    assert proper_names(text, known) == found
 
 
 def clock(zone: str, at: str, name: str = "get_current_time") -> Made:
