@@ -60,13 +60,13 @@ from .grounding import (
     claimed_change,
     described,
     empty,
+    from_nowhere,
     gives,
     instructs,
     invented,
     left_out,
     names_tool,
     not_called_for,
-    placeholders,
     records,
     results_words,
     squeezed,
@@ -110,6 +110,7 @@ from .prompts import (
     WRITTEN_PART,
 )
 from .reasoning import split_reasoning
+from .render import listed
 from .reply_watch import ReplyWatch
 from .results import Generation, StopReason, TaskResult, TokenUsage, ToolCallRecord
 from .text_tool_calls import TextToolCall, bare_call, extract_tool_calls, made_up_call
@@ -575,7 +576,7 @@ def _not_called(finish: Finish, run: _Run, model: _Model) -> AskForAnswer | None
         return None
     run.not_called = missing
     named = sorted(missing, key=run.task.find)
-    items = ", ".join(named[:-1]) + " and " + named[-1] if len(named) > 1 else named[0]
+    items = listed(named)
     closing = NOT_CALLED.format(items=items, them="it" if len(missing) == 1 else "them")
     return AskForAnswer("answered", f"no call was made for {items}", may_call=True, closing=closing, wants_call=True)
 
@@ -587,7 +588,7 @@ def _unfounded(finish: Finish, run: _Run, model: _Model) -> AskForAnswer | None:
     and gave a port for both."""
     if finish.stop != "answered" or run.answered is not None or not run.records:
         return None  # an answer without any call is the model's own (a sum, a fact), not read off results
-    values = _from_nowhere(finish.answer, _known(run, model))
+    values = from_nowhere(finish.answer, _known(run, model))
     if not values:
         return None
     run.answered = finish
@@ -598,11 +599,6 @@ def _unfounded(finish: Finish, run: _Run, model: _Model) -> AskForAnswer | None:
     return AskForAnswer("answered", "the answer gives values no result holds", may_call=may_call, closing=closing)
 
 
-def _from_nowhere(answer: str, known: str) -> list[str]:
-    """The numbers and the template slots of the answer that no result holds."""
-    return unfounded_numbers(answer, known) + placeholders(answer, known)
-
-
 def _shown(answer: str) -> str:
     """An answer as a request shows it again: its first 1,500 characters."""
     return answer if len(answer) <= SHOWN_ANSWER else answer[:SHOWN_ANSWER] + " ..."
@@ -611,7 +607,7 @@ def _shown(answer: str) -> str:
 def _better(first: Finish, again: Finish, run: _Run, model: _Model) -> Finish:
     """The answer given when asked again, if it holds fewer numbers and slots from nowhere than the first."""
     known = _known(run, model)
-    if len(_from_nowhere(again.answer, known)) < len(_from_nowhere(first.answer, known)):
+    if len(from_nowhere(again.answer, known)) < len(from_nowhere(first.answer, known)):
         return again
     return first
 

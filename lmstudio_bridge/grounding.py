@@ -62,13 +62,18 @@ class Made:
 
 
 def invented(arguments: dict[str, Any], known: str) -> tuple[str, list[str]] | None:
-    """The first value in ``arguments`` that holds numbers from nowhere (``unfounded_numbers``) or placeholders
-    (``placeholders``), as ``(where, those)``, ``where`` being the argument's path (``content``,
-    ``entities[0].observations[1]``)."""
+    """The first value in ``arguments`` that holds values from nowhere (``from_nowhere``), as ``(where, those)``,
+    ``where`` being the argument's path (``content``, ``entities[0].observations[1]``)."""
     for where, value in _strings(arguments):
-        if found := unfounded_numbers(value, known) + placeholders(value, known):
+        if found := from_nowhere(value, known):
             return where, found
     return None
+
+
+def from_nowhere(text: str, known: str) -> list[str]:
+    """The numbers (``unfounded_numbers``) and the template slots (``placeholders``) of the text that are in
+    neither the task nor any result (``known``)."""
+    return unfounded_numbers(text, known) + placeholders(text, known)
 
 
 def unfounded_numbers(answer: str, known: str) -> list[str]:
@@ -139,7 +144,8 @@ def proper_names(text: str, known: str) -> list[str]:
     answered "John Doe" without reading the log. A name written apart (``Read Graph`` for ``read_graph``) or
     joined (``Entity Type`` for ``entityType``) is the same name; headings, code blocks and template slots
     (``placeholders``) are not judged here."""
-    plain, joined = _plain(known), "".join(_plain(known).split())
+    plain = _plain(known)
+    joined = plain.replace(" ", "")
     lines = _PLACEHOLDER.sub(" ", _FENCED.sub(" ", text)).splitlines()
     body = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
     found = []

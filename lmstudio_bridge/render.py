@@ -128,7 +128,7 @@ def render_task(result: TaskResult, *, include_reasoning: bool = False) -> str:
         text += f"\n\n[Check the answer: it {' and '.join(said)}, which neither the task nor any tool result holds{made_up}.]"
     if result.unfounded_items:
         text += (
-            f"\n\n[Check the answer: no tool call gave a result for {_listed(result.unfounded_items)}, which the "
+            f"\n\n[Check the answer: no tool call gave a result for {listed(result.unfounded_items)}, which the "
             "task asks about.]"
         )
     if result.unfounded_change:
@@ -152,7 +152,7 @@ def _some(items: list[str], shown: int = 5) -> str:
     return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
-def _listed(items: list[str]) -> str:
+def listed(items: list[str]) -> str:
     """``a``, ``a and b``, ``a, b and c``."""
     return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
 
