@@ -79,11 +79,8 @@ def table(runs: dict[str, list[Run]], n: int) -> str:
     seconds = [r.seconds for r in every]
     passed = sum(r.passed for r in every)
     slow = [r for r in every if r.seconds > SLOW_S]
-    flagged = [
-        r
-        for r in every
-        if r.outcome.get("unfounded_numbers") or r.outcome.get("unfounded_names") or r.outcome.get("unfounded_items")
-    ]
+    checked = ("unfounded_numbers", "unfounded_names", "unfounded_items", "unfounded_answer")
+    flagged = [r for r in every if any(r.outcome.get(key) for key in checked)]
     unmade = [r for r in every if r.outcome.get("unfounded_change")]
     lines += [
         "",
@@ -95,7 +92,7 @@ def table(runs: dict[str, list[Run]], n: int) -> str:
         f"runs that called a write tool: {sum(bool(r.write_calls) for r in every)}; "
         f"answers repeating the bridge's prompt text: {sum(bool(r.parroted) for r in every)}; "
         f"answers telling the user to make calls that were made: {sum(bool(r.instructs) for r in every)}; "
-        f"answers the caller is told to check (numbers, names or items from nowhere): {len(flagged)}, "
+        f"answers the caller is told to check (numbers, names or items from nowhere, or from no result): {len(flagged)}, "
         f"{sum(r.passed for r in flagged)} of them in runs that passed; "
         f"answers saying a change was made when no call made one (the caller is told): {len(unmade)}, "
         f"{sum(r.passed for r in unmade)} of them in runs that passed; "

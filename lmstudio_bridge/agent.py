@@ -58,6 +58,7 @@ from .grounding import (
     Made,
     blind,
     claimed_change,
+    denies,
     described,
     empty,
     from_nowhere,
@@ -368,18 +369,23 @@ async def run_agent(
     names: list[str] = []
     given: list[str] = []
     items: list[str] = []
+    nothing: list[str] = []
     if run.records and finish.stop != "no_answer":
         known = _known(run, model)
-        unfounded = unfounded_numbers(finish.answer, known)
+        nothing = _nothing_found(run)
+        # Counts too, when no call found anything and the answer does not say so: only told, not asked again.
+        unfounded = unfounded_numbers(finish.answer, known, counts=bool(nothing) and not denies(finish.answer))
         made = _calls_made(run.messages, run.not_run)
         names = unfounded_names(finish.answer, "\n".join([known, *(m.call for m in made if m.ran)]))
         items = not_called_for(task, [m for m in made if m.ok])
         if unfounded:
-            given = [t.label if (t := toolbox.lookup(name)) else name for name in _grounds(run)[1]]
+            given = _labels(_grounds(run)[1], toolbox)
     # Only told: the caller, who may act on the answer, must not take a change as made when none was.
     change = None
     if finish.stop != "no_answer" and not _changed_anything(run, toolbox):
         change = claimed_change(task, finish.answer)
+    # An answer from calls that found nothing that says more than that, and no note above says so already.
+    bare = [] if unfounded or names or change or denies(finish.answer) else _labels(nothing, toolbox)
     usage = TokenUsage(**{k: run.usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
     return TaskResult(
         answer=finish.answer.strip(),
@@ -398,8 +404,14 @@ async def run_agent(
         unfounded_names=names,
         unfounded_calls=given,
         unfounded_items=items,
+        unfounded_answer=bare,
         unfounded_change=change,
     )
+
+
+def _labels(names: list[str], toolbox: Toolbox) -> list[str]:
+    """Tools as the caller knows them (``server.tool``), by the names the model called them."""
+    return [t.label if (t := toolbox.lookup(name)) else name for name in names]
 
 
 def decide(reply: Reply, run: _Run, limits: LoopLimits, asked: AskForAnswer | None) -> Step:
@@ -610,6 +622,17 @@ def _better(first: Finish, again: Finish, run: _Run, model: _Model) -> Finish:
     if len(from_nowhere(again.answer, known)) < len(from_nowhere(first.answer, known)):
         return again
     return first
+
+
+def _nothing_found(run: _Run) -> list[str]:
+    """The calls made for the task (``name``, each once) when every one failed, was not run or returned nothing
+    (``grounding.empty``); none when one gave a result. Then no count in the answer was read off a result
+    either (``grounding.unfounded_numbers``), and an answer that says more than that nothing was found rests
+    on nothing: told that git's diff against HEAD was empty, the 0.5B listed what the latest commit changed."""
+    made = _calls_made(run.messages, run.not_run)
+    if any(m.ok and m.ran and not empty(m.result) for m in made):
+        return []
+    return list(dict.fromkeys(m.name for m in made))
 
 
 def _known(run: _Run, model: _Model | None = None) -> str:

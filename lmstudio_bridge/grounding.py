@@ -76,14 +76,30 @@ def from_nowhere(text: str, known: str) -> list[str]:
     return unfounded_numbers(text, known) + placeholders(text, known)
 
 
-def unfounded_numbers(answer: str, known: str) -> list[str]:
+def unfounded_numbers(answer: str, known: str, counts: bool = False) -> list[str]:
     """The numbers in the answer that are in neither the task nor any result (``known``), in order: a time,
     a port or a year the model made up. Counts are not judged: a single digit, or one number under 100
-    alone ("12 commits" is read off a log, not copied from it)."""
-    seen = words(known)
-    found = [w for w in _WORD.findall(answer) if w.isdigit() and w not in seen and not _quoted(w, known)]
-    found = list(dict.fromkeys(found))
-    return [] if len(found) == 1 and len(found[0]) < 3 else found
+    alone ("12 commits" is read off a log, not copied from it), unless ``counts``: when no call gave a result,
+    there is nothing to count (a numbered list's marks aside). Every call on a folder failed, and the 0.5B
+    answered "There are 1 CSV files"."""
+    seen = words(known) | set(_DIGITS.findall(known)) if counts else words(known)
+    numbers = (
+        _DIGITS.findall(_LIST_MARK.sub(" ", answer)) if counts else [w for w in _WORD.findall(answer) if w.isdigit()]
+    )
+    found = list(dict.fromkeys(w for w in numbers if w not in seen and not _quoted(w, known)))
+    return [] if not counts and len(found) == 1 and len(found[0]) < 3 else found
+
+
+_DIGITS = re.compile(r"\d+")
+_LIST_MARK = re.compile(r"^\s*\d+[.)]\s", re.M)
+"""A numbered list's mark (``1. ``): no value."""
+_DENIAL = re.compile(r"\b(?:no|not|none|nothing|never|cannot|empty|unable|failed|missing|without)\b|n't\b", re.I)
+
+
+def denies(answer: str) -> bool:
+    """Whether the answer says something is not there, not so, or not done ("Alan Turing is not in the knowledge
+    graph", "The file does not exist"): what calls that found nothing can tell."""
+    return bool(_DENIAL.search(answer))
 
 
 _PLACEHOLDER = re.compile(
@@ -336,11 +352,15 @@ def empty(result: str) -> bool:
     (``{"entities": [], "relations": []}``, what memory's ``search_nodes`` finds for a name it does not have).
 
     Shown that JSON after a search for Alan Turing, the 0.5B answered "Alan Turing is in the knowledge graph";
-    told the call returned nothing, it answered that he is not."""
+    told the call returned nothing, it answered that he is not.
+
+    A heading over nothing is empty too: git's ``git_diff`` of a tree with no changes returns ``Diff with HEAD:``
+    and a blank line, after which both small models named a file and lines the commit changed."""
     try:
         value = json.loads(result)
     except ValueError:
-        return not result.strip()
+        text = result.strip()
+        return not text or ("\n" not in text and text.endswith(":"))
     return _hollow(value)
 
 

@@ -131,6 +131,11 @@ def render_task(result: TaskResult, *, include_reasoning: bool = False) -> str:
             f"\n\n[Check the answer: no tool call gave a result for {listed(result.unfounded_items)}, which the "
             "task asks about.]"
         )
+    if result.unfounded_answer:
+        text += (
+            f"\n\n[Check the answer: every tool call failed or returned nothing ({_some(result.unfounded_answer)}), "
+            "so no tool result supports it.]"
+        )
     if result.unfounded_change:
         text += (
             f"\n\n[Not done: the answer says something was {result.unfounded_change}, but no tool call in this "

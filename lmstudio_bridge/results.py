@@ -167,6 +167,11 @@ class TaskResult(BaseModel):
         description="items the task lists together (cities, files) that no tool call gave a result for, when one "
         "did for another of them: what the answer says of these comes from no result",
     )
+    unfounded_answer: list[str] = Field(
+        default_factory=list,
+        description="the tools called, when every call failed, did not run or returned nothing, and the answer "
+        "says more than that something is not there, not so or not done: no tool result supports it",
+    )
     unfounded_change: str | None = Field(
         default=None,
         description="the word by which the answer says a change the task asks for was made (removed, added, "

@@ -40,6 +40,7 @@ _SCHEMA_KEY_ORDER = ("type", "description", "properties", "items", "required", "
 ``properties`` before ``type`` (as pydantic writes them) makes small models copy its shape into
 their arguments."""
 _FILE_NAME = re.compile(r"[\w-][\w.-]*\.[A-Za-z0-9]{1,8}")
+_GLOB = re.compile(r"[*?\[]")
 _WRAPPER_KEYS = frozenset({"properties", "required", "type", "additionalProperties", "title", "$schema"})
 
 
@@ -174,18 +175,25 @@ class OfferedTool:
         return unwrapped
 
     def _split(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        """A search given a file's path as the folder to search, sent as a search for that file's name in its folder,
-        when no ``pattern`` is given or the pattern is that name. After reading a guessed ``project/settings.ini``
-        failed and asked for ``search_files``, the 0.5B called it with ``{"path": ".../project/settings.ini"}`` in 5
-        of 8 replies, and asked to mend a search with a ``directory``, it wrote that path with the pattern
-        ``settings.ini``: the search of the path as a folder failed again. Only for a search tool (``searches``)
-        that takes both, and a last part of the path that is a file's name (``name.ext``), not a folder's or a glob."""
+        """A search given the path of what it looks for as the folder to search, sent as a search of that path's
+        folder for its last part: a file's name (``name.ext``) or a glob (``*.csv``), when no ``pattern`` is given
+        or the pattern is that part. After reading a guessed ``project/settings.ini`` failed and asked for
+        ``search_files``, the 0.5B called it with ``{"path": ".../project/settings.ini"}`` in 5 of 8 replies, and
+        asked to mend a search with a ``directory``, it wrote that path with the pattern ``settings.ini``: the
+        search of the path as a folder failed again. Asked how many CSV files a folder holds, it searched with
+        the pattern ``/tmp/.../data/*.csv`` and no path, and mended that into the path: a pattern holding a whole
+        path (from ``/`` or ``~``) with no path given is split the same way. Only for a search tool
+        (``searches``) that takes both, and a last part that is a name or a glob, not a folder's."""
         path, pattern = arguments.get("path"), arguments.get("pattern")
         params = (self.tool.input_schema or {}).get("properties") or {}
-        if not isinstance(path, str) or not {"path", "pattern"} <= set(params) or not searches(self):
+        if not {"path", "pattern"} <= set(params) or not searches(self):
             return arguments
-        folder, name = path.rstrip("/").rpartition("/")[0], file_name(path)
-        if not folder or name is None:
+        if path is None and isinstance(pattern, str) and pattern.startswith(("/", "~")):
+            path, pattern = pattern, None
+        if not isinstance(path, str):
+            return arguments
+        folder, name = path.rstrip("/").rpartition("/")[0], file_name(path) or _glob_name(path)
+        if not folder or name is None or _GLOB.search(folder):
             return arguments
         if pattern and (not isinstance(pattern, str) or pattern.rpartition("/")[2] != name):
             return arguments
@@ -586,6 +594,12 @@ def _name_words(name: str) -> list[str]:
     """A tool name's words, in lower case: ``search_files``, ``searchFiles`` and ``search-files`` give
     ``search`` and ``files``."""
     return [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)]
+
+
+def _glob_name(path: str) -> str | None:
+    """The last part of a path when it is a glob (``*.csv``, ``report-??.txt``)."""
+    name = path.rstrip("/").rpartition("/")[2]
+    return name if _GLOB.search(name) else None
 
 
 def file_name(path: str) -> str | None:

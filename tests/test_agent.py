@@ -1876,6 +1876,52 @@ async def test_names_from_nowhere_in_the_answer_are_named_to_the_caller_without_
     assert [r.ok for r in result.tool_calls] == [False] and result.unfounded_names == []
 
 
+async def test_a_count_given_when_every_call_failed_is_told_to_the_caller(llm: LLMClient) -> None:
+    """Every read of a folder failed (EISDIR), and the 0.5B answered "There are 1 CSV files": a count no result
+    gave. A count read off a result is not judged, nor one in an answer that says nothing was found."""
+    from lmstudio_bridge.render import render_task
+
+    eisdir = CallToolResult(content=[TextContent(type="text", text="EISDIR: illegal operation")], is_error=True)
+    folder = StubChild("filesystem", [tool("read_text_file")], lambda n, a: eisdir)
+    task = "How many CSV files are in /w/data?"
+    counted = "There are 1 CSV files in /w/data."
+    script = Script(text_call("read_text_file", {"path": "/w/data"}), answer(counted))
+    result = await run(llm, script, [folder], task=task)
+    assert result.unfounded_numbers == ["1"] and len(script.bodies) == 2
+    note = "[Check the answer: it gives 1, which neither the task nor any tool result holds.]"
+    assert render_task(result) == f"{counted}\n\n{note}"
+
+    denied = "The 2 reads of /w/data failed."
+    script = Script(text_call("read_text_file", {"path": "/w/data"}), answer(denied))
+    assert (await run(llm, script, [folder], task=task)).unfounded_numbers == []
+    script = Script(text_call("read_text_file", {"path": "/w/api.env"}), answer("It sets 2 values."))
+    result = await run(llm, script, [env_files()], task="How many values does /w/api.env set?")
+    assert result.unfounded_numbers == [] and len(script.bodies) == 2
+
+
+async def test_an_answer_from_calls_that_found_nothing_is_told_when_it_says_more(llm: LLMClient) -> None:
+    """Told that git's diff against HEAD was empty ("Diff with HEAD:" over nothing), the 0.5B listed what the latest
+    commit changed. An answer that says nothing was found, or one after a call that found something, is not told."""
+    from lmstudio_bridge.render import render_task
+
+    diff = StubChild("git", [tool("git_diff")], lambda n, a: "Diff with HEAD:\n\n")
+    listed = "The latest commit changed the following:\n\n1. The commit message was updated.\n2. The author too."
+    script = Script(text_call("git_diff", {"target": "HEAD"}), answer(listed))
+    result = await run(llm, script, [diff], task="What changed in the latest commit of /r?")
+    assert (result.unfounded_answer, result.unfounded_numbers, len(script.bodies)) == (["git.git_diff"], [], 2)
+    note = (
+        "[Check the answer: every tool call failed or returned nothing (git.git_diff), so no tool result supports it.]"
+    )
+    assert render_task(result) == f"{listed}\n\n{note}"
+    assert 'git_diff {"target": "HEAD"}: returned nothing.' in script.bodies[1]["messages"][1]["content"]
+
+    for said in ("No commit mentions a database.", "The diff is empty, so I can't tell.", "It doesn't say."):
+        script = Script(answer(calls=[("git_diff", {"target": "HEAD"})]), answer(said))
+        assert (await run(llm, script, [diff], task="Does any commit mention a database?")).unfounded_answer == []
+    script = Script(text_call("read_text_file", {"path": "/w/api.env"}), answer("It names the api service."))
+    assert (await run(llm, script, [env_files()], task="What does /w/api.env name?")).unfounded_answer == []
+
+
 def converting_clock() -> StubChild:
     def time(name: str, arguments: dict[str, Any]) -> str:
         if name == "get_current_time":

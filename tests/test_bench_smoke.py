@@ -100,11 +100,12 @@ def test_the_live_task_table_counts_the_answers_the_caller_is_told_to_check(tmp_
         "git_count": [one("git_count", [], unfounded_numbers=["12", "34"]), one("git_count", [])],
         "fs_remove_line": [one("fs_remove_line", ["not removed"], unfounded_change="removed")],
         "time_three_cities": [one("time_three_cities", ["no London"], unfounded_items=["London"])],
+        "git_no_such_word": [one("git_no_such_word", ["no log"], unfounded_answer=["git.git_diff"])],
     }
     text = table(runs, 2)
     assert (
-        "answers the caller is told to check (numbers, names or items from nowhere): 3, 1 of them in runs that passed;"
-        in text
+        "answers the caller is told to check (numbers, names or items from nowhere, or from no result): 4, 1 of "
+        "them in runs that passed;" in text
     )
     assert "answers saying a change was made when no call made one (the caller is told): 1, 0 of them" in text
-    assert "failed runs whose answer the caller is told to check or told was not done: 3 of 3." in text
+    assert "failed runs whose answer the caller is told to check or told was not done: 4 of 4." in text

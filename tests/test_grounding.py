@@ -229,6 +229,10 @@ def test_records_of_one_shape_are_counted(result: str, count: int) -> None:
         ('{"count": 0}', False),  # 0 is a value
         ("No matches found", False),  # says so itself
         ("", True),
+        ("Diff with HEAD:\n\n", True),  # git's git_diff of a tree with no changes: a heading over nothing
+        ("Staged changes:\n", True),
+        ("Diff with HEAD:\ndiff --git a/app.py b/app.py", False),
+        ("Note: see below", False),
     ],
 )
 def test_a_result_of_nothing_but_empty_lists_returned_nothing(result: str, nothing: bool) -> None:
@@ -274,6 +278,12 @@ def test_numbers_from_nowhere_are_those_of_two_digits_or_more_in_no_result() -> 
     assert unfounded_numbers("There are 12 commits.", known) == []  # a count
     assert unfounded_numbers("There are 12 commits, 34 of them merges.", known) == ["12", "34"]
     assert unfounded_numbers("It starts 0123456789, then 567.", "0123456789012345") == ["567"]
+    # With no result to count from, a count is from nowhere too, unless the task holds it.
+    task = "How many CSV files are in /w/data2?"
+    assert unfounded_numbers("There are 1 CSV files in /w/data2.", task, counts=True) == ["1"]
+    assert unfounded_numbers("There are 12 CSV files, 3 of them empty.", task, counts=True) == ["12", "3"]
+    assert unfounded_numbers("/w/data2 does not exist.", task, counts=True) == []
+    assert unfounded_numbers("Are there 2 CSV files? There are 2.", "Are there 2 CSV files?", counts=True) == []
 
 
 def test_names_from_nowhere_are_those_of_files_or_hosts_in_no_result() -> None:

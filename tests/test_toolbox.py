@@ -270,10 +270,20 @@ def test_a_search_given_the_path_of_the_file_it_looks_for_searches_its_folder_fo
     split = {"path": "/w/conf", "pattern": "settings.ini"}
     for given in ({"path": "/w/conf/settings.ini"}, {"path": "/w/conf/settings.ini", "pattern": "settings.ini"}):
         assert found(box, "search_files").prepare_arguments(given) == split
+    # Asked how many CSV files a folder holds, the 0.5B gave the folder and the glob as one pattern, or one path.
+    globbed = {"path": "/w/data", "pattern": "*.csv"}
+    for given in (
+        {"pattern": "/w/data/*.csv"},
+        {"path": "/w/data/*.csv"},
+        {"path": "/w/data/*.csv", "pattern": "*.csv"},
+    ):
+        assert found(box, "search_files").prepare_arguments(given) == globbed
     for kept in (
         {"path": "/w/conf", "pattern": "*.ini"},
         {"path": "/w/conf"},
-        {"path": "/w/conf/*.ini"},
+        {"path": "/w/**/*.ini"},
+        {"pattern": "conf/*.ini"},
+        {"path": "/w", "pattern": "/w/conf/*.ini"},
         {"path": "settings.ini"},
         {"path": "/w/conf/settings.ini", "pattern": "host"},
     ):
