@@ -70,6 +70,7 @@ from .grounding import (
     not_called_for,
     records,
     results_words,
+    says_nothing,
     squeezed,
     to_the_reader,
     unfounded_names,
@@ -626,11 +627,11 @@ def _better(first: Finish, again: Finish, run: _Run, model: _Model) -> Finish:
 
 def _nothing_found(run: _Run) -> list[str]:
     """The calls made for the task (``name``, each once) when every one failed, was not run or returned nothing
-    (``grounding.empty``); none when one gave a result. Then no count in the answer was read off a result
+    (``grounding.says_nothing``); none when one gave a result. Then no count in the answer was read off a result
     either (``grounding.unfounded_numbers``), and an answer that says more than that nothing was found rests
     on nothing: told that git's diff against HEAD was empty, the 0.5B listed what the latest commit changed."""
     made = _calls_made(run.messages, run.not_run)
-    if any(m.ok and m.ran and not empty(m.result) for m in made):
+    if any(m.ok and m.ran and not says_nothing(m.result) for m in made):
         return []
     return list(dict.fromkeys(m.name for m in made))
 

@@ -1913,7 +1913,8 @@ async def test_an_answer_from_calls_that_found_nothing_is_told_when_it_says_more
         "[Check the answer: every tool call failed or returned nothing (git.git_diff), so no tool result supports it.]"
     )
     assert render_task(result) == f"{listed}\n\n{note}"
-    assert 'git_diff {"target": "HEAD"}: returned nothing.' in script.bodies[1]["messages"][1]["content"]
+    # Shown as the server wrote it: told the diff returned nothing, the 1.5B said the commit changed nothing.
+    assert 'git_diff {"target": "HEAD"}:\nDiff with HEAD:' in script.bodies[1]["messages"][1]["content"]
 
     for said in ("No commit mentions a database.", "The diff is empty, so I can't tell.", "It doesn't say."):
         script = Script(answer(calls=[("git_diff", {"target": "HEAD"})]), answer(said))

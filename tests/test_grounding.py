@@ -19,6 +19,7 @@ from lmstudio_bridge.grounding import (
     placeholders,
     proper_names,
     records,
+    says_nothing,
     unfounded_names,
     unfounded_numbers,
     unread,
@@ -229,14 +230,18 @@ def test_records_of_one_shape_are_counted(result: str, count: int) -> None:
         ('{"count": 0}', False),  # 0 is a value
         ("No matches found", False),  # says so itself
         ("", True),
-        ("Diff with HEAD:\n\n", True),  # git's git_diff of a tree with no changes: a heading over nothing
-        ("Staged changes:\n", True),
-        ("Diff with HEAD:\ndiff --git a/app.py b/app.py", False),
-        ("Note: see below", False),
     ],
 )
 def test_a_result_of_nothing_but_empty_lists_returned_nothing(result: str, nothing: bool) -> None:
     assert empty(result) is nothing
+    assert says_nothing(result) is nothing
+
+
+def test_a_heading_over_nothing_says_nothing_but_is_shown_as_written() -> None:
+    for heading in ("Diff with HEAD:\n\n", "Staged changes:\n"):  # git's git_diff and git_diff_staged, no changes
+        assert says_nothing(heading) and not empty(heading)
+    for something in ("Diff with HEAD:\ndiff --git a/app.py b/app.py", "Note: see below", "No matches found"):
+        assert not says_nothing(something)
 
 
 WEATHER = Made("get-structured-content", '{"location": "Chicago"}', '{"temperature":36,"conditions":"Light rain","humidity":82}', ok=True)  # fmt: skip
