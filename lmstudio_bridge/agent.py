@@ -371,11 +371,12 @@ async def run_agent(
     given: list[str] = []
     items: list[str] = []
     nothing: list[str] = []
+    denied = denies(finish.answer)
     if run.records and finish.stop != "no_answer":
         known = _known(run, model)
         nothing = _nothing_found(run)
         # Counts too, when no call found anything and the answer does not say so: only told, not asked again.
-        unfounded = unfounded_numbers(finish.answer, known, counts=bool(nothing) and not denies(finish.answer))
+        unfounded = unfounded_numbers(finish.answer, known, counts=bool(nothing) and not denied)
         made = _calls_made(run.messages, run.not_run)
         names = unfounded_names(finish.answer, "\n".join([known, *(m.call for m in made if m.ran)]))
         items = not_called_for(task, [m for m in made if m.ok])
@@ -386,7 +387,7 @@ async def run_agent(
     if finish.stop != "no_answer" and not _changed_anything(run, toolbox):
         change = claimed_change(task, finish.answer)
     # An answer from calls that found nothing that says more than that, and no note above says so already.
-    bare = [] if unfounded or names or change or denies(finish.answer) else _labels(nothing, toolbox)
+    bare = [] if unfounded or names or change or denied else _labels(nothing, toolbox)
     usage = TokenUsage(**{k: run.usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
     return TaskResult(
         answer=finish.answer.strip(),

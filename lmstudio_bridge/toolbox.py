@@ -192,8 +192,8 @@ class OfferedTool:
             path, pattern = pattern, None
         if not isinstance(path, str):
             return arguments
-        folder, name = path.rstrip("/").rpartition("/")[0], file_name(path) or _glob_name(path)
-        if not folder or name is None or _GLOB.search(folder):
+        folder, _, name = path.rstrip("/").rpartition("/")
+        if not folder or _GLOB.search(folder) or not (_FILE_NAME.fullmatch(name) or _GLOB.search(name)):
             return arguments
         if pattern and (not isinstance(pattern, str) or pattern.rpartition("/")[2] != name):
             return arguments
@@ -594,12 +594,6 @@ def _name_words(name: str) -> list[str]:
     """A tool name's words, in lower case: ``search_files``, ``searchFiles`` and ``search-files`` give
     ``search`` and ``files``."""
     return [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)]
-
-
-def _glob_name(path: str) -> str | None:
-    """The last part of a path when it is a glob (``*.csv``, ``report-??.txt``)."""
-    name = path.rstrip("/").rpartition("/")[2]
-    return name if _GLOB.search(name) else None
 
 
 def file_name(path: str) -> str | None:
