@@ -1097,24 +1097,36 @@ async def _covering(finish: Finish, model: _Model, toolbox: Toolbox, run: _Run) 
 
 def _task_and_results(run: _Run) -> str:
     """The opening of a request made outside the conversation (the answer step, mending a call): the task,
-    then every call made for it with its result."""
-    return f"Task: {run.task}\n\nTool calls and their results:\n\n{_results_digest(run.messages)}"
+    then the calls made for it with their results (``_results_digest``)."""
+    return f"Task: {run.task}\n\nTool calls and their results:\n\n{_results_digest(run.messages, run.not_run)}"
 
 
-def _results_digest(messages: list[dict[str, Any]]) -> str:
+def _results_digest(messages: list[dict[str, Any]], not_run: Collection[tuple[int, str]] = ()) -> str:
     """Every tool call made so far as ``name arguments:`` and its result, with how many records it lists
     (``grounding.records``), or that it returned nothing (``grounding.empty``), in order; failed calls last,
-    in one line each."""
+    in one line each.
+
+    Calls in ``not_run`` (of a tool that does not exist, held back, not JSON) are left out once a later call
+    has worked: what they were told is done with, and their arguments, made up, are copied again. Shown the
+    ``create_entities`` call it had written before reading the log, and why it was not run, the 1.5B wrote that
+    call again, described the task, or called ``git_log`` or ``read_graph``, in 13 of 13 replies; without it, it
+    called ``create_entities`` for the log's author in 3 of 5. After a made-up ``copy_file`` and a held write of
+    "This is a copy of greeting.txt", then the read of greeting.txt, it wrote the copy in 2 of 5 replies (the held
+    write again in 2); without them, in 5 of 6 (3 as the call alone)."""
+    made = _calls_made(messages, not_run)
+    worked = max((i for i, m in enumerate(made) if m.ran and m.ok), default=-1)
     done: list[str] = []
     failed: list[str] = []
-    for made in _calls_made(messages):
-        if made.ok and empty(made.result):
-            done.append(f"{made.call}: returned nothing.")
-        elif made.ok:
-            count = records(made.result)
-            done.append(f"{made.call}:\n{made.result}" + (f"\n({count} records)" if count else ""))
+    for index, call in enumerate(made):
+        if not call.ran and index < worked:
+            continue
+        if call.ok and empty(call.result):
+            done.append(f"{call.call}: returned nothing.")
+        elif call.ok:
+            count = records(call.result)
+            done.append(f"{call.call}:\n{call.result}" + (f"\n({count} records)" if count else ""))
         else:
-            failed.append(f"- {made.call}: {made.result.splitlines()[0][:300]}")
+            failed.append(f"- {call.call}: {call.result.splitlines()[0][:300]}")
     if failed:
         done.append("Calls that failed:\n" + "\n".join(failed))
     return "\n\n".join(done) or "(no tool was called)"

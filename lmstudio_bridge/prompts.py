@@ -136,12 +136,16 @@ MADE_UP = (
 )
 """The result of a call ``agent._made_up`` does not run."""
 UNWRITTEN = (
-    "The {name} call above was not run. Reply with only that call again, as JSON, with the values from the results."
+    "The {name} call the task needs has not been made. Reply with only that call, as JSON, with the values from "
+    "the results."
 )
 """Closes the answer step asked again when the model answers while a write held back was never made
-(``agent._unwritten``). Replayed on the 1.5B's answer step that gave the time it had fetched instead of writing
-it to stamp.txt: this closing and two longer ones each gave the write of that time; the usual closing gave the
-time again."""
+(``agent._unwritten``); the held call is no longer shown by then (``agent._results_digest``). Replayed on the
+1.5B's answer step that gave the time it had fetched instead of writing it to stamp.txt: the closing "The
+write_file call above was not run. Reply with only that call again" and two longer ones each gave the write of
+that time; the usual closing gave the time again. On the 1.5B's answer step after the log of the latest commit,
+with the held ``create_entities`` call left out, this closing gave ``create_entities`` for Grace Hopper in 5 of 5
+replies, and so did "The create_entities call was not run. Reply with only that call again"."""
 UNMADE = "The {name} call was not made. If the task needs it, reply with only that call, as JSON, with the values from the results."
 """Closes the answer step asked again when the answer names a change it did not make (``agent._unmade``). Replayed
 on the 1.5B's answer step that had said "You would then need to call the `create_entities` tool", this closing

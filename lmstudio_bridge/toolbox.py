@@ -130,9 +130,9 @@ class OfferedTool:
         return line
 
     def prepare_arguments(self, arguments: dict[str, Any], task: str | None = None) -> dict[str, Any]:
-        """The arguments to send: unwrapped from the schema's shape, one item written alone put in its list
-        (``_listed``), without names the tool does not have, and without optional values copied from the
-        parameter's own description.
+        """The arguments to send: unwrapped from the schema's shape, given under the names they plainly mean
+        (``_renamed``), one item written alone put in its list (``_listed``), without names the tool does not have,
+        and without optional values copied from the parameter's own description.
 
         A small model invents parameters (``"time": "14:30"`` for a tool that takes only ``timezone``);
         a server may refuse them, and kept in the conversation they mislead the model's answer. A tool
@@ -142,7 +142,7 @@ class OfferedTool:
         the task itself holds it. A tool that declares it takes nothing (``"properties": {}``, as ``read_graph``)
         gets nothing: the 0.5B called it with the schema itself, which then stood next to the graph it returned.
         """
-        arguments = self._globbed(self._split(self._listed(self._unwrapped(arguments))))
+        arguments = self._globbed(self._split(self._listed(self._renamed(self._unwrapped(arguments)))))
         schema = self.tool.input_schema or {}
         params = schema.get("properties")
         if not isinstance(params, dict):
@@ -173,6 +173,34 @@ class OfferedTool:
         unwrapped = {**{k: v for k, v in arguments.items() if k in params}, **inner}
         logger.debug("Unwrapped schema-shaped arguments for %s: %s", self.label, arguments)
         return unwrapped
+
+    def _renamed(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Arguments given under a name the tool does not have, given to the parameter they plainly mean: a text
+        to the one required text parameter left out whose name shares a word with its name (``file_path`` as
+        ``path``, ``repo`` as ``repo_path``), and a whole number to the tool's one whole-number parameter when the
+        call sets none and gives only that number. Asked who made the latest commit, the 1.5B called ``git_log``
+        with ``"limit": 1`` (its parameter is ``max_count``): dropped, the log listed four commits, and the
+        model went on to save all four authors or none. Each name dropped costs the model a request to mend the
+        call when the parameter is required, and the value when it is not."""
+        schema = self.tool.input_schema or {}
+        params = schema.get("properties")
+        if not isinstance(params, dict) or schema.get("additionalProperties", False) is not False:
+            return arguments
+        unknown = {k: v for k, v in arguments.items() if k not in params}
+        free = [k for k in params if k not in arguments]
+        renamed: dict[str, str] = {}
+        for name in (k for k in free if k in (schema.get("required") or ()) and _takes(params[k], "string")):
+            words = set(_name_words(name))
+            alike = [k for k, v in unknown.items() if isinstance(v, str) and words & set(_name_words(k))]
+            if len(alike) == 1 and alike[0] not in renamed:
+                renamed[alike[0]] = name
+        numbers = [k for k, v in unknown.items() if type(v) is int]
+        counts = [k for k in free if _takes(params[k], "integer")]
+        if len(numbers) == 1 and len(counts) == 1 and counts[0] not in renamed.values():
+            renamed[numbers[0]] = counts[0]
+        if renamed:
+            logger.debug("Renamed arguments of %s: %s", self.label, renamed)
+        return {renamed.get(k, k): v for k, v in arguments.items()}
 
     def _split(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """A search given the path of what it looks for as the folder to search, sent as a search of that path's
@@ -249,6 +277,18 @@ def _items(param: Any) -> dict[str, Any]:
         return {}
     items: dict[str, Any] = param["items"]
     return items
+
+
+def _takes(param: Any, kind: str) -> bool:
+    """Whether a parameter's schema takes values of one JSON type, ``kind`` (or that or ``null``)."""
+    if not isinstance(param, dict):
+        return False
+    kinds = [param] if "type" in param else param.get("anyOf") or param.get("oneOf") or []
+    types: set[Any] = set()
+    for each in kinds:
+        written = each.get("type") if isinstance(each, dict) else None
+        types.update(written if isinstance(written, list) else [written])
+    return types - {"null"} == {kind}
 
 
 def _texts_listed(value: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:

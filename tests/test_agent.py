@@ -876,6 +876,33 @@ async def test_a_made_up_change_asked_for_again_is_answered_with_the_tools_that_
     assert result.answer == "Copied /w/greeting.txt to /w/greeting-copy.txt."
 
 
+async def test_calls_that_reached_no_tool_are_left_out_of_the_answer_step_once_a_call_worked(llm: LLMClient) -> None:
+    """After a made-up copy_file and a write of its own text, held back, then the read of greeting.txt, the 1.5B
+    shown both wrote the held write again or called copy_file (3 of 5 replies); without them, it wrote the copy
+    (5 of 6). A server's own refusal is a fact about the task, and stays."""
+    child = copy_child()
+    child.handler = lambda n, a: (
+        CallToolResult(content=[TextContent(type="text", text="ENOENT: no such file")], is_error=True)
+        if a == {"path": "/w/greeting"}
+        else "Hello from the widget factory!"
+    )
+    script = Script(
+        text_call("copy_file", COPY),
+        text_call("write_file", {"path": "/w/greeting-copy.txt", "content": "This is a copy of greeting.txt"}),
+        text_call("read_file", {"path": "/w/greeting"}),
+        text_call("read_file", READ_GREETING),
+        text_call("write_file", WRITE_COPY),
+        answer("Copied /w/greeting.txt to /w/greeting-copy.txt."),
+    )
+    result = await run(llm, script, [child], replace(LIMITS, max_rounds=8), task=COPY_TASK)
+    assert child.calls[-1] == ("write_file", WRITE_COPY) and result.answer.startswith("Copied")
+    steps = [body["messages"][1]["content"] for body in script.bodies if "tools" not in body]
+    before, after = steps[-3], steps[-2]  # the answer steps after the failed read and after the read
+    assert "- copy_file" in before and "This is a copy" in before and "ENOENT" in before
+    assert "copy_file" not in after and "This is a copy" not in after
+    assert '- read_file {"path": "/w/greeting"}: Error: ENOENT' in after
+
+
 @pytest.mark.parametrize("case", ["asked once", "no tool made up", "read-only", "a change was made"])
 async def test_the_tools_that_make_changes_are_named_once_after_a_made_up_call_while_none_was_made(
     llm: LLMClient, case: str
@@ -1101,8 +1128,8 @@ async def test_a_call_whose_arguments_do_not_fit_is_mended_before_it_runs(llm: L
 
 
 async def test_mending_a_call_does_not_add_optional_arguments_from_nowhere(llm: LLMClient) -> None:
-    """Seen with the 0.5B: git_log written with ``path`` instead of ``repo_path``; asked to mend it, it also added
-    a day in 2023 to search, and the log came back empty."""
+    """Seen with the 0.5B: git_log written without ``repo_path``; asked to mend it, it also added a day in 2023 to
+    search, and the log came back empty."""
     schema = {
         "type": "object",
         "properties": {"repo_path": {"type": "string"}, "max_count": {"type": "integer"}, "since": {"type": "string"}},
@@ -1111,7 +1138,7 @@ async def test_mending_a_call_does_not_add_optional_arguments_from_nowhere(llm: 
     child = StubChild("git", [tool("git_log", schema)], lambda n, a: "Author: Grace Hopper")
     mended = {"repo_path": "/r", "max_count": 3, "since": "2023-04-01T00:00:00Z"}
     script = Script(
-        answer('{"name": "git_log", "arguments": {"path": "/r"}}'),
+        answer('{"name": "git_log", "arguments": {"folder": "/r"}}'),
         answer(json.dumps({"name": "git_log", "arguments": mended})),
         answer("Grace Hopper."),
     )
@@ -1286,10 +1313,13 @@ async def test_an_answer_given_while_a_write_held_back_was_never_made_is_asked_f
     )
     result = await run(llm, script, [files, clock], task=STAMP_TASK)
     assert files.calls == [("write_file", STAMP)] and result.answer == "Wrote the time to /w/stamp.txt."
-    assert script.bodies[3]["messages"][1]["content"].endswith(
-        "The write_file call above was not run. Reply with only that call again, as JSON, with the values from "
-        "the results."
+    asked = script.bodies[3]["messages"][1]["content"]
+    assert asked.endswith(
+        "The write_file call the task needs has not been made. Reply with only that call, as JSON, with the values "
+        "from the results."
     )
+    assert "2023-04-10" in script.bodies[1]["messages"][1]["content"]  # shown until a call worked ...
+    assert "2023-04-10" not in script.bodies[2]["messages"][1]["content"] and "2023-04-10" not in asked  # not since
     assert len(script.bodies) == 5
 
 

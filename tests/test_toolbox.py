@@ -173,6 +173,57 @@ def test_one_item_written_without_its_list_is_put_in_it() -> None:
     assert found(Toolbox([StubChild("m", [tool("add", two)])]), "add").prepare_arguments(item) == {}
 
 
+WRITE = {
+    "type": "object",
+    "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
+    "required": ["path", "content"],
+}
+GIT_LOG = {
+    "type": "object",
+    "properties": {
+        "repo_path": {"title": "Repo Path", "type": "string"},
+        "max_count": {"default": 10, "title": "Max Count", "type": "integer"},
+        "start_timestamp": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
+    },
+    "required": ["repo_path"],
+}
+"""``git_log`` of the published git server."""
+
+
+def test_arguments_under_other_names_go_to_the_parameters_they_plainly_mean() -> None:
+    """The 1.5B called git_log with ``"limit": 1``; dropped, the log listed four commits instead of the latest.
+    It wrote ``repo`` for ``repo_path`` and ``file_path`` for ``path``: dropped, each cost a request to mend."""
+    box = Toolbox([StubChild("git", [tool("git_log", GIT_LOG)]), StubChild("fs", [tool("write_file", WRITE)])])
+    log = found(box, "git_log")
+    assert log.prepare_arguments({"repo_path": "/r", "limit": 1}) == {"repo_path": "/r", "max_count": 1}
+    assert log.prepare_arguments({"repo": "/r", "limit": 1}) == {"repo_path": "/r", "max_count": 1}
+    assert log.prepare_arguments({"path": "/r"}) == {"repo_path": "/r"}
+    assert log.prepare_arguments({"repo_path": "/r", "n": 3, "repo": "/s"}) == {"repo_path": "/r", "max_count": 3}
+    write = found(box, "write_file")
+    assert write.prepare_arguments({"file_path": "/a", "content": "x"}) == {"path": "/a", "content": "x"}
+    # A text only to a required text parameter left out, from the one name that shares a word with it.
+    assert write.prepare_arguments({"file_path": "/a", "dir_path": "/b", "content": "x"}) == {"content": "x"}
+    assert write.prepare_arguments({"file": "/a", "content": "x"}) == {"content": "x"}
+    assert write.prepare_arguments({"path": "/a", "content_text": "x"}) == {"path": "/a", "content": "x"}
+    assert write.prepare_arguments({"path": "/a", "content_text": 3}) == {"path": "/a"}
+    # Kept as the model wrote it, or dropped as before: the parameter is set already, the number is not whole,
+    # or two numbers could be it.
+    given = {"repo_path": "/r", "max_count": 2, "limit": 1}
+    assert log.prepare_arguments(given) == {"repo_path": "/r", "max_count": 2}
+    assert log.prepare_arguments({"repo_path": "/r", "limit": "1"}) == {"repo_path": "/r"}
+    assert log.prepare_arguments({"repo_path": "/r", "limit": True}) == {"repo_path": "/r"}
+    assert log.prepare_arguments({"repo_path": "/r", "limit": 1.5}) == {"repo_path": "/r"}
+    assert log.prepare_arguments({"repo_path": "/r", "limit": 1, "skip": 2}) == {"repo_path": "/r"}
+    nullable = {**GIT_LOG, "properties": {"repo_path": {"type": "string"}, "max_count": {"type": ["integer", "null"]}}}
+    two = {
+        **GIT_LOG,
+        "properties": {**GIT_LOG["properties"], "skip": {"anyOf": [{"type": "integer"}, {"type": "null"}]}},
+    }
+    box = Toolbox([StubChild("git", [tool("nullable", nullable), tool("two", two)])])
+    assert found(box, "nullable").prepare_arguments({"limit": 1}) == {"max_count": 1}
+    assert found(box, "two").prepare_arguments({"limit": 1}) == {}
+
+
 NAMES = {
     "type": "object",
     "properties": {"names": {"type": "array", "items": {"type": "string"}}},
