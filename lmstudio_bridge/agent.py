@@ -72,6 +72,7 @@ from .grounding import (
     results_words,
     says_nothing,
     squeezed,
+    strings,
     to_the_reader,
     unfounded_names,
     unfounded_numbers,
@@ -87,6 +88,7 @@ from .prompts import (
     ANSWER_NOW,
     ANSWER_OR_CALL,
     ANSWER_PROMPT,
+    BLANK,
     BLIND,
     CALL_OR_ANSWER,
     CHANGE_INSTEAD,
@@ -116,7 +118,7 @@ from .render import listed
 from .reply_watch import ReplyWatch
 from .results import Generation, StopReason, TaskResult, TokenUsage, ToolCallRecord
 from .text_tool_calls import TextToolCall, bare_call, extract_tool_calls, made_up_call
-from .toolbox import OfferedTool, Toolbox, ToolOutcome, file_name, searches
+from .toolbox import OfferedTool, Toolbox, ToolOutcome, file_name, name_words, searches
 
 logger = logging.getLogger(__name__)
 
@@ -834,7 +836,7 @@ async def _execute(
         ):
             run.held_back, run.unwritten = True, (offered.api_name, _worked(run))
         else:
-            held = _written_back(arguments, offered, run, toolbox)
+            held = _written_back(arguments, offered, run, toolbox) or _blank(arguments, offered.tool)
         if held:
             run.not_run.add((len(run.messages) - 1, call.id))
             run.records.append(ToolCallRecord(name=offered.label, ok=False, ms=0.0, error=held))
@@ -889,17 +891,40 @@ def _unread(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
 
 
 def _blind(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
-    """Why a call of a tool that edits in place (it declares it may destroy something and is not idempotent, as
-    ``edit_file``) is not run: it changes a place the task names that no call has read, with a text from
-    nowhere (``grounding.blind``). Asked to remove a line of notes.txt, the 1.5B edited the file unread."""
-    hints = tool.annotations
-    if hints is None or hints.destructive_hint is False or hints.idempotent_hint is not False:
+    """Why a call of a tool that edits in place (``_edits_in_place``) is not run: it changes a place the task
+    names that no call has read, with a text from nowhere (``grounding.blind``). Asked to remove a line of
+    notes.txt, the 1.5B edited the file unread."""
+    if not _edits_in_place(tool):
         return None
     if (found := blind(run.task, arguments, _calls_made(run.messages, run.not_run))) is None:
         return None
     where, place = found
     logger.info("Did not run a call of %s: it changes %s unread, and its %s is from nowhere", tool.name, place, where)
     return BLIND.format(where=where, place=place)
+
+
+def _blank(arguments: dict[str, Any], tool: Tool) -> str | None:
+    """Why a call of a tool that edits in place (``_edits_in_place``) is not run: a text it looks for (under a name
+    with ``old``, ``search`` or ``find`` in it, as ``oldText``) is only white space, which matches the first line
+    break or blank in the file, wherever it is. Asked to remove the second
+    line of notes.txt, the 1.5B read the file, then replaced ``"\\n"`` with nothing, which joined the two lines
+    into one."""
+    if not _edits_in_place(tool):
+        return None
+    where = next((w for w, v in strings(arguments) if v and not v.strip() and _LOOKED_FOR & set(name_words(w))), None)
+    if where is None:
+        return None
+    logger.info("Did not run a call of %s: its %s is only white space", tool.name, where)
+    return BLANK.format(where=where)
+
+
+_LOOKED_FOR = frozenset({"old", "search", "find"})
+
+
+def _edits_in_place(tool: Tool) -> bool:
+    """Whether a tool declares it may destroy something and is not idempotent, as ``edit_file``."""
+    hints = tool.annotations
+    return hints is not None and hints.destructive_hint is not False and hints.idempotent_hint is False
 
 
 def _written_back(arguments: dict[str, Any], offered: OfferedTool, run: _Run, toolbox: Toolbox) -> str | None:

@@ -64,7 +64,7 @@ class Made:
 def invented(arguments: dict[str, Any], known: str) -> tuple[str, list[str]] | None:
     """The first value in ``arguments`` that holds values from nowhere (``from_nowhere``), as ``(where, those)``,
     ``where`` being the argument's path (``content``, ``entities[0].observations[1]``)."""
-    for where, value in _strings(arguments):
+    for where, value in strings(arguments):
         if found := from_nowhere(value, known):
             return where, found
     return None
@@ -179,15 +179,16 @@ def _quoted(number: str, known: str) -> bool:
     return len(number) >= LONG_NUMBER and number in known
 
 
-def _strings(value: Any, where: str = "") -> Iterator[tuple[str, str]]:
+def strings(value: Any, where: str = "") -> Iterator[tuple[str, str]]:
+    """Every text in a value, at any depth, with its path (``content``, ``edits[0].oldText``)."""
     if isinstance(value, str):
         yield where, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _strings(item, f"{where}.{key}" if where else str(key))
+            yield from strings(item, f"{where}.{key}" if where else str(key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _strings(item, f"{where}[{index}]")
+            yield from strings(item, f"{where}[{index}]")
 
 
 def left_out(answer: str, task: str, made: Sequence[Made]) -> list[Made]:
@@ -467,12 +468,12 @@ def written_back(arguments: dict[str, Any], made: Sequence[Made], parts: bool = 
     1.5B once wrote the contact's name alone back to contact.txt, cutting the file. The caller asks for parts
     only when the task's change was made elsewhere, since a part written back is also how a real edit
     ("remove the second line") looks. An empty value is not a part: ``edit_file``'s ``newText: ""`` removes."""
-    values = list(_strings(arguments))
+    values = list(strings(arguments))
     for one in made:
         if not one.ok or not (read := squeezed(one.result)):
             continue
         try:
-            places = {value for _, value in _strings(json.loads(one.arguments or "{}"))}
+            places = {value for _, value in strings(json.loads(one.arguments or "{}"))}
         except json.JSONDecodeError:
             continue
         for where, value in values:
@@ -494,11 +495,11 @@ def unread(task: str, arguments: dict[str, Any], made: Sequence[Made]) -> tuple[
     copy with nothing read."""
     made = [m for m in made if m.ran]
     known = squeezed(" ".join([task, *(m.result for m in made if m.ok)])).lower()
-    written = [(where, v) for where, v in _strings(arguments) if len(v.split()) > 1]
+    written = [(where, v) for where, v in strings(arguments) if len(v.split()) > 1]
     invented = {where: v for where, v in written if squeezed(v).lower() not in known}
     if not invented:
         return None
-    own = [v for where, v in _strings(arguments) if where not in invented]
+    own = [v for where, v in strings(arguments) if where not in invented]
     calls = " ".join([*(_plain(v) for v in own), *(_plain(m.arguments) for m in made)])
     seen = " ".join([calls, *(_plain(m.result) for m in made if m.ok)])
     places = [p for p in dict.fromkeys(_PLACE.findall(task)) if not _names(seen, p)]
@@ -510,7 +511,7 @@ def blind(task: str, arguments: dict[str, Any], made: Sequence[Made]) -> tuple[s
     neither the task nor any result: ``(where, that place)``. Asked to remove the second line of notes.txt, the
     1.5B called ``edit_file`` with ``oldText: "\\n"`` without reading the file, and joined its two lines. A
     text the task gives is the user's own: "replace oat milk with soy milk in notes.txt" needs no read."""
-    values = list(_strings(arguments))
+    values = list(strings(arguments))
     places = [p for p in dict.fromkeys(_PLACE.findall(task)) if any(_names(_plain(v), p) for _, v in values)]
     worked = [m for m in made if m.ran and m.ok]
     named = " ".join(_plain(m.arguments) for m in worked)

@@ -168,3 +168,8 @@ BLIND = (
     "result. Call the tool that reads {place} first, then make the change with what it returns."
 )
 """The result of an edit ``agent._blind`` does not run."""
+BLANK = (
+    "not run: its {where} is only white space, which matches the first line break or blank in the file, wherever "
+    "it is. Give the whole text to change as the file holds it."
+)
+"""The result of an edit ``agent._blank`` does not run."""

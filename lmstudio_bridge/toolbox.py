@@ -190,8 +190,8 @@ class OfferedTool:
         free = [k for k in params if k not in arguments]
         renamed: dict[str, str] = {}
         for name in (k for k in free if k in (schema.get("required") or ()) and _takes(params[k], "string")):
-            words = set(_name_words(name))
-            alike = [k for k, v in unknown.items() if isinstance(v, str) and words & set(_name_words(k))]
+            words = set(name_words(name))
+            alike = [k for k, v in unknown.items() if isinstance(v, str) and words & set(name_words(k))]
             if len(alike) == 1 and alike[0] not in renamed:
                 renamed[alike[0]] = name
         numbers = [k for k, v in unknown.items() if type(v) is int]
@@ -465,8 +465,8 @@ class Toolbox:
         ``copy_file`` it called ``search_files``, closer by spelling, where ``read_file`` first had it read
         the file to copy."""
         looks = difflib.get_close_matches(name, self.names, n=len(self.names), cutoff=0.4)
-        shared = set(_name_words(name))
-        looks.sort(key=lambda c: not shared.intersection(_name_words(c)))  # a name that shares a word first
+        shared = set(name_words(name))
+        looks.sort(key=lambda c: not shared.intersection(name_words(c)))  # a name that shares a word first
         return [c for c in looks if not declares_destructive(self._by_name[c].tool) or _misspelt(name, c)][:n]
 
     def search_tools(self, server: str) -> list[OfferedTool]:
@@ -630,8 +630,8 @@ MISSPELT = 0.85
 taken as a misspelling of it: ``movefile`` or ``Move-File`` for ``move_file``, not ``copy_file`` (0.62)."""
 
 
-def _name_words(name: str) -> list[str]:
-    """A tool name's words, in lower case: ``search_files``, ``searchFiles`` and ``search-files`` give
+def name_words(name: str) -> list[str]:
+    """A name's words, in lower case: ``search_files``, ``searchFiles`` and ``search-files`` give
     ``search`` and ``files``."""
     return [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)]
 
@@ -644,7 +644,7 @@ def file_name(path: str) -> str | None:
 
 def searches(offered: OfferedTool) -> bool:
     """Whether a tool only reads and its name says it searches or finds (``search_files``, ``search_nodes``)."""
-    return declares_read_only(offered.tool) and bool({"search", "find"} & set(_name_words(offered.tool.name)))
+    return declares_read_only(offered.tool) and bool({"search", "find"} & set(name_words(offered.tool.name)))
 
 
 def _misspelt(written: str, name: str) -> bool:

@@ -832,6 +832,30 @@ async def test_an_edit_of_a_file_no_call_has_read_is_not_run_and_the_read_is_ask
     )
 
 
+async def test_an_edit_whose_text_is_only_white_space_is_not_run_even_after_the_read(llm: LLMClient) -> None:
+    """The 1.5B read notes.txt, then, asked to mend an edit_file call, replaced ``"\\n"`` with nothing: the first
+    line break, wherever it is, which joined the file's two lines."""
+    edit_schema = {"type": "object", "properties": {"path": {"type": "string"}, "edits": {"type": "array"}}}
+    edits = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False)
+    files = files_child("Buy oat milk.\nCall the plumber.\n")
+    files.tools = [*files.tools, Tool(name="edit_file", input_schema=edit_schema, annotations=edits)]
+    notes = {"path": "/w/notes.txt"}
+    blank = {**notes, "edits": [{"oldText": "Buy oat milk.", "newText": ""}, {"oldText": " \n", "newText": ""}]}
+    removed = {**notes, "edits": [{"oldText": "Call the plumber.\n", "newText": "\n"}]}  # a blank line left: runs
+    script = Script(
+        text_call("read_text_file", notes),
+        text_call("edit_file", blank),
+        text_call("edit_file", removed),
+        answer("Removed the second line of /w/notes.txt."),
+    )
+    result = await run(llm, script, [files], task="Remove the second line of /w/notes.txt.")
+    assert files.calls == [("read_text_file", notes), ("edit_file", removed)]
+    assert result.tool_calls[1].error == (
+        "not run: its edits[1].oldText is only white space, which matches the first line break or blank in the file, "
+        "wherever it is. Give the whole text to change as the file holds it."
+    )
+
+
 async def test_a_write_of_the_model_s_own_text_to_the_file_the_task_names_is_no_edit_and_runs(llm: LLMClient) -> None:
     """``write_file`` declares it may destroy but is idempotent: a whole text written, not an edit of one unread."""
     whole = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True)
