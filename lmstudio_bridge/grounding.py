@@ -158,8 +158,9 @@ def proper_names(text: str, known: str) -> list[str]:
     """The names of people, places or things (two or more words that each start with a capital) in the text that
     are in neither the task nor any result (``known``), in order: asked who made the latest commit, the 0.5B
     answered "John Doe" without reading the log. A name written apart (``Read Graph`` for ``read_graph``) or
-    joined (``Entity Type`` for ``entityType``) is the same name; headings, code blocks and template slots
-    (``placeholders``) are not judged here."""
+    joined (``Entity Type`` for ``entityType``) is the same name, and so is one of three words or more whose
+    initials are a word of the results (``Daylight Saving Time`` for ``is_dst``); headings, code blocks and
+    template slots (``placeholders``) are not judged here."""
     plain = _plain(known)
     joined = plain.replace(" ", "")
     lines = _PLACEHOLDER.sub(" ", _FENCED.sub(" ", text)).splitlines()
@@ -169,6 +170,9 @@ def proper_names(text: str, known: str) -> list[str]:
         name = match.split()
         while name and name[0].lower() in _OPENING:
             name = name[1:]
+        initials = "".join(word[0] for word in name).lower()
+        if len(name) > 2 and f" {initials} " in plain:
+            continue
         if len(name) > 1 and _plain(" ".join(name)) not in plain and "".join(name).lower() not in joined:
             found.append(" ".join(name))
     return list(dict.fromkeys(found))

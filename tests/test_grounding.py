@@ -87,10 +87,14 @@ def test_template_slots_from_nowhere_are_placeholders(text: str, found: list[str
         ("It made the Read Graph call; its Entity Type is person.", []),
         ("**Commit Message:** Start the widget factory\n## Latest Commit Details", []),
         ("```\nauthor = John Doe\n```", []),
+        # A name the results abbreviate: "is_dst": false, said as "it is not Daylight Saving Time".
+        ("It is not Daylight Saving Time, says Grace Hopper.", []),
+        ("It was Jane Doe Smith.", ["Jane Doe Smith"]),
     ],
 )
 def test_names_from_nowhere_are_people_places_or_things_no_result_names(text: str, found: list[str]) -> None:
     known = "Task: who made it, and the time in Tokyo?\n\nAuthor: Grace Hopper\n# Widget factory\nread_graph entityType"
+    known += '\n{"is_dst": false}'
     assert proper_names(text, known) == found
 
 
