@@ -19,6 +19,7 @@ from lmstudio_bridge.errors import ToolCallFailed, ToolTimeout
 from lmstudio_bridge.grounding import Made
 from lmstudio_bridge.lmstudio import LLMClient, LMStudioAPI
 from lmstudio_bridge.prompts import ANSWER_NOW, ANSWER_OR_CALL, ANSWER_PROMPT, CALL_OR_ANSWER
+from lmstudio_bridge.results import TaskResult
 from lmstudio_bridge.toolbox import Toolbox, truncate
 
 BASE = "http://lms.test:1234"
@@ -804,24 +805,28 @@ async def test_a_part_of_what_was_read_written_back_is_run_when_that_is_the_chan
     assert all(r.ok for r in result.tool_calls)
 
 
-async def test_an_edit_of_a_file_no_call_has_read_is_not_run_and_the_read_is_asked_for(llm: LLMClient) -> None:
-    """Asked to remove the second line of notes.txt, the 1.5B called edit_file with ``oldText: "\\n"`` without
-    reading the file, and joined its two lines."""
+NOTES_PATH = {"path": "/w/notes.txt"}
+
+
+async def remove_line(llm: LLMClient, *replies: dict) -> tuple[StubChild, Script, TaskResult]:
+    """The task "Remove the second line of /w/notes.txt." with these replies, then an answer, on ``files_child``
+    holding two lines and the filesystem server's ``edit_file``, which edits in place."""
     edit_schema = {"type": "object", "properties": {"path": {"type": "string"}, "edits": {"type": "array"}}}
     edits = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False)
     files = files_child("Buy oat milk.\nCall the plumber.\n")
     files.tools.append(Tool(name="edit_file", input_schema=edit_schema, annotations=edits))
-    notes = {"path": "/w/notes.txt"}
-    joined = {**notes, "edits": [{"oldText": "\n", "newText": ""}]}
-    removed = {**notes, "edits": [{"oldText": "Call the plumber.\n", "newText": ""}]}
-    script = Script(
-        text_call("edit_file", joined),
-        text_call("read_text_file", notes),
-        text_call("edit_file", removed),
-        answer("Removed the second line of /w/notes.txt."),
-    )
-    result = await run(llm, script, [files], task="Remove the second line of /w/notes.txt.")
-    assert files.calls == [("read_text_file", notes), ("edit_file", removed)]
+    script = Script(*replies, answer("Removed the second line of /w/notes.txt."))
+    return files, script, await run(llm, script, [files], task="Remove the second line of /w/notes.txt.")
+
+
+async def test_an_edit_of_a_file_no_call_has_read_is_not_run_and_the_read_is_asked_for(llm: LLMClient) -> None:
+    """Asked to remove the second line of notes.txt, the 1.5B called edit_file with ``oldText: "\\n"`` without
+    reading the file, and joined its two lines."""
+    joined = {**NOTES_PATH, "edits": [{"oldText": "\n", "newText": ""}]}
+    removed = {**NOTES_PATH, "edits": [{"oldText": "Call the plumber.\n", "newText": ""}]}
+    replies = text_call("edit_file", joined), text_call("read_text_file", NOTES_PATH), text_call("edit_file", removed)
+    files, script, result = await remove_line(llm, *replies)
+    assert files.calls == [("read_text_file", NOTES_PATH), ("edit_file", removed)]
     assert (result.tool_calls[0].name, result.tool_calls[0].error) == (
         "filesystem.edit_file",
         "not run: it changes /w/notes.txt, which no call has read, and its edits[0].oldText is in neither the task "
@@ -835,21 +840,11 @@ async def test_an_edit_of_a_file_no_call_has_read_is_not_run_and_the_read_is_ask
 async def test_an_edit_whose_text_is_only_white_space_is_not_run_even_after_the_read(llm: LLMClient) -> None:
     """The 1.5B read notes.txt, then, asked to mend an edit_file call, replaced ``"\\n"`` with nothing: the first
     line break, wherever it is, which joined the file's two lines."""
-    edit_schema = {"type": "object", "properties": {"path": {"type": "string"}, "edits": {"type": "array"}}}
-    edits = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False)
-    files = files_child("Buy oat milk.\nCall the plumber.\n")
-    files.tools = [*files.tools, Tool(name="edit_file", input_schema=edit_schema, annotations=edits)]
-    notes = {"path": "/w/notes.txt"}
-    blank = {**notes, "edits": [{"oldText": "Buy oat milk.", "newText": ""}, {"oldText": " \n", "newText": ""}]}
-    removed = {**notes, "edits": [{"oldText": "Call the plumber.\n", "newText": "\n"}]}  # a blank line left: runs
-    script = Script(
-        text_call("read_text_file", notes),
-        text_call("edit_file", blank),
-        text_call("edit_file", removed),
-        answer("Removed the second line of /w/notes.txt."),
-    )
-    result = await run(llm, script, [files], task="Remove the second line of /w/notes.txt.")
-    assert files.calls == [("read_text_file", notes), ("edit_file", removed)]
+    blank = {**NOTES_PATH, "edits": [{"oldText": "Buy oat milk.", "newText": ""}, {"oldText": " \n", "newText": ""}]}
+    removed = {**NOTES_PATH, "edits": [{"oldText": "Call the plumber.\n", "newText": "\n"}]}  # a blank line left: runs
+    replies = text_call("read_text_file", NOTES_PATH), text_call("edit_file", blank), text_call("edit_file", removed)
+    files, _, result = await remove_line(llm, *replies)
+    assert files.calls == [("read_text_file", NOTES_PATH), ("edit_file", removed)]
     assert result.tool_calls[1].error == (
         "not run: its edits[1].oldText is only white space, which matches the first line break or blank in the file, "
         "wherever it is. Give the whole text to change as the file holds it."
