@@ -903,12 +903,15 @@ def _blind(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
     return BLIND.format(where=where, place=place)
 
 
+_LOOKED_FOR = frozenset({"old", "search", "find"})
+"""Words in the name of an edit's text to look for (``oldText``, ``search``, ``find_text``)."""
+
+
 def _blank(arguments: dict[str, Any], tool: Tool) -> str | None:
     """Why a call of a tool that edits in place (``_edits_in_place``) is not run: a text it looks for (under a name
     with ``old``, ``search`` or ``find`` in it, as ``oldText``) is only white space, which matches the first line
-    break or blank in the file, wherever it is. Asked to remove the second
-    line of notes.txt, the 1.5B read the file, then replaced ``"\\n"`` with nothing, which joined the two lines
-    into one."""
+    break or blank in the file, wherever it is. Asked to remove the second line of notes.txt, the 1.5B read the
+    file, then replaced ``"\\n"`` with nothing, which joined the two lines into one."""
     if not _edits_in_place(tool):
         return None
     where = next((w for w, v in strings(arguments) if v and not v.strip() and _LOOKED_FOR & set(name_words(w))), None)
@@ -916,9 +919,6 @@ def _blank(arguments: dict[str, Any], tool: Tool) -> str | None:
         return None
     logger.info("Did not run a call of %s: its %s is only white space", tool.name, where)
     return BLANK.format(where=where)
-
-
-_LOOKED_FOR = frozenset({"old", "search", "find"})
 
 
 def _edits_in_place(tool: Tool) -> bool:
