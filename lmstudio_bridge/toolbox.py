@@ -196,7 +196,7 @@ class OfferedTool:
                 renamed[alike[0]] = name
         numbers = [k for k, v in unknown.items() if type(v) is int]
         counts = [k for k in free if _takes(params[k], "integer")]
-        if len(numbers) == 1 and len(counts) == 1 and counts[0] not in renamed.values():
+        if len(numbers) == 1 and len(counts) == 1:
             renamed[numbers[0]] = counts[0]
         if renamed:
             logger.debug("Renamed arguments of %s: %s", self.label, renamed)

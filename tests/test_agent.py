@@ -593,7 +593,7 @@ async def test_the_answer_step_lists_failed_calls_after_the_results(llm: LLMClie
 
 async def test_an_answer_cut_at_the_budget_says_so() -> None:
     from lmstudio_bridge.render import render_task
-    from lmstudio_bridge.results import Generation, TaskResult, TokenUsage
+    from lmstudio_bridge.results import Generation, TokenUsage
 
     result = TaskResult(
         answer="A long answer", model="m", mcps=["s"], rounds=1, stop_reason="answered", tool_calls=[],
