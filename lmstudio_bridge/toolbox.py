@@ -142,7 +142,7 @@ class OfferedTool:
         the task itself holds it. A tool that declares it takes nothing (``"properties": {}``, as ``read_graph``)
         gets nothing: the 0.5B called it with the schema itself, which then stood next to the graph it returned.
         """
-        arguments = self._globbed(self._split(self._listed(self._renamed(self._unwrapped(arguments)))))
+        arguments = self._globbed(self._split(self._listed(self._renamed(self._unwrapped(arguments), task))))
         schema = self.tool.input_schema or {}
         params = schema.get("properties")
         if not isinstance(params, dict):
@@ -174,14 +174,18 @@ class OfferedTool:
         logger.debug("Unwrapped schema-shaped arguments for %s: %s", self.label, arguments)
         return unwrapped
 
-    def _renamed(self, arguments: dict[str, Any]) -> dict[str, Any]:
+    def _renamed(self, arguments: dict[str, Any], task: str | None = None) -> dict[str, Any]:
         """Arguments given under a name the tool does not have, given to the parameter they plainly mean: a text
         to the one required text parameter left out whose name shares a word with its name (``file_path`` as
         ``path``, ``repo`` as ``repo_path``), and a whole number to the tool's one whole-number parameter when the
         call sets none and gives only that number. Asked who made the latest commit, the 1.5B called ``git_log``
         with ``"limit": 1`` (its parameter is ``max_count``): dropped, the log listed four commits, and the
         model went on to save all four authors or none. Each name dropped costs the model a request to mend the
-        call when the parameter is required, and the value when it is not."""
+        call when the parameter is required, and the value when it is not.
+
+        Of several texts whose names share a word with the parameter's, the one the ``task`` holds, when only one
+        does: asked for the current UTC time, the 0.5B called ``get_current_time`` with ``convert_time``'s
+        ``source_timezone`` "UTC" and ``target_timezone`` "America/New_York"; mended, it became New York's time."""
         schema = self.tool.input_schema or {}
         params = schema.get("properties")
         if not isinstance(params, dict) or schema.get("additionalProperties", False) is not False:
@@ -192,6 +196,8 @@ class OfferedTool:
         for name in (k for k in free if k in (schema.get("required") or ()) and _takes(params[k], "string")):
             words = set(name_words(name))
             alike = [k for k, v in unknown.items() if isinstance(v, str) and words & set(name_words(k))]
+            if len(alike) > 1 and task is not None:
+                alike = [k for k in alike if _mentioned(unknown[k], task)]
             if len(alike) == 1 and alike[0] not in renamed:
                 renamed[alike[0]] = name
         numbers = [k for k, v in unknown.items() if type(v) is int]

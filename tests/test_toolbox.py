@@ -204,6 +204,10 @@ def test_arguments_under_other_names_go_to_the_parameters_they_plainly_mean() ->
     # A text only to a required text parameter left out, from the one name that shares a word with it.
     assert write.prepare_arguments({"file_path": "/a", "dir_path": "/b", "content": "x"}) == {"content": "x"}
     assert write.prepare_arguments({"file": "/a", "content": "x"}) == {"content": "x"}
+    # Of several, the one the task holds: the 0.5B gave get_current_time convert_time's two zones.
+    two_paths = {"file_path": "/a", "dir_path": "/b", "content": "x"}
+    assert write.prepare_arguments(two_paths, "Write x to /a.") == {"path": "/a", "content": "x"}
+    assert write.prepare_arguments(two_paths, "Write x to /a or /b.") == {"content": "x"}
     assert write.prepare_arguments({"path": "/a", "content_text": "x"}) == {"path": "/a", "content": "x"}
     assert write.prepare_arguments({"path": "/a", "content_text": 3}) == {"path": "/a"}
     # Kept as the model wrote it, or dropped as before: the parameter is set already, the number is not whole,
