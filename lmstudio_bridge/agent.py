@@ -56,6 +56,7 @@ from mcp.types import Tool
 from .context_window import ContextWindow
 from .grounding import (
     Made,
+    asks_change,
     blind,
     claimed_change,
     denies,
@@ -95,7 +96,9 @@ from .prompts import (
     CONTINUE_PROMPT,
     DESCRIBED,
     FOUND_SINCE,
+    GUESSED,
     HELD_BACK,
+    HELD_READ,
     INSTRUCTED,
     LEFT_OUT,
     LEFT_TO_DO,
@@ -242,8 +245,11 @@ class _Run:
     """The answer the model gave before it was asked again (``_unfounded``)."""
     not_called: frozenset[str] | None = None
     """The items the model was last asked to call for (``_not_called``)."""
-    held_back: bool = False
-    """A write of numbers from nowhere was not run in the last round (``_made_up``)."""
+    held_back: str | None = None
+    """The closing that asks for the values of a call not run in the last round because they are from nowhere
+    (``_made_up``, ``_guessed``)."""
+    guessed: set[str] = field(default_factory=set)
+    """Reads held back once for values from nowhere (``_guessed``): made again, they run."""
     unwritten: tuple[str, int] | None = None
     """A write held back (``_made_up``, ``_unread``) and not made since by any write: its tool's name, and how
     many calls had worked when it was held back."""
@@ -478,7 +484,11 @@ def _unmade(finish: Finish, run: _Run, model: _Model, toolbox: Toolbox) -> AskFo
     Also when the answer names no tool but tells its reader what they would or need to do, while a server not
     used yet has tools that add (``_unused_adding``): the step then names those, and the model may still answer.
     With the commit's author read, the 1.5B answered "You would then need to add this information to the
-    knowledge graph as a person"."""
+    knowledge graph as a person".
+
+    And when the task asks for a change (``grounding.asks_change``) and a server not used yet has tools that
+    change something and lose nothing when called again (``_changes_repeatably``): asked to write the current
+    UTC time to a file, the 0.5B got the time and answered with it."""
     if run.asked_unmade or finish.stop != "answered" or run.rounds >= model.limits.max_rounds:
         return None
     if _changed_on(run, toolbox):
@@ -490,6 +500,9 @@ def _unmade(finish: Finish, run: _Run, model: _Model, toolbox: Toolbox) -> AskFo
     elif to_the_reader(finish.answer) and (adding := _unused_adding(run, toolbox)):
         closing = LEFT_TO_DO.format(tools=", ".join(adding))
         why = "the answer leaves a change to its reader"
+    elif asks_change(run.task) and (repeatable := _unused(run, toolbox, _changes_repeatably)):
+        closing = LEFT_TO_DO.format(tools=", ".join(repeatable))
+        why = "no call has made the change the task asks for"
     else:
         return None
     run.asked_unmade = True
@@ -528,17 +541,20 @@ def _unused_adding(run: _Run, toolbox: Toolbox) -> list[str]:
     ``create_entities``) of the task's servers on which no call has worked, once a call has worked on another:
     a task given two servers that has used one, as one that reads a contact to save it in the knowledge graph.
     Not ``write_file`` or ``delete_entities`` (they may destroy), nor ``create_directory`` (idempotent)."""
+    return _unused(run, toolbox, _adds)
+
+
+def _adds(tool: Tool) -> bool:
+    return _changes_nothing_lost(tool) and tool.annotations is not None and tool.annotations.idempotent_hint is False
+
+
+def _unused(run: _Run, toolbox: Toolbox, kind: Callable[[Tool], bool]) -> list[str]:
+    """The tools of a ``kind`` of the task's servers on which no call has worked, once a call has worked on
+    another."""
     used = {t.server for record in run.records if record.ok and (t := toolbox.lookup(record.name))}
     if not used:
         return []
-    return [
-        t.api_name
-        for t in toolbox.tools
-        if t.server not in used
-        and _changes_nothing_lost(t.tool)
-        and t.tool.annotations is not None
-        and t.tool.annotations.idempotent_hint is False
-    ]
+    return [t.api_name for t in toolbox.tools if t.server not in used and kind(t.tool)]
 
 
 def _changed_on(run: _Run, toolbox: Toolbox) -> set[str]:
@@ -671,12 +687,11 @@ def after_calls(reply: Reply, run: _Run, count: int, toolbox: Toolbox) -> AskFor
 
     After a write of numbers from nowhere that was not run, the step asks for the call that gives them, of
     the tools that only read: asked for the answer, the 1.5B wrote the same made-up time again."""
-    held, run.held_back = run.held_back, False
+    held, run.held_back = run.held_back, None
     if not reply.written_as_text:
         return None
-    if held and (reading := [t.api_name for t in toolbox.tools if declares_read_only(t.tool)]):
-        closing = HELD_BACK.format(tools=", ".join(reading))
-        return AskForAnswer("answered", "a write was not run", may_call=True, closing=closing, wants_call=True)
+    if held:
+        return AskForAnswer("answered", "a call was not run", may_call=True, closing=held, wants_call=True)
     failed = not all(record.ok for record in run.records[-count:])
     made = _calls_made(run.messages, run.not_run)
     if failed and (search := _search_instead(made[-count:], made, run, toolbox)):
@@ -828,19 +843,24 @@ async def _execute(
     await say(f"round {run.rounds}/{limits.max_rounds} · {offered.label if offered else call.name[:100]}")
     run.seen_calls.add(_signature(call))
     arguments, error = _parse_arguments(call.arguments)
+    held = None
     if error is None and offered is not None and declares_changes(offered.tool):
         if (
             held := _made_up(arguments, offered.tool, run)
             or _unread(arguments, offered.tool, run)
             or _blind(arguments, offered.tool, run)
         ):
-            run.held_back, run.unwritten = True, (offered.api_name, _worked(run))
+            reading = [t.api_name for t in toolbox.tools if declares_read_only(t.tool)]
+            run.held_back = HELD_BACK.format(tools=", ".join(reading)) if reading else None
+            run.unwritten = (offered.api_name, _worked(run))
         else:
             held = _written_back(arguments, offered, run, toolbox) or _blank(arguments, offered.tool)
-        if held:
-            run.not_run.add((len(run.messages) - 1, call.id))
-            run.records.append(ToolCallRecord(name=offered.label, ok=False, ms=0.0, error=held))
-            return ToolOutcome(label=offered.label, text=f"Error: {held}", error=held, ms=0.0)
+    elif error is None and offered is not None:
+        held = _guessed(call, arguments, offered, run, toolbox)
+    if error is None and offered is not None and held:
+        run.not_run.add((len(run.messages) - 1, call.id))
+        run.records.append(ToolCallRecord(name=offered.label, ok=False, ms=0.0, error=held))
+        return ToolOutcome(label=offered.label, text=f"Error: {held}", error=held, ms=0.0)
     if error is not None or offered is None:
         run.not_run.add((len(run.messages) - 1, call.id))
     if error is not None:
@@ -876,6 +896,38 @@ def _made_up(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
     shown = ", ".join(values[:5])
     many = len(values) > 1
     return MADE_UP.format(where=where, values=shown, are="are" if many else "is", them="them" if many else "it")
+
+
+def _guessed(
+    call: ToolCallRequest, arguments: dict[str, Any], offered: OfferedTool, run: _Run, toolbox: Toolbox
+) -> str | None:
+    """Why a call of a tool that changes nothing is not run, the first time it is made: a required text it is
+    given holds numbers that are in neither the task nor any result, and its server has another tool that only
+    reads, which may give them. Asked for the current UTC time, the 0.5B converted a time of its own ("10:00:00",
+    "1630480000") from UTC to New York, and asked for the time in three cities, "14:30" from Tokyo. Made again
+    as it is, the call runs: a value the model worked out (15:00 for 3 pm) costs one round."""
+    signature = _signature(call)
+    if signature in run.guessed:
+        return None
+    required = set((offered.tool.input_schema or {}).get("required") or ())
+    given = {k: v for k, v in arguments.items() if k in required}
+    if (found := invented(given, _known(run))) is None:
+        return None
+    others = [
+        t.api_name
+        for t in toolbox.tools
+        if t.server == offered.server and t.api_name != offered.api_name and declares_read_only(t.tool)
+    ]
+    if not others:
+        return None
+    where, values = found
+    logger.info("Did not run %s once: its %s holds values from nowhere: %s", offered.label, where, values)
+    run.guessed.add(signature)
+    run.seen_calls.discard(signature)
+    tools = others[0] if len(others) == 1 else "one of " + ", ".join(others)
+    run.held_back = HELD_READ.format(call=offered.api_name, where=where, tools=tools)
+    many = len(values) > 1
+    return GUESSED.format(where=where, values=", ".join(values[:5]), are="are" if many else "is")
 
 
 def _unread(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:

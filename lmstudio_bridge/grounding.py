@@ -279,6 +279,12 @@ _QUESTION = re.compile(
 """A task that is one question about what is or was ("What did the latest commit add?"): it asks for no change."""
 
 
+def asks_change(task: str) -> bool:
+    """Whether the task asks for a change ("Write the time to stamp.txt"): a verb of change, and not one question
+    about what is or was."""
+    return _CHANGE_ASKED.search(task) is not None and not _QUESTION.fullmatch(task)
+
+
 def claimed_change(task: str, answer: str) -> str | None:
     """The word by which the answer says a change the task asks for was made ("removed", "added"), if it says
     so; the caller knows whether any call made one. Without any call that changes something, the 0.5B answered
@@ -286,7 +292,7 @@ def claimed_change(task: str, answer: str) -> str | None:
     them to the knowledge graph as a person.", and the 1.5B "The second line of notes.txt has been removed."
     A task that asks for no change is not judged: to "What did the latest commit add?", "It added frobnicate.py"
     tells what a commit did."""
-    if not _CHANGE_ASKED.search(task) or _QUESTION.fullmatch(task):
+    if not asks_change(task):
         return None
     for done in _CHANGE_DONE.finditer(answer):
         clause = _CLAUSE.split(answer[: done.start()])[-1]

@@ -112,6 +112,10 @@ HELD_BACK = (
 """Closes the answer step after a write ``agent._made_up`` did not run. Replayed on the 1.5B's answer step after
 its write of a made-up time: 4 of 5 replies called ``get_current_time``, where the usual closing had it
 write the same time again."""
+GUESSED = "not run: its {where} holds {values}, which {are} in neither the task nor any tool result."
+"""The result of a read ``agent._guessed`` does not run."""
+HELD_READ = "The {call} call above was not run. Reply with only the call that gives its {where}, as JSON: {tools}."
+"""Closes the answer step after a read ``agent._guessed`` did not run."""
 WRITTEN_BACK = (
     "not run: the {where} to write is what {call} returned above, unchanged; written back where it was read, "
     "it changes nothing the task asks for."

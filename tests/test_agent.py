@@ -1404,8 +1404,9 @@ async def test_a_change_the_answer_names_is_asked_for_once_while_none_was_made_a
         script = Script(text_call("read_text_file", READ_CONTACT), answer(WOULD_CREATE), answer(WOULD_CREATE))
         expected = 3
     elif case == "may destroy":
-        script = Script(text_call("read_text_file", READ_CONTACT), answer("Call delete_entities to remove him."))
-        expected = 2
+        said = "Call delete_entities to remove him."
+        script = Script(text_call("read_text_file", READ_CONTACT), answer(said), answer(said))
+        expected = 3  # not asked for delete_entities: for the change the task asks for (``test_a_change_...``)
     else:
         done = "Saved him with create_entities; create_entities can add his city too."
         script = Script(text_call("read_text_file", READ_CONTACT), text_call("create_entities", PAULING), answer(done))
@@ -1413,6 +1414,38 @@ async def test_a_change_the_answer_names_is_asked_for_once_while_none_was_made_a
     result = await run(llm, script, [files, memory], task=CONTACT_TASK)
     assert len(script.bodies) == expected and result.stop_reason == "answered"
     assert [name for name, _ in memory.calls] == (["create_entities"] if case == "a change was made" else [])
+
+
+async def test_a_change_the_task_asks_for_that_no_call_made_is_asked_for_with_the_tools_of_a_server_not_used(
+    llm: LLMClient,
+) -> None:
+    """Asked to write the current UTC time to a file, the 0.5B got the time, then answered with it. The tools
+    named lose nothing when called again (``write_file`` is idempotent, ``move_file`` is not named). A question
+    asks for no change."""
+
+    def files() -> StubChild:
+        child = files_child()
+        rewrites = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True)
+        moves = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False)
+        child.tools[1] = Tool(name="write_file", input_schema=child.tools[1].input_schema, annotations=rewrites)
+        child.tools.append(Tool(name="move_file", input_schema={"type": "object"}, annotations=moves))
+        return child
+
+    said = "The current UTC time is 2026-11-30T17:20:42+00:00."
+    script = Script(
+        text_call("get_current_time", {"timezone": "UTC"}), answer(said), text_call("write_file", STAMP), answer(said)
+    )
+    writing = files()
+    await run(llm, script, [writing, clock_child()], task=STAMP_TASK)
+    assert writing.calls == [("write_file", STAMP)]
+    assert script.bodies[2]["messages"][1]["content"].endswith(
+        "No call above has made a change. If the task asks for one, reply with only the call that makes it, as "
+        f"JSON: one of write_file. Otherwise: {ANSWER_OR_CALL}"
+    )
+
+    script = Script(text_call("get_current_time", {"timezone": "UTC"}), answer(said))
+    await run(llm, script, [files(), clock_child()], task="What time should I write in the log, in UTC?")
+    assert len(script.bodies) == 2
 
 
 ADD_INSTEAD = "If the task needs a change, reply with only the call that makes it, as JSON: one of create_entities."
@@ -1990,11 +2023,12 @@ async def test_a_result_of_a_call_given_made_up_numbers_is_no_ground_for_the_ans
     tokyo = ("get_current_time", {"timezone": "Asia/Tokyo"})
     made_up = ("convert_time", {"source_timezone": "Asia/Tokyo", "time": "14:30", "target_timezone": "Europe/London"})
     answered = "In Tokyo it is 02:20:42, and in London it is 05:30."
-    script = Script(answer(calls=[tokyo, made_up]), answer(answered), answer(answered))
+    # Held back once (``_guessed``), the call made again runs.
+    script = Script(answer(calls=[tokyo, made_up]), answer(calls=[made_up]), answer(answered), answer(answered))
     child = converting_clock()
     result = await run(llm, script, [child], task="What time is it right now in Tokyo and London?")
     assert [name for name, _ in child.calls] == ["get_current_time", "convert_time"]
-    assert "It gives 05, 30, which no result above holds." in script.bodies[2]["messages"][1]["content"]
+    assert "It gives 05, 30, which no result above holds." in script.bodies[3]["messages"][1]["content"]
     assert (result.unfounded_numbers, result.unfounded_calls) == (["05", "30"], ["time.convert_time"])
     note = (
         "[Check the answer: it gives 05, 30, which neither the task nor any tool result holds, but for calls given "
@@ -2014,6 +2048,38 @@ async def test_a_result_of_a_call_given_made_up_numbers_is_no_ground_for_the_ans
     assert files.calls == [] and script.bodies[2]["messages"][-1]["content"].startswith(
         "Error: not run: the content to write holds 2026, 12, 01, 05, 30, which are in neither"
     )
+
+
+async def test_a_read_given_numbers_from_nowhere_is_held_back_once_and_its_values_asked_for(llm: LLMClient) -> None:
+    """Asked to write the current UTC time to a file, the 0.5B converted a time of its own ("10:00:00") from UTC
+    to New York, and answered with it. Held back, the call that gives the time is asked for; made again as it
+    is, the call runs: the model may have worked the value out (15:00 for 3 pm)."""
+    guess = {"source_timezone": "UTC", "time": "10:00", "target_timezone": "America/New_York"}
+    script = Script(
+        text_call("convert_time", guess),
+        text_call("get_current_time", {"timezone": "UTC"}),
+        answer("It is 17:20 UTC."),
+    )
+    child = clock_child()
+    result = await run(llm, script, [child], task="What is the time now in UTC?")
+    assert child.calls == [("get_current_time", {"timezone": "UTC"})]
+    assert result.answer == "It is 17:20 UTC."
+    asked = script.bodies[1]["messages"][-1]["content"]
+    assert "Error: not run: its time holds 10, 00, which are in neither the task nor any tool result." in asked
+    assert asked.endswith(
+        "The convert_time call above was not run. Reply with only the call that gives its time, as JSON: "
+        "get_current_time."
+    )
+
+    script = Script(text_call("convert_time", guess), text_call("convert_time", guess), answer("10:00 is 05:00."))
+    child = StubChild("time", TIME_TOOLS, lambda n, a: '{"target": {"datetime": "2026-12-01T05:00:00-05:00"}}')
+    await run(llm, script, [child], task="What is 3 pm UTC in New York?")
+    assert child.calls == [("convert_time", guess)]
+
+    # A server with no other tool that only reads: nothing could give the values, the call runs.
+    alone = StubChild("time", TIME_TOOLS[1:], lambda n, a: '{"target": {"datetime": "2026-12-01T05:00:00-05:00"}}')
+    await run(llm, Script(text_call("convert_time", guess), answer("05:00.")), [alone], task="Convert a time.")
+    assert alone.calls == [("convert_time", guess)]
 
 
 NOTES = "Buy oat milk.\nCall the plumber about the kitchen sink on Thursday.\n"
