@@ -855,9 +855,9 @@ async def _execute(
             run.unwritten = (offered.api_name, _worked(run))
         else:
             held = _written_back(arguments, offered, run, toolbox) or _blank(arguments, offered.tool)
-    elif error is None and offered is not None:
+    elif error is None and offered is not None and declares_read_only(offered.tool):
         held = _guessed(call, arguments, offered, run, toolbox)
-    if error is None and offered is not None and held:
+    if held and offered is not None:
         run.not_run.add((len(run.messages) - 1, call.id))
         run.records.append(ToolCallRecord(name=offered.label, ok=False, ms=0.0, error=held))
         return ToolOutcome(label=offered.label, text=f"Error: {held}", error=held, ms=0.0)
@@ -901,9 +901,9 @@ def _made_up(arguments: dict[str, Any], tool: Tool, run: _Run) -> str | None:
 def _guessed(
     call: ToolCallRequest, arguments: dict[str, Any], offered: OfferedTool, run: _Run, toolbox: Toolbox
 ) -> str | None:
-    """Why a call of a tool that changes nothing is not run, the first time it is made: a required text it is
-    given holds numbers that are in neither the task nor any result, and its server has another tool that only
-    reads, which may give them. Asked for the current UTC time, the 0.5B converted a time of its own ("10:00:00",
+    """Why a call of a tool that declares it only reads is not run, the first time it is made: a required text
+    it is given holds numbers that are in neither the task nor any result, and its server has another tool that
+    only reads, which may give them. Asked for the current UTC time, the 0.5B converted a time of its own ("10:00:00",
     "1630480000") from UTC to New York, and asked for the time in three cities, "14:30" from Tokyo. Made again
     as it is, the call runs: a value the model worked out (15:00 for 3 pm) costs one round."""
     signature = _signature(call)

@@ -2076,10 +2076,17 @@ async def test_a_read_given_numbers_from_nowhere_is_held_back_once_and_its_value
     await run(llm, script, [child], task="What is 3 pm UTC in New York?")
     assert child.calls == [("convert_time", guess)]
 
-    # A server with no other tool that only reads: nothing could give the values, the call runs.
-    alone = StubChild("time", TIME_TOOLS[1:], lambda n, a: '{"target": {"datetime": "2026-12-01T05:00:00-05:00"}}')
+    # A server with no other tool that only reads: nothing could give the values, the call runs. So does that of
+    # a tool that does not say it only reads.
+    converted = '{"target": {"datetime": "2026-12-01T05:00:00-05:00"}}'
+    alone = StubChild("time", TIME_TOOLS[1:], lambda n, a: converted)
     await run(llm, Script(text_call("convert_time", guess), answer("05:00.")), [alone], task="Convert a time.")
     assert alone.calls == [("convert_time", guess)]
+    unsaid = StubChild(
+        "time", [TIME_TOOLS[0], TIME_TOOLS[1].model_copy(update={"annotations": None})], lambda n, a: converted
+    )
+    await run(llm, Script(text_call("convert_time", guess), answer("05:00.")), [unsaid], task="Convert a time.")
+    assert unsaid.calls == [("convert_time", guess)]
 
 
 NOTES = "Buy oat milk.\nCall the plumber about the kitchen sink on Thursday.\n"
