@@ -487,8 +487,8 @@ def _unmade(finish: Finish, run: _Run, model: _Model, toolbox: Toolbox) -> AskFo
     knowledge graph as a person".
 
     And when the task asks for a change (``grounding.asks_change``) and a server not used yet has tools that
-    change something and lose nothing when called again (``_changes_repeatably``): asked to write the current
-    UTC time to a file, the 0.5B got the time and answered with it."""
+    change something (``_unused_changing``): asked to write the current UTC time to a file, the 0.5B got the time
+    and answered with it."""
     if run.asked_unmade or finish.stop != "answered" or run.rounds >= model.limits.max_rounds:
         return None
     if _changed_on(run, toolbox):
@@ -500,7 +500,7 @@ def _unmade(finish: Finish, run: _Run, model: _Model, toolbox: Toolbox) -> AskFo
     elif to_the_reader(finish.answer) and (adding := _unused_adding(run, toolbox)):
         closing = LEFT_TO_DO.format(tools=", ".join(adding))
         why = "the answer leaves a change to its reader"
-    elif asks_change(run.task) and (repeatable := _unused(run, toolbox, _changes_repeatably)):
+    elif asks_change(run.task) and (repeatable := _unused_changing(run, toolbox)):
         closing = LEFT_TO_DO.format(tools=", ".join(repeatable))
         why = "no call has made the change the task asks for"
     else:
@@ -542,6 +542,18 @@ def _unused_adding(run: _Run, toolbox: Toolbox) -> list[str]:
     a task given two servers that has used one, as one that reads a contact to save it in the knowledge graph.
     Not ``write_file`` or ``delete_entities`` (they may destroy), nor ``create_directory`` (idempotent)."""
     return _unused(run, toolbox, _adds)
+
+
+def _unused_changing(run: _Run, toolbox: Toolbox) -> list[str]:
+    """The tools of each server no call has worked on (``_unused``) that add (``_adds``), or, on a server with
+    none, that lose nothing more when called again (``_changes_repeatably``, as ``write_file``): the memory
+    server's ``delete_entities`` declares itself idempotent, and a task that asks to add is not asked to call it."""
+    adding = _unused(run, toolbox, _adds)
+    servers = {t.server for name in adding if (t := toolbox.lookup(name))}
+    rest = [
+        n for n in _unused(run, toolbox, _changes_repeatably) if (t := toolbox.lookup(n)) and t.server not in servers
+    ]
+    return adding + rest
 
 
 def _adds(tool: Tool) -> bool:
