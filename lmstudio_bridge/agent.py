@@ -487,8 +487,9 @@ def _unmade(finish: Finish, run: _Run, model: _Model, toolbox: Toolbox) -> AskFo
     knowledge graph as a person".
 
     And when the task asks for a change (``grounding.asks_change``) and a server not used yet has tools that
-    change something (``_unused_changing``): asked to write the current UTC time to a file, the 0.5B got the time
-    and answered with it."""
+    change something (``_unused_changing``), unless a change was asked for already (``_change_instead``,
+    ``_unwritten``): asked to write the current UTC time to a file, the 0.5B got the time and answered with it.
+    Asked a third time for the knowledge graph's entry, it wrote the same call that ran on until it was cut."""
     if run.asked_unmade or finish.stop != "answered" or run.rounds >= model.limits.max_rounds:
         return None
     if _changed_on(run, toolbox):
@@ -500,7 +501,11 @@ def _unmade(finish: Finish, run: _Run, model: _Model, toolbox: Toolbox) -> AskFo
     elif to_the_reader(finish.answer) and (adding := _unused_adding(run, toolbox)):
         closing = LEFT_TO_DO.format(tools=", ".join(adding))
         why = "the answer leaves a change to its reader"
-    elif asks_change(run.task) and (repeatable := _unused_changing(run, toolbox)):
+    elif (
+        asks_change(run.task)
+        and not (run.asked_change or run.asked_unwritten)
+        and (repeatable := _unused_changing(run, toolbox))
+    ):
         closing = LEFT_TO_DO.format(tools=", ".join(repeatable))
         why = "no call has made the change the task asks for"
     else:

@@ -1481,6 +1481,20 @@ async def test_with_one_server_used_the_tools_that_add_on_the_other_are_named_on
     assert memory.calls == [("create_entities", PAULING)] and result.answer == "Saved."
 
 
+async def test_a_change_the_task_asks_for_is_not_asked_for_again_once_the_tools_that_make_it_were_named(
+    llm: LLMClient,
+) -> None:
+    """Asked for the call that saves the person after reading the contact twice, a model that answers instead
+    is not asked a third time: the 0.5B wrote the same cut-off call again."""
+    files, memory = contact_children()
+    script = Script(
+        text_call("read_text_file", READ_CONTACT), text_call("read_text_file", READ_CONTACT), answer("A chemist.")
+    )
+    result = await run(llm, script, [files, memory], task=CONTACT_TASK)
+    assert script.bodies[2]["messages"][1]["content"].endswith(ADD_INSTEAD)
+    assert (len(script.bodies), result.answer, memory.calls) == (3, "A chemist.", [])
+
+
 @pytest.mark.parametrize("case", ["none worked", "both used", "asked once"])
 async def test_the_tools_that_add_are_not_named_while_no_other_server_was_used_nor_twice(
     llm: LLMClient, case: str
