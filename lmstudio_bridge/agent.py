@@ -504,9 +504,9 @@ def _unmade(finish: Finish, run: _Run, model: _Model, toolbox: Toolbox) -> AskFo
     elif (
         asks_change(run.task)
         and not (run.asked_change or run.asked_unwritten)
-        and (repeatable := _unused_changing(run, toolbox))
+        and (makers := _unused_changing(run, toolbox))
     ):
-        closing = LEFT_TO_DO.format(tools=", ".join(repeatable))
+        closing = LEFT_TO_DO.format(tools=", ".join(makers))
         why = "no call has made the change the task asks for"
     else:
         return None
@@ -702,8 +702,9 @@ def after_calls(reply: Reply, run: _Run, count: int, toolbox: Toolbox) -> AskFor
     whatever it sees (the 0.5B, after "no such file", called ten tools in one reply), or answers with the
     error. A model that uses ``tool_calls`` goes on with the tools.
 
-    After a write of numbers from nowhere that was not run, the step asks for the call that gives them, of
-    the tools that only read: asked for the answer, the 1.5B wrote the same made-up time again."""
+    After a call not run for values from nowhere (a write, ``_made_up``; a read, ``_guessed``), the step asks for
+    the call that gives them, of the tools that only read: asked for the answer, the 1.5B wrote the same made-up
+    time again."""
     held, run.held_back = run.held_back, None
     if not reply.written_as_text:
         return None

@@ -1406,7 +1406,7 @@ async def test_a_change_the_answer_names_is_asked_for_once_while_none_was_made_a
     elif case == "may destroy":
         said = "Call delete_entities to remove him."
         script = Script(text_call("read_text_file", READ_CONTACT), answer(said), answer(said))
-        expected = 3  # not asked for delete_entities: for the change the task asks for (``test_a_change_...``)
+        expected = 3  # delete_entities is not asked for; the change the task asks for is, below
     else:
         done = "Saved him with create_entities; create_entities can add his city too."
         script = Script(text_call("read_text_file", READ_CONTACT), text_call("create_entities", PAULING), answer(done))
@@ -2087,10 +2087,12 @@ async def test_a_read_given_numbers_from_nowhere_is_held_back_once_and_its_value
         "get_current_time."
     )
 
-    script = Script(text_call("convert_time", guess), text_call("convert_time", guess), answer("10:00 is 05:00."))
-    child = StubChild("time", TIME_TOOLS, lambda n, a: '{"target": {"datetime": "2026-12-01T05:00:00-05:00"}}')
+    three_pm = {**guess, "time": "15:00"}
+    script = Script(text_call("convert_time", three_pm), text_call("convert_time", three_pm), answer("10:00."))
+    child = StubChild("time", TIME_TOOLS, lambda n, a: '{"target": {"datetime": "2026-12-01T10:00:00-05:00"}}')
     await run(llm, script, [child], task="What is 3 pm UTC in New York?")
-    assert child.calls == [("convert_time", guess)]
+    assert child.calls == [("convert_time", three_pm)]
+    assert script.bodies[1]["messages"][-1]["content"].endswith("as JSON: get_current_time.")
 
     # A server with no other tool that only reads: nothing could give the values, the call runs. So does that of
     # a tool that does not say it only reads.
