@@ -62,6 +62,7 @@ from .grounding import (
     denies,
     described,
     empty,
+    file_kinds,
     from_nowhere,
     gives,
     instructs,
@@ -105,6 +106,7 @@ from .prompts import (
     MADE_UP,
     NO_SUCH_TOOL,
     NOT_CALLED,
+    READ_INSTEAD,
     REPAIR_PROMPT,
     SEARCH_INSTEAD,
     SYSTEM_PROMPT,
@@ -261,6 +263,9 @@ class _Run:
     """The tools that make a change were named after a made-up call (``_change_instead``): once per task."""
     asked_search: bool = False
     """A search was asked for after a read failed (``_search_instead``): once per task."""
+    asked_read: bool = False
+    """Other reads were named after a read that returned nothing was written again (``_read_instead``): once per
+    task."""
     not_run: set[tuple[int, str]] = field(default_factory=set)
     """The calls that reached no tool (of a tool that does not exist, held back, or unreadable), as the index of
     the message that holds them and their id: some servers number call ids from 0 every round."""
@@ -354,7 +359,11 @@ async def run_agent(
             finish = _better(run.answered, step, run, model) if run.answered is not None else step
             break
         if isinstance(step, AskForAnswer):
-            asked = _change_instead(step, run, model, toolbox, asked) or step
+            asked = (
+                _change_instead(step, run, model, toolbox, asked)
+                or _read_instead(step, reply, run, model, toolbox, asked)
+                or step
+            )
             continue
         calls = [await _fitted(call, model, toolbox, run) for call in step.calls]
         if not (calls := _new_calls(calls, run.seen_calls)):  # mended into a call already made
@@ -539,6 +548,51 @@ def _change_instead(
         return None
     run.asked_change = True
     return replace(step, may_call=True, closing=closing, wants_call=True)
+
+
+def _read_instead(
+    step: AskForAnswer, reply: Reply, run: _Run, model: _Model, toolbox: Toolbox, asked: AskForAnswer | None
+) -> AskForAnswer | None:
+    """Once per task, when the model, asked for the answer or a call the task still needs, writes again a call of
+    a tool that only reads and is no search, whose result said nothing (``grounding.says_nothing``): the answer
+    step again, naming the other reads of its server not called yet, but those whose names go on from its name
+    (``git_diff_staged`` after ``git_diff``). Asked whether any commit message mentions a database, the 0.5B
+    called ``git_diff`` against HEAD, got its heading alone, wrote the call again every time it was asked for the
+    answer, and answered from nothing. A search that found nothing has answered: it is not asked about."""
+    if asked is None or not asked.may_call or run.asked_read or run.rounds >= model.limits.max_rounds:
+        return None
+    made = _calls_made(run.messages, run.not_run)
+    said_nothing = {
+        _signature(ToolCallRequest("", m.name, m.arguments)) for m in made if m.ok and m.ran and says_nothing(m.result)
+    }
+    repeated = [c for c in reply.calls if _signature(c) in said_nothing]
+    offered = toolbox.lookup(repeated[0].name) if len(repeated) == len(reply.calls) and repeated else None
+    if offered is None or not declares_read_only(offered.tool) or searches(offered):
+        return None
+    called = {m.name for m in made}
+    others = [
+        t
+        for t in toolbox.tools
+        if t.server == offered.server
+        and declares_read_only(t.tool)
+        and t.api_name not in called
+        and not t.tool.name.startswith(offered.tool.name)
+    ]
+    if not others:
+        return None
+    # Those whose descriptions share words with the task first: given git_status, git_log, git_show and
+    # git_branch, the 0.5B wrote git_diff again in 6 of 8 replies; given git_log first ("Shows the commit
+    # logs", for a question about commit messages), git_log in 7 of 8.
+    asked_about = _stems(run.task)
+    others.sort(key=lambda t: -len(asked_about & _stems(f"{t.tool.name} {t.tool.description or ''}")))
+    run.asked_read = True
+    closing = READ_INSTEAD.format(name=offered.api_name, tools=", ".join(t.api_name for t in others))
+    return replace(step, may_call=True, closing=closing, wants_call=True)
+
+
+def _stems(text: str) -> set[str]:
+    """The text's words (``grounding.words``), plurals made singular: ``commits`` as ``commit``."""
+    return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words(text)}
 
 
 def _unused_adding(run: _Run, toolbox: Toolbox) -> list[str]:
@@ -795,7 +849,7 @@ def read_reply(result: ChatResult, toolbox: Toolbox, task: str | None = None) ->
     reasoning, text = split_reasoning(result.message)
     cut = result.stats.cut
     if result.tool_calls:
-        calls = [replace(c, arguments=toolbox.prepared(c.name, c.arguments, task)) for c in result.tool_calls]
+        calls = [_prepared(c.name, c.arguments, c.id, toolbox, task) for c in result.tool_calls]
         return Reply(message, calls, text, reasoning, written_as_text=False, cut=cut, unfit=_unfit(calls, toolbox))
     for key in ("reasoning_content", "reasoning"):
         if result.message.get(key):
@@ -808,15 +862,19 @@ def read_reply(result: ChatResult, toolbox: Toolbox, task: str | None = None) ->
         return Reply(message, [], text, reasoning, written_as_text=False, cut=cut, made_up=made_up)
     tag = abs(hash(result.content)) % 10**8
     calls = [
-        ToolCallRequest(
-            id=f"call_text_{index}_{tag}", name=c.name, arguments=toolbox.prepared(c.name, c.raw_arguments, task)
-        )
-        for index, c in enumerate(found)
+        _prepared(c.name, c.raw_arguments, f"call_text_{index}_{tag}", toolbox, task) for index, c in enumerate(found)
     ]
     logger.debug("Recovered %d tool call(s) written as text: %r", len(calls), result.content[:500])
     message["content"] = rest or None
     answer = split_reasoning({**message, "content": rest})[1]
     return Reply(message, calls, answer, reasoning, written_as_text=True, cut=cut, unfit=_unfit(calls, toolbox))
+
+
+def _prepared(name: str, arguments: str, call_id: str, toolbox: Toolbox, task: str | None) -> ToolCallRequest:
+    """A call as it will be made: of the tool its arguments were written for (``Toolbox.meant``), with them
+    prepared as they will be sent (``Toolbox.prepared``)."""
+    meant = toolbox.meant(name, arguments, task)
+    return ToolCallRequest(id=call_id, name=meant, arguments=toolbox.prepared(meant, arguments, task))
 
 
 def _unfit(calls: list[ToolCallRequest], toolbox: Toolbox) -> frozenset[str]:
@@ -1218,8 +1276,9 @@ def _results_digest(messages: list[dict[str, Any]], not_run: Collection[tuple[in
         if call.ok and empty(call.result):
             done.append(f"{call.call}: returned nothing.")
         elif call.ok:
-            count = records(call.result)
-            done.append(f"{call.call}:\n{call.result}" + (f"\n({count} records)" if count else ""))
+            count, kinds = records(call.result), file_kinds(call.result)
+            heading = f"{call.call} ({kinds}):" if kinds else f"{call.call}:"
+            done.append(f"{heading}\n{call.result}" + (f"\n({count} records)" if count else ""))
         else:
             failed.append(f"- {call.call}: {call.result.splitlines()[0][:300]}")
     if failed:

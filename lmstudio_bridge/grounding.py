@@ -358,6 +358,25 @@ def records(result: str) -> int:
     return count
 
 
+_ENTRY = re.compile(
+    r"^\s*(?:\[\w+\]\s+)?(?:\S*/)?[\w-][\w.-]*\.([A-Za-z][A-Za-z0-9]{0,7})(?:\s+\d+(?:\.\d+)?\s*[KMGT]?i?B)?\s*$", re.M
+)
+
+
+def file_kinds(result: str) -> str | None:
+    """How many files of each kind a listing or a search result names, by extension, when it names two or more
+    (one a line, as a path or name, after a tag such as ``[FILE]``, before a size): ``3 .csv files, 1 .md file``.
+    Asked how many CSV files a folder holds, the 0.5B, shown its listing of three CSV files and two others
+    ending in "Total: 5 files", answered 5 in 6 of 6 replies; with the kinds counted beside the call, 3 in 4."""
+    kinds: dict[str, int] = {}
+    for extension in _ENTRY.findall(result):
+        kinds[extension.lower()] = kinds.get(extension.lower(), 0) + 1
+    if sum(kinds.values()) < 2:
+        return None
+    ordered = sorted(kinds.items(), key=lambda kind: (-kind[1], kind[0]))
+    return ", ".join(f"{n} .{ext} file{'s' if n > 1 else ''}" for ext, n in ordered)
+
+
 def empty(result: str) -> bool:
     """Whether the result holds no value at all: blank, or JSON of nothing but empty lists, objects and strings
     (``{"entities": [], "relations": []}``, what memory's ``search_nodes`` finds for a name it does not have).

@@ -277,6 +277,13 @@ class OfferedTool:
         return name if _items(param).get("properties") else None
 
 
+def _fits(offered: OfferedTool, given: set[str]) -> bool:
+    """Whether a tool takes every argument named in ``given`` and requires none left out."""
+    schema = offered.tool.input_schema or {}
+    params = schema.get("properties") or {}
+    return given <= set(params) and set(schema.get("required") or ()) <= given
+
+
 def _items(param: Any) -> dict[str, Any]:
     """The item schema of an array parameter; empty for any other parameter."""
     if not isinstance(param, dict) or param.get("type") != "array" or not isinstance(param.get("items"), dict):
@@ -324,9 +331,14 @@ def _copied_example(name: str, value: Any, schema: dict[str, Any], task: str) ->
 
 
 def _mentioned(value: Any, task: str) -> bool:
-    """Whether the task holds ``value`` (a string as written, anything else as JSON)."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return bool(text.strip()) and text.lower() in task.lower()
+    """Whether the task holds ``value``: a string as written, anything else as JSON and not inside a word or a
+    longer number. The 0.5B's read of ``/tmp/live-ujfyg3o5/project/notes.txt`` with ``head`` and ``tail`` failed, and
+    ran again with ``"head": 5``, taken for the task's own by the folder's name; it answered with the head of the
+    file, its first line."""
+    if isinstance(value, str):
+        return bool(value.strip()) and value.lower() in task.lower()
+    text = json.dumps(value, ensure_ascii=False).lower()
+    return re.search(rf"(?<![\w.]){re.escape(text)}(?!\w|\.\d)", task.lower()) is not None
 
 
 class Toolbox:
@@ -461,6 +473,41 @@ class Toolbox:
             return arguments
         prepared = offered.prepare_arguments(value, task)
         return arguments if prepared == written else json.dumps(prepared, ensure_ascii=False)
+
+    def meant(self, call_name: str, arguments: str, task: str | None = None) -> str:
+        """The tool a read-only call's arguments were written for: the named tool when they give what it requires,
+        else the one other read-only tool of its server that takes every argument given, requires none left out,
+        and has a parameter given that the named tool does not have. Asked how many CSV files a folder holds,
+        the 0.5B called ``read_multiple_files`` (``paths`` required) with ``list_directory_with_sizes``'s
+        ``path`` and ``sortBy`` in 3 of 3 runs; mended, the folder was read as a file and failed, and the answer
+        was made up."""
+        offered = self.lookup(call_name)
+        try:
+            value = json.loads(arguments or "{}")
+        except json.JSONDecodeError:
+            return call_name
+        if offered is None or not isinstance(value, dict) or not declares_read_only(offered.tool):
+            return call_name
+        given = set(offered._renamed(offered._unwrapped(value), task)) - _WRAPPER_KEYS
+        schema = offered.tool.input_schema or {}
+        if set(schema.get("required") or ()) <= given:
+            return call_name
+        own = set(schema.get("properties") or {})
+        fitting = [
+            t
+            for t in self.tools
+            if t.server == offered.server
+            and t is not offered
+            and declares_read_only(t.tool)
+            and _fits(t, given)
+            and given - own
+        ]
+        if len(fitting) != 1:
+            return call_name
+        logger.info(
+            "Calling %s: the arguments given to %s are its own (%s)", fitting[0].label, offered.label, sorted(given)
+        )
+        return fitting[0].api_name
 
     def closest(self, name: str, n: int = 3) -> list[str]:
         """Offered names that look like ``name`` (for a model that made one up). A tool that declares it may

@@ -627,6 +627,17 @@ async def test_the_answer_step_says_how_many_records_a_result_lists(llm: LLMClie
     assert f'git_log {{"repo_path": "/r"}}:\n{log}\n(4 records)\n\n' in shown
 
 
+async def test_the_answer_step_counts_the_files_a_listing_names_by_kind(llm: LLMClient) -> None:
+    """Shown a folder's listing of three CSV files and two others ending in "Total: 5 files", the 0.5B answered
+    that it holds 5 CSV files; with the kinds counted beside the call, it answered 3 in 4 of 6 replies."""
+    listing = "[FILE] feb.csv  17 B\n[FILE] jan.csv  17 B\n[FILE] mar.csv  17 B\n[FILE] a.md  2 B\nTotal: 4 files"
+    child = StubChild("fs", [tool("list_directory")], lambda n, a: listing)
+    script = Script(text_call("list_directory", {"path": "/d"}), answer("3."))
+    await run(llm, script, [child], task="How many CSV files are in /d?")
+    shown = script.bodies[1]["messages"][1]["content"]
+    assert f'list_directory {{"path": "/d"}} (3 .csv files, 1 .md file):\n{listing}\n\n' in shown
+
+
 async def test_the_answer_step_says_a_call_returned_nothing(llm: LLMClient) -> None:
     """After a search for Alan Turing returned ``{"entities": [], "relations": []}`` next to the whole graph, the
     0.5B answered "Alan Turing is in the knowledge graph"; told the search returned nothing, it said he is not."""
@@ -1594,6 +1605,58 @@ async def test_a_search_is_asked_for_once_and_the_read_only_for_a_search_that_fo
     closings = [body["messages"][-1]["content"] for body in script.bodies]
     assert sum(c.endswith(SEARCH_INSTEAD) for c in closings) == (case in ("asked once", "found nothing"))
     assert not any(c.endswith(FOUND_SINCE) for c in closings) and result.answer == said
+
+
+def git_reads() -> StubChild:
+    reads = ToolAnnotations(read_only_hint=True)
+    repo = {"type": "object", "properties": {"repo_path": {"type": "string"}}, "required": ["repo_path"]}
+    names = ["git_status", "git_diff_staged", "git_diff", "git_log", "git_show", "git_commit", "git_search"]
+    described = {"git_status": "Shows the working tree status", "git_log": "Shows the commit logs"}
+    tools = [
+        Tool(name=n, description=described.get(n), input_schema=repo, annotations=None if n == "git_commit" else reads)
+        for n in names
+    ]
+    said = {"git_diff": "Diff with HEAD:\n\n", "git_log": "Commit: c1\nMessage: Make widgets\n"}
+    return StubChild("git", tools, lambda n, a: said.get(n, ""))
+
+
+READ_INSTEAD = (
+    "The git_diff call above returned nothing. Reply with only the call that gives what the task asks about, as "
+    "JSON: one of git_log, git_status, git_show, git_search."
+)
+
+
+@pytest.mark.parametrize("case", ["repeated", "repeated twice", "answered", "search", "found"])
+async def test_a_read_that_returned_nothing_written_again_is_answered_with_the_other_reads_of_its_server(
+    llm: LLMClient, case: str
+) -> None:
+    """Asked whether any commit message mentions a database, the 0.5B called git_diff against HEAD, got its heading
+    alone, and wrote that call again every time it was asked for the answer; with git's other reads named, it
+    called git_log, more often when it came first, as the read whose description shares words with the task. Not
+    those named after git_diff, nor the one that changes; not after a search (what it did not find is an answer);
+    once per task; not for a call that gave something."""
+    git = git_reads()
+    first = "git_search" if case == "search" else "git_log" if case == "found" else "git_diff"
+    diff = text_call(first, {"repo_path": "/r"})
+    replies = {
+        "repeated": [diff, diff, text_call("git_log", {"repo_path": "/r"}), answer("No.")],
+        "repeated twice": [diff, diff, diff, answer("No.")],
+        "answered": [diff, answer("No.")],
+        "search": [diff, diff, answer("No.")],
+        "found": [diff, diff, answer("No.")],
+    }[case]
+    script = Script(*replies)
+    result = await run(llm, script, [git], task="Does any commit message in /r mention a database?")
+    closings = [body["messages"][-1]["content"] for body in script.bodies]
+    assert [c.endswith(READ_INSTEAD) for c in closings] == {
+        "repeated": [0, 0, 1, 0],
+        "repeated twice": [0, 0, 1, 0],
+        "answered": [0, 0],
+        "search": [0, 0, 0],
+        "found": [0, 0, 0],
+    }[case]
+    assert result.answer == "No."
+    assert [c[0] for c in git.calls] == ([first, "git_log"] if case == "repeated" else [first])
 
 
 def test_the_search_asked_for_names_the_file_a_failed_call_looked_for_when_it_was_given_one() -> None:

@@ -12,6 +12,7 @@ from lmstudio_bridge.grounding import (
     claimed_change,
     described,
     empty,
+    file_kinds,
     instructs,
     invented,
     left_out,
@@ -221,6 +222,32 @@ Message: Make widgets in batches
 )
 def test_records_of_one_shape_are_counted(result: str, count: int) -> None:
     assert records(result) == count
+
+
+LISTING = """[FILE] feb.csv                              17 B
+[FILE] jan.csv                              17 B
+[DIR] archive
+[FILE] mar.CSV                              1.5 KB
+[FILE] readme.txt                           23 B
+
+Total: 4 files, 1 directories
+Combined size: 1.6 KB"""
+
+
+@pytest.mark.parametrize(
+    ("result", "kinds"),
+    [
+        (LISTING, "3 .csv files, 1 .txt file"),
+        ("/w/data/feb.csv\n/w/data/jan.csv\n", "2 .csv files"),  # a search's paths
+        ("/w/data/feb.csv", None),  # one file: nothing to count
+        ("[DIR] src\n[FILE] setup.py\n[DIR] docs", None),
+        ("Buy oat milk.\nCall the plumber about the sink.", None),  # sentences are no names
+        ("import os.path\nprint(a.b)\n", None),
+        ('["a.csv", "b.csv"]', None),
+    ],
+)
+def test_the_files_a_listing_names_are_counted_by_kind(result: str, kinds: str | None) -> None:
+    assert file_kinds(result) == kinds
 
 
 @pytest.mark.parametrize(

@@ -345,3 +345,51 @@ def test_a_search_given_the_path_of_the_file_it_looks_for_searches_its_folder_fo
         assert found(box, "search_files").prepare_arguments(kept) == kept
     for other in ("list_matching", "find_and_delete"):
         assert found(box, other).prepare_arguments({"path": "/w/settings.ini"}) == {"path": "/w/settings.ini"}
+
+
+def test_a_read_given_another_reads_arguments_calls_the_tool_they_were_written_for() -> None:
+    """Asked how many CSV files a folder holds, the 0.5B called read_multiple_files (which requires ``paths``)
+    with list_directory_with_sizes' ``path`` and ``sortBy``, and a schema word; mended, the folder was read as a
+    file."""
+    reads = ToolAnnotations(read_only_hint=True)
+
+    def read(name: str, properties: dict[str, Any], required: list[str], annotations: Any = reads) -> Tool:
+        schema = {"type": "object", "properties": properties, "required": required}
+        return Tool(name=name, description=f"does {name}", input_schema=schema, annotations=annotations)
+
+    text, texts = {"type": "string"}, {"type": "array", "items": {"type": "string"}}
+    many = read("read_multiple_files", {"paths": texts}, ["paths"])
+    sized = read("list_directory_with_sizes", {"path": text, "sortBy": text}, ["path"])
+    listing = read("list_directory", {"path": text}, ["path"])
+    one = read("read_file", {"path": text, "tail": {"type": "integer"}}, ["path"])
+    box = Toolbox([StubChild("fs", [many, sized, listing, one])])
+    given = json.dumps({"path": "/w/data", "sortBy": "name", "required": ["path"]})
+    assert box.meant("read_multiple_files", given) == "list_directory_with_sizes"
+    assert box.meant("read_multiple_files", json.dumps({"paths": ["/w/a"], "sortBy": "name"})) == "read_multiple_files"
+    # Arguments three tools take (``path``) say nothing of which was meant; given what it requires, the tool named
+    # is called (``tail`` is dropped).
+    assert box.meant("read_multiple_files", json.dumps({"path": "/w/data"})) == "read_multiple_files"
+    assert box.meant("list_directory", json.dumps({"path": "/w/a", "tail": 2})) == "list_directory"
+    assert box.meant("read_multiple_files", "not json") == "read_multiple_files"
+    # Never to or from a tool that may change something, nor to another server's.
+    write = read("write_file", {"path": text, "content": text}, ["path", "content"], None)
+    other = Toolbox([StubChild("fs", [many, write]), StubChild("other", [sized])])
+    assert other.meant("read_multiple_files", given) == "read_multiple_files"
+    mover = read("move_file", {"source": text}, ["source"], None)
+    box = Toolbox([StubChild("fs", [mover, sized])])
+    assert box.meant("move_file", given) == "move_file"
+
+
+def test_a_failed_read_runs_again_without_numbers_the_task_holds_only_inside_a_name() -> None:
+    """The read of ``.../live-ujfyg3o5/...`` with ``head`` and ``tail`` failed; run again, it kept ``"head": 5`` for
+    the 5 in the folder's name."""
+    properties = {"path": {"type": "string"}, "head": {"type": "integer"}, "tail": {"type": "integer"}}
+    schema = {"type": "object", "properties": properties, "required": ["path"]}
+    read = Tool(name="read_file", input_schema=schema, annotations=ToolAnnotations(read_only_hint=True))
+    box = Toolbox([StubChild("fs", [read])])
+    path = "/tmp/live-ujfyg3o5/notes.txt"
+    given = {"path": path, "head": 5, "tail": 10}
+    assert box.without_guesses("read_file", given, f"What's in {path}?") == {"path": path}
+    for task in (f"Show the first 5 lines of {path}.", f"Show {path}, head 5.", f"Lines (5) of {path}"):
+        assert box.without_guesses("read_file", given, task) == {"path": path, "head": 5}
+    assert box.without_guesses("read_file", given, f"Show 5.5 lines of {path}") == {"path": path}
