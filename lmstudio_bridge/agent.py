@@ -122,7 +122,7 @@ from .reasoning import split_reasoning
 from .render import listed
 from .reply_watch import ReplyWatch
 from .results import Generation, StopReason, TaskResult, TokenUsage, ToolCallRecord
-from .text_tool_calls import TextToolCall, bare_call, extract_tool_calls, made_up_call
+from .text_tool_calls import TextToolCall, bare_call, complete_fields, extract_tool_calls, made_up_call
 from .toolbox import OfferedTool, Toolbox, ToolOutcome, file_name, name_words, searches
 
 logger = logging.getLogger(__name__)
@@ -581,7 +581,7 @@ def _read_instead(
     if not others:
         return None
     # Those whose descriptions share words with the task first: given git_status, git_log, git_show and
-    # git_branch, the 0.5B wrote git_diff again in 6 of 8 replies; given git_log first ("Shows the commit
+    # git_branch, the 0.5B wrote git_diff again in 5 of 6 replies; given git_log first ("Shows the commit
     # logs", for a question about commit messages), git_log in 7 of 8.
     asked_about = _stems(run.task)
     others.sort(key=lambda t: -len(asked_about & _stems(f"{t.tool.name} {t.tool.description or ''}")))
@@ -862,12 +862,34 @@ def read_reply(result: ChatResult, toolbox: Toolbox, task: str | None = None) ->
         return Reply(message, [], text, reasoning, written_as_text=False, cut=cut, made_up=made_up)
     tag = abs(hash(result.content)) % 10**8
     calls = [
-        _prepared(c.name, c.raw_arguments, f"call_text_{index}_{tag}", toolbox, task) for index, c in enumerate(found)
+        _prepared(c.name, _whole_fields(c, cut, toolbox), f"call_text_{index}_{tag}", toolbox, task)
+        for index, c in enumerate(found)
     ]
     logger.debug("Recovered %d tool call(s) written as text: %r", len(calls), result.content[:500])
     message["content"] = rest or None
     answer = split_reasoning({**message, "content": rest})[1]
     return Reply(message, calls, answer, reasoning, written_as_text=True, cut=cut, unfit=_unfit(calls, toolbox))
+
+
+def _whole_fields(call: TextToolCall, cut: str | None, toolbox: Toolbox) -> str:
+    """A call's arguments; in a reply the bridge stopped, when they are not JSON, the fields written whole before
+    the cut (``text_tool_calls.complete_fields``). After the commit's log, the 0.5B wrote ``create_entities`` with
+    ``entity_name`` "Grace Hopper", ``entity_type``, ``entity_date`` and ``entity_message``, then the same fields
+    again, or fields named ``entity_author_author_date`` and on, until it was stopped, in 2 of 3 runs: not JSON,
+    the call failed and the entity was never saved. What a repeating reply loses is more of what it repeats; a
+    reply stopped at its budget may have lost anything, so that is only for a tool that declares it destroys
+    nothing (an optional ``dryRun`` left out must not make an edit real)."""
+    if call.arguments is not None or cut not in ("repetition", "budget"):
+        return call.raw_arguments
+    offered = toolbox.lookup(call.name)
+    hints = offered.tool.annotations if offered else None
+    if cut == "budget" and not (hints and (hints.read_only_hint or hints.destructive_hint is False)):
+        return call.raw_arguments
+    fields = complete_fields(call.raw_arguments)
+    if fields is None:
+        return call.raw_arguments
+    logger.info("Kept the arguments of %s written whole before the reply was stopped: %s", call.name, sorted(fields))
+    return json.dumps(fields, ensure_ascii=False)
 
 
 def _prepared(name: str, arguments: str, call_id: str, toolbox: Toolbox, task: str | None) -> ToolCallRequest:

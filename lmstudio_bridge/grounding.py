@@ -367,7 +367,7 @@ def file_kinds(result: str) -> str | None:
     """How many files of each kind a listing or a search result names, by extension, when it names two or more
     (one a line, as a path or name, after a tag such as ``[FILE]``, before a size): ``3 .csv files, 1 .md file``.
     Asked how many CSV files a folder holds, the 0.5B, shown its listing of three CSV files and two others
-    ending in "Total: 5 files", answered 5 in 6 of 6 replies; with the kinds counted beside the call, 3 in 4."""
+    ending in "Total: 5 files", answered 5 in 6 of 6 replies; with the kinds counted beside the call, 3 in 4 of 6."""
     kinds: dict[str, int] = {}
     for extension in _ENTRY.findall(result):
         kinds[extension.lower()] = kinds.get(extension.lower(), 0) + 1

@@ -181,5 +181,5 @@ READ_INSTEAD = "The {name} call above returned nothing. Reply with only the call
 """Closes the answer step when the model, asked for the answer, writes again a read that returned nothing
 (``agent._read_instead``). Replayed on the 0.5B's answer steps after ``git_diff`` against HEAD returned only its
 heading, asked whether any commit message mentions a database: with git's other reads named (not the
-``git_diff_*`` ones) and git's read-only tools offered, ``git_diff`` again in 6 of 8 replies; with ``git_log`` named
-first, ``git_log`` in 7 of 8. With "If none of them does: answer the task now." added, ``git_log`` in 1 of 6."""
+``git_diff_*`` ones) and git's read-only tools offered, ``git_diff`` again in 5 of 6 replies; with ``git_log`` named
+first, ``git_log`` in 7 of 8 (once ``git_show``). Live, at the server's default sampling, ``git_log`` in 3 of 3 runs. With "If none of them does: answer the task now." added, ``git_log`` in 1 of 6."""

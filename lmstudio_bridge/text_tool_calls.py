@@ -372,6 +372,35 @@ def _unclosed_json(segment: str) -> Any:
         return None
 
 
+def complete_fields(raw: str) -> dict[str, Any] | None:
+    """The fields of a JSON object cut off before its end that were written whole, in order, up to the first
+    that was not; None when ``raw`` is no such object or holds none. ``{"a": 1, "b": "x", "c": "unfini`` gives
+    ``{"a": 1, "b": "x"}``: a value is kept only as it was written to its end, never cut short."""
+    position = _skip_space(raw, 0)
+    if not raw.startswith("{", position):
+        return None
+    fields: dict[str, Any] = {}
+    position += 1
+    while True:
+        position = _skip_space(raw, position)
+        try:
+            key, position = _DECODER.raw_decode(raw, position)
+            position = _skip_space(raw, position)
+            if not isinstance(key, str) or not raw.startswith(":", position):
+                break
+            value, end = _DECODER.raw_decode(raw, _skip_space(raw, position + 1))
+        except _NOT_JSON:
+            break
+        after = _skip_space(raw, end)
+        if not raw.startswith((",", "}"), after):
+            break  # a value whose end was not written: what follows is not known
+        fields.setdefault(key, value)
+        position = after + 1
+        if raw.startswith("}", after):
+            break
+    return fields or None
+
+
 # --- shapes ------------------------------------------------------------------------
 
 

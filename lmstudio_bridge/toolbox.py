@@ -256,16 +256,16 @@ class OfferedTool:
         """Arguments that are one item of the tool's list parameter, written without the list, put in it:
         ``add_observations`` takes ``{"observations": [{"entityName": ..., "contents": [...]}]}``, and the 0.5B
         wrote ``{"entityName": "Marie Curie", "contents": [...]}``. Taken as written, every name was dropped as
-        one the tool does not have. Only names the item has: given ``create_entities`` with a contact's ``name``,
-        ``job`` and ``city`` put in the list, the 1.5B, asked to mend it, wrote it again as it was; given the
-        call without them (``{}``), it wrote the entity. A text where a list of texts goes becomes a list of it.
-        """
+        one the tool does not have. Only names the item has (``_item_fields``): given ``create_entities`` with a
+        contact's ``name``, ``job`` and ``city`` put in the list as they were, the 1.5B, asked to mend it, wrote it
+        again as it was; given the call without them (``{}``), it wrote the entity. A text where a list of texts
+        goes becomes a list of it."""
         name = self.list_parameter()
         if name is not None and arguments and name not in arguments:
             item = _items(self.tool.input_schema["properties"][name])
-            if set(arguments) <= set(item["properties"]):
-                logger.debug("Put the arguments of %s in its list %s: %s", self.label, name, arguments)
-                return {name: [_texts_listed(arguments, item)]}
+            if (fields := _item_fields(arguments, item, name)) is not None:
+                logger.debug("Put the arguments of %s in its list %s: %s", self.label, name, fields)
+                return {name: [_texts_listed(fields, item)]}
         return _texts_listed(arguments, self.tool.input_schema or {})
 
     def list_parameter(self) -> str | None:
@@ -282,6 +282,40 @@ def _fits(offered: OfferedTool, given: set[str]) -> bool:
     schema = offered.tool.input_schema or {}
     params = schema.get("properties") or {}
     return given <= set(params) and set(schema.get("required") or ()) <= given
+
+
+def _item_fields(arguments: dict[str, Any], item: dict[str, Any], list_name: str) -> dict[str, Any] | None:
+    """Arguments written as one item of the list ``list_name``, as that item's fields; None when they are not one.
+
+    A field may be written under its name's words with the item's own name before them (``entity_name`` for
+    ``name`` in ``entities``) or joined otherwise (``entity_type`` for ``entityType``). Texts under names the item
+    does not have, beside at least one field it requires, become ``name: text`` items of its one list of texts
+    when none is given: with the commit's author read, the 0.5B called ``create_entities`` with ``entity_type``
+    "person", ``entity_name`` "Grace Hopper", ``entity_date`` and ``entity_message``; every name was dropped, and
+    asked to mend the empty call, it made up an entity "Widget1"."""
+    props = item.get("properties") or {}
+    if set(arguments) <= set(props):
+        return arguments
+    own = (name_words(list_name) or [""])[-1]
+    own = own[:-3] + "y" if own.endswith("ies") else own.removesuffix("s")
+    fields: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    for key, value in arguments.items():
+        words = name_words(key)
+        unprefixed = words[1:] if words[:1] == [own] else words
+        meant = [p for p in props if p not in arguments and name_words(p) in (words, unprefixed)]
+        if key in props or (len(meant) == 1 and meant[0] not in fields):
+            fields[key if key in props else meant[0]] = value
+        else:
+            rest[" ".join(unprefixed) or key] = value
+    if not set(item.get("required") or ()) & set(fields):
+        return None
+    texts = [p for p in props if _items(props[p]).get("type") == "string" and p not in fields]
+    if rest and (len(texts) != 1 or not all(isinstance(v, str) and v.strip() for v in rest.values())):
+        return None
+    if rest:
+        fields[texts[0]] = [f"{key}: {value.strip()}" for key, value in rest.items()]
+    return fields
 
 
 def _items(param: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 import respx
 from mcp.types import CallToolResult, TextContent, Tool, ToolAnnotations
 
-from lmstudio_bridge.agent import LoopLimits, _looked_for, run_agent
+from lmstudio_bridge.agent import LoopLimits, _looked_for, read_reply, run_agent
 from lmstudio_bridge.config import Settings
 from lmstudio_bridge.errors import ToolCallFailed, ToolTimeout
 from lmstudio_bridge.grounding import Made
@@ -1145,7 +1145,9 @@ async def test_a_call_whose_arguments_do_not_fit_is_mended_before_it_runs(llm: L
     assert "tools" not in first and first["messages"][0]["content"].startswith("You correct one tool call")
     asked = first["messages"][1]["content"]
     assert asked.startswith("Task: save Linus Pauling, a chemist")
-    assert "- arguments: 'entities' is a required property" in asked
+    # Its fields put in the tool's list, the contact's job among the observations: entityType is what is missing.
+    assert '{"entities": [{"name": "Linus Pauling", "observations": ["job: chemist"]}]}' in asked
+    assert "- entities[0]: 'entityType' is a required property" in asked
     assert (
         'create_entities takes: {"entities": [{"name": string, "entityType": string, "observations": [string]}]}'
         in asked
@@ -2283,3 +2285,26 @@ async def test_an_answer_that_tells_the_user_to_make_calls_that_were_made_is_ask
     assert answer_asked_again(script).endswith(
         "Answer the task now in sentences that say what the calls above did and what they returned."
     )
+
+
+@pytest.mark.parametrize(
+    ("cut", "destroys"), [("repetition", None), ("budget", False), ("budget", None), (None, False)]
+)
+def test_a_call_in_a_reply_the_bridge_stopped_keeps_the_fields_written_whole(cut: str | None, destroys: Any) -> None:
+    """After the commit's log, the 0.5B wrote create_entities with entity_name "Grace Hopper" and more, then the same
+    fields again until it was stopped: not JSON, the call failed and the entity was never saved. Stopped at its
+    budget, only for a tool that declares it destroys nothing: what was lost may be anything."""
+    from lmstudio_bridge.lmstudio import ChatResult, GenerationStats
+
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "kind": {"type": "string"}}}
+    hints = ToolAnnotations(destructive_hint=destroys) if destroys is not None else None
+    create = Tool(name="create", input_schema=schema, annotations=hints)
+    box = Toolbox([StubChild("memory", [create], lambda n, a: "")])
+    written = '{"name": "create", "arguments": {"name": "Grace Hopper", "kind": "person", "name": "Grace Hop'
+    result = ChatResult({"role": "assistant", "content": written}, written, (), "cut", stats=GenerationStats(cut=cut))
+    (call,) = read_reply(result, box).calls
+    if cut == "repetition" or (cut == "budget" and destroys is False):
+        assert json.loads(call.arguments) == {"name": "Grace Hopper", "kind": "person"}
+    else:  # the model is told its arguments are broken
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(call.arguments)

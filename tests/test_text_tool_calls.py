@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from lmstudio_bridge.text_tool_calls import TextToolCall, extract_tool_calls
+from lmstudio_bridge.text_tool_calls import TextToolCall, complete_fields, extract_tool_calls
 
 OFFERED = frozenset({"get_time", "search", "write_file"})
 
@@ -625,3 +625,13 @@ def test_a_backslash_that_starts_no_json_escape_is_read_as_a_backslash(content: 
         ("search_files", {"path": "/data", "pattern": ".*\\.csv"})
     ]
     assert rest == ""
+
+
+def test_the_fields_of_an_object_cut_off_are_kept_only_as_written_whole() -> None:
+    assert complete_fields('{"a": 1, "b": "x", "c": "unfini') == {"a": 1, "b": "x"}
+    assert complete_fields('{"a": "x", "b": [1, 2') == {"a": "x"}
+    assert complete_fields('{"a": "x", "n": 12') == {"a": "x"}  # 12 may have gone on: 120, 12.5
+    assert complete_fields('{"a": "x", "a": "again", "b') == {"a": "x"}  # a repeat keeps the first
+    assert complete_fields('{"a": {"b": 1}}') == {"a": {"b": 1}}
+    for nothing in ('{"c": "unfini', "[1, 2", '"a"', "", '{"a" 1}'):
+        assert complete_fields(nothing) is None

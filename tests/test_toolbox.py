@@ -161,7 +161,12 @@ def test_one_item_written_without_its_list_is_put_in_it() -> None:
     assert add.prepare_arguments({"observations": [{**item, "contents": "born in Warsaw"}]}) == {"observations": [item]}
     assert add.prepare_arguments({"observations": [item]}) == {"observations": [item]}
     assert add.prepare_arguments({"city": "Warsaw"}) == {}  # not an item: dropped, as before
-    assert add.prepare_arguments({"entityName": "Marie Curie", "born": "Warsaw"}) == {}  # nor one with other names
+    # Texts under other names beside a field it requires: items of its one list of texts, when none is given.
+    assert add.prepare_arguments({"entityName": "Marie Curie", "born": "Warsaw"}) == {
+        "observations": [{"entityName": "Marie Curie", "contents": ["born: Warsaw"]}]
+    }
+    assert add.prepare_arguments({"entityName": "Marie Curie", "born": 1867}) == {}  # not a text: not an item
+    assert add.prepare_arguments({"entityName": "Marie Curie", "contents": ["x"], "born": "Warsaw"}) == {}  # no room
     assert add.prepare_arguments({}) == {}
     names = found(box, "open_nodes")
     assert names.prepare_arguments({"names": "Marie Curie"}) == {"names": ["Marie Curie"]}
@@ -171,6 +176,46 @@ def test_one_item_written_without_its_list_is_put_in_it() -> None:
     assert box.prepared("open_nodes", '["Marie Curie"]') == '["Marie Curie"]'  # a list of texts: not judged
     two = {**OBSERVATIONS, "properties": {**OBSERVATIONS["properties"], "dry_run": {"type": "boolean"}}}
     assert found(Toolbox([StubChild("m", [tool("add", two)])]), "add").prepare_arguments(item) == {}
+
+
+ENTITIES = {
+    "type": "object",
+    "properties": {
+        "entities": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "entityType": {"type": "string"},
+                    "observations": {"type": "array", "items": {"type": "string"}},
+                },
+                "required": ["name", "entityType", "observations"],
+            },
+        }
+    },
+    "required": ["entities"],
+}
+"""``create_entities`` of the published memory server."""
+
+
+def test_an_items_fields_written_under_the_items_own_name_are_its_fields() -> None:
+    """With the commit's author read, the 0.5B called create_entities with ``entity_type``, ``entity_name``,
+    ``entity_date`` and ``entity_message``; every name was dropped, and asked to mend the empty call, it made up an
+    entity "Widget1", which was saved."""
+    create = found(Toolbox([StubChild("memory", [tool("create_entities", ENTITIES)])]), "create_entities")
+    written = {"entity_type": "person", "entity_name": "Grace Hopper", "entity_message": "Teach the widget factory"}
+    assert create.prepare_arguments(written) == {
+        "entities": [
+            {"entityType": "person", "name": "Grace Hopper", "observations": ["message: Teach the widget factory"]}
+        ]
+    }
+    assert create.prepare_arguments({"name": "Linus Pauling", "job": "chemist", "city": " Pasadena"}) == {
+        "entities": [{"name": "Linus Pauling", "observations": ["job: chemist", "city: Pasadena"]}]
+    }
+    # No field the item requires, or a value that is no text: not an item, every name dropped as before.
+    assert create.prepare_arguments({"job": "chemist"}) == {}
+    assert create.prepare_arguments({"name": "Linus Pauling", "age": 93}) == {}
 
 
 WRITE = {
