@@ -10,6 +10,7 @@ from typing import Any
 from mcp.types import CallToolResult, Tool, ToolAnnotations
 
 from lmstudio_bridge.toolbox import OfferedTool, Toolbox
+from tests.test_agent import MEMORY_SCHEMA
 
 VALID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -178,24 +179,7 @@ def test_one_item_written_without_its_list_is_put_in_it() -> None:
     assert found(Toolbox([StubChild("m", [tool("add", two)])]), "add").prepare_arguments(item) == {}
 
 
-ENTITIES = {
-    "type": "object",
-    "properties": {
-        "entities": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string"},
-                    "entityType": {"type": "string"},
-                    "observations": {"type": "array", "items": {"type": "string"}},
-                },
-                "required": ["name", "entityType", "observations"],
-            },
-        }
-    },
-    "required": ["entities"],
-}
+ENTITIES = MEMORY_SCHEMA
 """``create_entities`` of the published memory server."""
 
 
