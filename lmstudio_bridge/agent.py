@@ -58,6 +58,7 @@ from .grounding import (
     Made,
     asks_change,
     blind,
+    called_for_one,
     claimed_change,
     denies,
     described,
@@ -199,6 +200,8 @@ class AskForAnswer:
     """What the answer step ends with, when not the usual request for the answer (``_answer_step``)."""
     wants_call: bool = False
     """The step asks for a call: one without its required arguments is mended, not taken for wandering."""
+    tool: str | None = None
+    """The tool the step asks for by name (``_read_instead``): a call of it stays its call (``read_reply``)."""
 
 
 Step = Finish | Call | AskForAnswer
@@ -263,9 +266,9 @@ class _Run:
     """The tools that make a change were named after a made-up call (``_change_instead``): once per task."""
     asked_search: bool = False
     """A search was asked for after a read failed (``_search_instead``): once per task."""
-    asked_read: bool = False
-    """Other reads were named after a read that returned nothing was written again (``_read_instead``): once per
-    task."""
+    asked_read: list[frozenset[str]] = field(default_factory=list)
+    """The tools called each time another read was named after a read that returned nothing was written again
+    (``_read_instead``): at most twice per task, the second time only once another tool has been called since."""
     not_run: set[tuple[int, str]] = field(default_factory=set)
     """The calls that reached no tool (of a tool that does not exist, held back, or unreadable), as the index of
     the message that holds them and their id: some servers number call ids from 0 every round."""
@@ -343,7 +346,7 @@ async def run_agent(
             where = f"round {run.rounds}/{limits.max_rounds}"
             result = await model.complete(run.messages, where, toolbox.known_names, tools=toolbox.openai_tools)
         run.add(result)
-        reply = read_reply(result, toolbox, task)
+        reply = read_reply(result, toolbox, task, asked.tool if asked else None)
         if reply.reasoning:
             run.reasoning.append(reply.reasoning)
         step = decide(reply, run, limits, asked)
@@ -533,7 +536,12 @@ def _change_instead(
     the file again; each, told the tool does not exist and given ``write_file``, wrote the copy. With nothing
     read, the 1.5B answered "There is no tool named 'copy_file'."; given ``write_file`` then, it wrote "This is a
     copy of greeting.txt" to the copy, which is not run (``_unread``), and the read is asked for. Otherwise those
-    that add, of the servers not used yet (``_unused_adding``): with the contact read, the 0.5B read it again."""
+    that add, of the servers not used yet (``_unused_adding``): with the contact read, the 0.5B read it again.
+    Otherwise, for a task that asks for a change (``grounding.asks_change``), those that may change something of
+    the servers used, those that share most words with the task first (``_closest``): asked to remove the second
+    line of a file, the 0.5B read it, then read it again each time it was asked for the answer, and answered that
+    the line was removed; given ``edit_file, write_file, create_directory, move_file``, it called ``edit_file``
+    in 6 of 6 replies."""
     # Asked with ``may_call``, ``decide`` asks again only for a reply that calls: a made-up tool or a call made.
     if asked is None or not asked.may_call or run.asked_change or run.rounds >= model.limits.max_rounds:
         return None
@@ -544,6 +552,10 @@ def _change_instead(
         closing = f"{NO_SUCH_TOOL.format(name=made_up)} {CHANGE_INSTEAD.format(tools=', '.join(changing))}"
     elif made_up is None and (adding := _unused_adding(run, toolbox)):
         closing = CHANGE_INSTEAD.format(tools=", ".join(adding))
+    elif made_up is None and asks_change(run.task) and (used := _used_changing(run, toolbox)):
+        # Ranked, not one named alone: given edit_file alone, the 0.5B wrote its name and nothing else in 2 of 6
+        # replies; given the four in order, the call in 6 of 6.
+        closing = CHANGE_INSTEAD.format(tools=", ".join(t.api_name for t in _closest(used, run.task)))
     else:
         return None
     run.asked_change = True
@@ -553,13 +565,16 @@ def _change_instead(
 def _read_instead(
     step: AskForAnswer, reply: Reply, run: _Run, model: _Model, toolbox: Toolbox, asked: AskForAnswer | None
 ) -> AskForAnswer | None:
-    """Once per task, when the model, asked for the answer or a call the task still needs, writes again a call of
-    a tool that only reads and is no search, whose result said nothing (``grounding.says_nothing``): the answer
-    step again, naming the other reads of its server not called yet, but those whose names go on from its name
-    (``git_diff_staged`` after ``git_diff``). Asked whether any commit message mentions a database, the 0.5B
-    called ``git_diff`` against HEAD, got its heading alone, wrote the call again every time it was asked for the
-    answer, and answered from nothing. A search that found nothing has answered: it is not asked about."""
-    if asked is None or not asked.may_call or run.asked_read or run.rounds >= model.limits.max_rounds:
+    """When the model, asked for the answer or a call the task still needs, writes again a call of a tool that only
+    reads and is no search, whose result said nothing (``grounding.says_nothing``): the answer step again, naming
+    another read of its server, not called yet and not one whose name goes on from its name (``git_diff_staged``
+    after ``git_diff``), the one whose name and description share most words with the task. Asked whether any
+    commit message mentions a database, the 0.5B called ``git_diff`` against HEAD, got its heading alone, wrote
+    the call again every time it was asked for the answer, and answered from nothing. Twice at most, the second
+    time after another tool was called: asked what changed in the latest commit, it called ``git_log`` when it was
+    named, then ``git_diff`` again, where the files changed are in ``git_show``'s result. A search that found
+    nothing has answered: it is not asked about."""
+    if asked is None or not asked.may_call or len(run.asked_read) >= 2 or run.rounds >= model.limits.max_rounds:
         return None
     made = _calls_made(run.messages, run.not_run)
     said_nothing = {
@@ -569,7 +584,9 @@ def _read_instead(
     offered = toolbox.lookup(repeated[0].name) if len(repeated) == len(reply.calls) and repeated else None
     if offered is None or not declares_read_only(offered.tool) or searches(offered):
         return None
-    called = {m.name for m in made}
+    called = frozenset(m.name for m in made)
+    if run.asked_read and called <= run.asked_read[-1]:
+        return None
     others = [
         t
         for t in toolbox.tools
@@ -580,14 +597,23 @@ def _read_instead(
     ]
     if not others:
         return None
-    # Those whose descriptions share words with the task first: given git_status, git_log, git_show and
-    # git_branch, the 0.5B wrote git_diff again in 5 of 6 replies; given git_log first ("Shows the commit
-    # logs", for a question about commit messages), git_log in 7 of 8.
-    asked_about = _stems(run.task)
-    others.sort(key=lambda t: -len(asked_about & _stems(f"{t.tool.name} {t.tool.description or ''}")))
-    run.asked_read = True
-    closing = READ_INSTEAD.format(name=offered.api_name, tools=", ".join(t.api_name for t in others))
-    return replace(step, may_call=True, closing=closing, wants_call=True)
+    # One, named alone: after git_log, given git_show, git_status and git_branch, the 0.5B wrote git_diff again
+    # in 7 of 7 replies; given git_show alone, git_show in 6 of 6 (once without arguments).
+    named = _closest(others, run.task)[0]
+    run.asked_read.append(called)
+    closing = READ_INSTEAD.format(name=offered.api_name, tool=named.api_name)
+    return replace(step, may_call=True, closing=closing, wants_call=True, tool=named.api_name)
+
+
+def _closest(tools: list[OfferedTool], task: str) -> list[OfferedTool]:
+    """The tools, those whose names and descriptions share most words with the task's (its paths left out:
+    ``create_directory`` is not about a line of ``/w/project/notes.txt``) first, in their order otherwise."""
+    asked_about = _stems(_PATH.sub(" ", task))
+    return sorted(tools, key=lambda t: -len(asked_about & _stems(f"{t.tool.name} {t.tool.description or ''}")))
+
+
+_PATH = re.compile(r"\S*/\S*")
+"""A path or address: a run of characters without spaces that holds a slash."""
 
 
 def _stems(text: str) -> set[str]:
@@ -601,6 +627,12 @@ def _unused_adding(run: _Run, toolbox: Toolbox) -> list[str]:
     a task given two servers that has used one, as one that reads a contact to save it in the knowledge graph.
     Not ``write_file`` or ``delete_entities`` (they may destroy), nor ``create_directory`` (idempotent)."""
     return _unused(run, toolbox, _adds)
+
+
+def _used_changing(run: _Run, toolbox: Toolbox) -> list[OfferedTool]:
+    """The tools that may change something (``policy.declares_changes``) of the servers a call has worked on."""
+    used = {t.server for record in run.records if record.ok and (t := toolbox.lookup(record.name))}
+    return [t for t in toolbox.tools if t.server in used and declares_changes(t.tool)]
 
 
 def _unused_changing(run: _Run, toolbox: Toolbox) -> list[str]:
@@ -674,13 +706,16 @@ def _not_called(finish: Finish, run: _Run, model: _Model) -> AskForAnswer | None
     "33" to a question about New York and Los Angeles; the 0.5B read one of two files and made up the other's port."""
     if finish.stop != "answered" or not run.records or run.rounds >= model.limits.max_rounds:
         return None
-    missing = frozenset(not_called_for(run.task, _calls_made(run.messages)))
+    made = _calls_made(run.messages)
+    missing = frozenset(not_called_for(run.task, made))
     if not missing or (run.not_called is not None and not missing < run.not_called):
         return None
     run.not_called = missing
     named = sorted(missing, key=run.task.find)
     items = listed(named)
-    closing = NOT_CALLED.format(items=items, them="it" if len(missing) == 1 else "them")
+    tool = called_for_one(run.task, [m for m in made if m.ok])
+    call = f"{tool} call" if tool else "call"
+    closing = NOT_CALLED.format(items=items, them="it" if len(missing) == 1 else "them", call=call)
     return AskForAnswer("answered", f"no call was made for {items}", may_call=True, closing=closing, wants_call=True)
 
 
@@ -842,14 +877,15 @@ def _new_calls(calls: list[ToolCallRequest], seen: set[str]) -> list[ToolCallReq
     return list(fresh.values())
 
 
-def read_reply(result: ChatResult, toolbox: Toolbox, task: str | None = None) -> Reply:
+def read_reply(result: ChatResult, toolbox: Toolbox, task: str | None = None, asked_for: str | None = None) -> Reply:
     """The assistant message to keep, its tool calls, and its text, with calls written as text recovered.
-    Arguments are prepared as they will be sent (``Toolbox.prepared``), against the ``task``'s text."""
+    Arguments are prepared as they will be sent (``Toolbox.prepared``), against the ``task``'s text; a call of
+    the tool ``asked_for`` stays that tool's call (see ``_prepared``)."""
     message: dict[str, Any] = {"role": "assistant", "content": result.content or None}
     reasoning, text = split_reasoning(result.message)
     cut = result.stats.cut
     if result.tool_calls:
-        calls = [_prepared(c.name, c.arguments, c.id, toolbox, task) for c in result.tool_calls]
+        calls = [_prepared(c.name, c.arguments, c.id, toolbox, task, asked_for) for c in result.tool_calls]
         return Reply(message, calls, text, reasoning, written_as_text=False, cut=cut, unfit=_unfit(calls, toolbox))
     for key in ("reasoning_content", "reasoning"):
         if result.message.get(key):
@@ -862,7 +898,7 @@ def read_reply(result: ChatResult, toolbox: Toolbox, task: str | None = None) ->
         return Reply(message, [], text, reasoning, written_as_text=False, cut=cut, made_up=made_up)
     tag = abs(hash(result.content)) % 10**8
     calls = [
-        _prepared(c.name, _whole_fields(c, cut, toolbox), f"call_text_{index}_{tag}", toolbox, task)
+        _prepared(c.name, _whole_fields(c, cut, toolbox), f"call_text_{index}_{tag}", toolbox, task, asked_for)
         for index, c in enumerate(found)
     ]
     logger.debug("Recovered %d tool call(s) written as text: %r", len(calls), result.content[:500])
@@ -882,8 +918,7 @@ def _whole_fields(call: TextToolCall, cut: str | None, toolbox: Toolbox) -> str:
     if call.arguments is not None or cut not in ("repetition", "budget"):
         return call.raw_arguments
     offered = toolbox.lookup(call.name)
-    hints = offered.tool.annotations if offered else None
-    if cut == "budget" and not (hints and (hints.read_only_hint or hints.destructive_hint is False)):
+    if cut == "budget" and not (offered and (declares_read_only(offered.tool) or _changes_nothing_lost(offered.tool))):
         return call.raw_arguments
     fields = complete_fields(call.raw_arguments)
     if fields is None:
@@ -892,10 +927,14 @@ def _whole_fields(call: TextToolCall, cut: str | None, toolbox: Toolbox) -> str:
     return json.dumps(fields, ensure_ascii=False)
 
 
-def _prepared(name: str, arguments: str, call_id: str, toolbox: Toolbox, task: str | None) -> ToolCallRequest:
-    """A call as it will be made: of the tool its arguments were written for (``Toolbox.meant``), with them
-    prepared as they will be sent (``Toolbox.prepared``)."""
-    meant = toolbox.meant(name, arguments, task)
+def _prepared(
+    name: str, arguments: str, call_id: str, toolbox: Toolbox, task: str | None, asked_for: str | None
+) -> ToolCallRequest:
+    """A call as it will be made: of the tool its arguments were written for (``Toolbox.meant``), unless it is
+    the tool the bridge asked for by name, with them prepared as they will be sent (``Toolbox.prepared``). Asked
+    for ``git_show`` after ``git_diff`` against HEAD returned nothing, the 0.5B wrote it with ``git_diff``'s
+    arguments; taken for ``git_diff``, it was the call already made."""
+    meant = name if name == asked_for else toolbox.meant(name, arguments, task)
     return ToolCallRequest(id=call_id, name=meant, arguments=toolbox.prepared(meant, arguments, task))
 
 

@@ -100,12 +100,15 @@ FOUND_SINCE = (
 saying the search "was called after it". The 0.5B, told only "a path", read its guessed path again in 4 of 4;
 told the path, it read that in 4 of 4."""
 NOT_CALLED = (
-    "The task also names {items}, and no call above is for {them}. Reply with only the call for {them}, as JSON."
+    "The task also names {items}, and no call above is for {them}. Reply with only the {call} for {them}, as JSON."
 )
 """Closes the answer step asked again when the task lists items together and a call was made for some
 of them only (``agent._not_called``). Replayed on the answer steps where the 1.5B had fetched New York's weather
 alone and answered "33", and where the 0.5B had read api.env alone: 8 of 8 replies were the call for
-the item named."""
+the item named. ``{call}`` names the tool of a call for another item that worked (``grounding.called_for_one``):
+asked for "the call" for London and New York after Tokyo's time, the 0.5B converted a time it made up from Tokyo
+to New York in 6 of 6 replies (which ran: a write or read held back runs when written again); asked for the
+``get_current_time`` call, it fetched Tokyo's time again in 6 of 6 (a call already made, which is not run)."""
 HELD_BACK = (
     "The write above was not run. Reply with only the call that gives the values to write, as JSON: one of {tools}."
 )
@@ -177,9 +180,11 @@ BLANK = (
     "it is. Give the whole text to change as the file holds it."
 )
 """The result of an edit ``agent._blank`` does not run."""
-READ_INSTEAD = "The {name} call above returned nothing. Reply with only the call that gives what the task asks about, as JSON: one of {tools}."
+READ_INSTEAD = "The {name} call above returned nothing. Reply with only the call that gives what the task asks about, as JSON: {tool}."
 """Closes the answer step when the model, asked for the answer, writes again a read that returned nothing
 (``agent._read_instead``). Replayed on the 0.5B's answer steps after ``git_diff`` against HEAD returned only its
 heading, asked whether any commit message mentions a database: with git's other reads named (not the
 ``git_diff_*`` ones) and git's read-only tools offered, ``git_diff`` again in 5 of 6 replies; with ``git_log`` named
-first, ``git_log`` in 7 of 8 (once ``git_show``). Live, at the server's default sampling, ``git_log`` in 3 of 3 runs. With "If none of them does: answer the task now." added, ``git_log`` in 1 of 6."""
+first, ``git_log`` in 7 of 8 (once ``git_show``); with ``git_log`` named alone, in 5 of 6 (once its name alone), and
+in 6 of 6 asked what changed in the latest commit. With "If none of them does: answer the task now." added to the
+list, ``git_log`` in 1 of 6."""

@@ -949,8 +949,50 @@ async def test_the_tools_that_make_changes_are_named_once_after_a_made_up_call_w
     result = await run(llm, script, [child], task=COPY_TASK)
     closings = [body["messages"][-1]["content"] for body in script.bodies if "tools" not in body]
     assert sum(c.endswith(CHANGE_INSTEAD) for c in closings) == (case == "asked once")
-    assert closings[-1].endswith(ANSWER_NOW) and result.answer == "The copy could not be made."
+    # A read written again in a task that asks for a change: the tools that change, of the server used.
+    assert closings[-1].endswith(
+        "If the task needs a change, reply with only the call that makes it, as JSON: one of write_file, "
+        "create_directory, move_file."
+        if case == "no tool made up"
+        else ANSWER_NOW
+    )
+    assert result.answer == "The copy could not be made."
     assert (("write_file", WRITE_COPY) in child.calls) == (case == "a change was made")
+
+
+async def test_a_read_written_again_in_a_task_that_asks_for_a_change_is_answered_with_the_tools_that_change(
+    llm: LLMClient,
+) -> None:
+    """Asked to remove the second line of a file, the 0.5B read it, then read it again each time it was asked for
+    the answer, and answered that the line was removed. Named, those that share words with the task come first;
+    not words of its paths (the folder is a project, and create_directory is about no line)."""
+    read = {"path": "/w/project/notes.txt"}
+    edit = {"path": "/w/project/notes.txt", "edits": [{"oldText": "Call the plumber.", "newText": ""}]}
+    described = {"edit_file": "Make line-based edits to a text file", "create_directory": "Create a project folder"}
+    kinds = {"create_directory": True, "write_file": True, "edit_file": False}
+    child = StubChild(
+        "filesystem",
+        [Tool(name="read_file", input_schema={"type": "object"}, annotations=ToolAnnotations(read_only_hint=True))]
+        + [
+            Tool(
+                name=n,
+                description=described.get(n),
+                input_schema={"type": "object"},
+                annotations=ToolAnnotations(read_only_hint=False, idempotent_hint=idempotent),
+            )
+            for n, idempotent in kinds.items()
+        ],
+        lambda n, a: "Buy oat milk.\nCall the plumber." if n == "read_file" else "ok",
+    )
+    script = Script(
+        text_call("read_file", read), text_call("read_file", read), text_call("edit_file", edit), answer("Removed.")
+    )
+    await run(llm, script, [child], task="Remove the second line of /w/project/notes.txt.")
+    assert script.bodies[2]["messages"][-1]["content"].endswith(
+        "If the task needs a change, reply with only the call that makes it, as JSON: one of edit_file, "
+        "create_directory, write_file."
+    )
+    assert child.calls == [("read_file", read), ("edit_file", edit)]
 
 
 async def test_with_nothing_read_the_tools_that_make_changes_are_named_and_a_copy_of_nothing_is_not_run(
@@ -1613,9 +1655,26 @@ def git_reads() -> StubChild:
     reads = ToolAnnotations(read_only_hint=True)
     repo = {"type": "object", "properties": {"repo_path": {"type": "string"}}, "required": ["repo_path"]}
     names = ["git_status", "git_diff_staged", "git_diff", "git_log", "git_show", "git_commit", "git_search"]
-    described = {"git_status": "Shows the working tree status", "git_log": "Shows the commit logs"}
+    described = {
+        "git_status": "Shows the working tree status",
+        "git_log": "Shows the commit logs",
+        "git_show": "Shows the contents of a commit",
+    }
+    schemas = {
+        "git_diff": {**repo, "properties": {**repo["properties"], "target": {"type": "string"}}},
+        "git_show": {
+            **repo,
+            "properties": {**repo["properties"], "revision": {"type": "string"}},
+            "required": ["repo_path", "revision"],
+        },
+    }
     tools = [
-        Tool(name=n, description=described.get(n), input_schema=repo, annotations=None if n == "git_commit" else reads)
+        Tool(
+            name=n,
+            description=described.get(n),
+            input_schema=schemas.get(n, repo),
+            annotations=None if n == "git_commit" else reads,
+        )
         for n in names
     ]
     said = {"git_diff": "Diff with HEAD:\n\n", "git_log": "Commit: c1\nMessage: Make widgets\n"}
@@ -1624,41 +1683,60 @@ def git_reads() -> StubChild:
 
 READ_INSTEAD = (
     "The git_diff call above returned nothing. Reply with only the call that gives what the task asks about, as "
-    "JSON: one of git_log, git_status, git_show, git_search."
+    "JSON: git_log."
 )
 
 
-@pytest.mark.parametrize("case", ["repeated", "repeated twice", "answered", "search", "found"])
-async def test_a_read_that_returned_nothing_written_again_is_answered_with_the_other_reads_of_its_server(
+@pytest.mark.parametrize("case", ["repeated", "repeated twice", "named twice", "answered", "search", "found"])
+async def test_a_read_that_returned_nothing_written_again_is_answered_with_another_read_of_its_server(
     llm: LLMClient, case: str
 ) -> None:
     """Asked whether any commit message mentions a database, the 0.5B called git_diff against HEAD, got its heading
-    alone, and wrote that call again every time it was asked for the answer; with git's other reads named, it
-    called git_log, more often when it came first, as the read whose description shares words with the task. Not
-    those named after git_diff, nor the one that changes; not after a search (what it did not find is an answer);
-    once per task; not for a call that gave something."""
+    alone, and wrote that call again every time it was asked for the answer; with git_log named, it called
+    git_log: the read whose description shares most words with the task. Not one named after git_diff, nor one
+    that changes; not after a search (what it did not find is an answer); not for a call that gave something.
+    Twice at most, the second time after another call was made: asked what changed in the latest commit, it
+    called git_log, then git_diff again; with git_show named, it called git_show with git_diff's arguments,
+    which stays a call of git_show."""
     git = git_reads()
     first = "git_search" if case == "search" else "git_log" if case == "found" else "git_diff"
-    diff = text_call(first, {"repo_path": "/r"})
+    diff = text_call(first, {"repo_path": "/r", "target": "HEAD"})
+    log = text_call("git_log", {"repo_path": "/r"})
+    show = text_call("git_show", {"repo_path": "/r", "target": "HEAD"})
     replies = {
-        "repeated": [diff, diff, text_call("git_log", {"repo_path": "/r"}), answer("No.")],
+        "repeated": [diff, diff, log, answer("No.")],
         "repeated twice": [diff, diff, diff, answer("No.")],
+        "named twice": [diff, diff, log, diff, show, text_call("git_show", {"repo_path": "/r", "revision": "HEAD"})],
         "answered": [diff, answer("No.")],
         "search": [diff, diff, answer("No.")],
         "found": [diff, diff, answer("No.")],
     }[case]
+    if case == "named twice":
+        replies += [diff, answer("No.")]
     script = Script(*replies)
-    result = await run(llm, script, [git], task="Does any commit message in /r mention a database?")
+    limits = replace(LIMITS, max_rounds=10)
+    result = await run(llm, script, [git], limits, task="Does any commit message in /r mention a database?")
     closings = [body["messages"][-1]["content"] for body in script.bodies]
-    assert [c.endswith(READ_INSTEAD) for c in closings] == {
-        "repeated": [0, 0, 1, 0],
-        "repeated twice": [0, 0, 1, 0],
-        "answered": [0, 0],
-        "search": [0, 0, 0],
-        "found": [0, 0, 0],
-    }[case]
+    named = [
+        next((t for t in ("git_log", "git_show") if c.endswith(READ_INSTEAD.replace("git_log.", f"{t}."))), None)
+        for c in closings
+    ]
+    assert (
+        named
+        == {
+            "repeated": [None, None, "git_log", None],
+            "repeated twice": [None, None, "git_log", None],
+            "named twice": [None, None, "git_log", None, "git_show", None, None, None],
+            "answered": [None, None],
+            "search": [None, None, None],
+            "found": [None, None, None],
+        }[case]
+    )
     assert result.answer == "No."
-    assert [c[0] for c in git.calls] == ([first, "git_log"] if case == "repeated" else [first])
+    assert [c[0] for c in git.calls] == {
+        "repeated": [first, "git_log"],
+        "named twice": [first, "git_log", "git_show"],
+    }.get(case, [first])
 
 
 def test_the_search_asked_for_names_the_file_a_failed_call_looked_for_when_it_was_given_one() -> None:
@@ -1935,7 +2013,8 @@ WEB_PORT = "Which port does the web service in /w use?"
 
 async def test_items_are_asked_for_again_only_while_fewer_are_left(llm: LLMClient) -> None:
     """Asked for the call for London and New York, the model fetches London's time: New York is asked for
-    alone. Asked for it, the model answers: that answer stands."""
+    alone. Asked for it, the model answers: that answer stands. The call asked for is of the tool whose call
+    for Tokyo worked: asked only for "the call", the 0.5B converted a time it made up from Tokyo to New York."""
     child = clock_child()
     script = Script(
         text_call("get_current_time", {"timezone": "Asia/Tokyo"}),
@@ -1947,8 +2026,10 @@ async def test_items_are_asked_for_again_only_while_fewer_are_left(llm: LLMClien
     result = await run(llm, script, [child], task="What time is it in Tokyo, London and New York?")
     asked = [body["messages"][1]["content"].rsplit("\n\n", 1)[1] for body in script.bodies[2::2]]
     assert asked == [
-        "The task also names London and New York, and no call above is for them. Reply with only the call for them, as JSON.",
-        "The task also names New York, and no call above is for it. Reply with only the call for it, as JSON.",
+        "The task also names London and New York, and no call above is for them. Reply with only the get_current_time "
+        "call for them, as JSON.",
+        "The task also names New York, and no call above is for it. Reply with only the get_current_time call for "
+        "it, as JSON.",
     ]
     assert result.answer == "Tokyo 02:20, London 17:20; New York was not asked." and len(script.bodies) == 5
     assert result.unfounded_items == ["New York"]
@@ -1985,7 +2066,8 @@ async def test_items_the_task_lists_that_no_call_gave_a_result_for_are_told_to_t
         (
             PORTS,
             "api.env sets 8081 and web.env sets 8080.",
-            "The task also names /w/web.env, and no call above is for it. Reply with only the call for it, as JSON.",
+            "The task also names /w/web.env, and no call above is for it. Reply with only the read_text_file call for "
+            "it, as JSON.",
             "api.env sets 8081 and web.env sets 3005.",
         ),
         # The model read the wrong file of two and gave a port from nowhere: the port is asked about.
