@@ -58,7 +58,6 @@ from .grounding import (
     Made,
     asks_change,
     blind,
-    called_for_one,
     claimed_change,
     denies,
     described,
@@ -706,16 +705,15 @@ def _not_called(finish: Finish, run: _Run, model: _Model) -> AskForAnswer | None
     "33" to a question about New York and Los Angeles; the 0.5B read one of two files and made up the other's port."""
     if finish.stop != "answered" or not run.records or run.rounds >= model.limits.max_rounds:
         return None
-    made = _calls_made(run.messages)
-    missing = frozenset(not_called_for(run.task, made))
+    missing = frozenset(not_called_for(run.task, _calls_made(run.messages)))
     if not missing or (run.not_called is not None and not missing < run.not_called):
         return None
     run.not_called = missing
     named = sorted(missing, key=run.task.find)
     items = listed(named)
-    tool = called_for_one(run.task, [m for m in made if m.ok])
-    call = f"{tool} call" if tool else "call"
-    closing = NOT_CALLED.format(items=items, them="it" if len(missing) == 1 else "them", call=call)
+    # "the call", not the tool's: asked for "the get-structured-content call" for Los Angeles, the 1.5B wrote
+    # its arguments alone, {"location": "Los Angeles"}, as the answer.
+    closing = NOT_CALLED.format(items=items, them="it" if len(missing) == 1 else "them")
     return AskForAnswer("answered", f"no call was made for {items}", may_call=True, closing=closing, wants_call=True)
 
 

@@ -460,13 +460,6 @@ def not_called_for(task: str, made: Sequence[Made]) -> list[str]:
     return list(dict.fromkeys(missing))
 
 
-def called_for_one(task: str, made: Sequence[Made]) -> str | None:
-    """The tool of the first call whose arguments name an item the task lists with others: the tool the items
-    left want too (``get_current_time`` for London, after Tokyo's)."""
-    items = [item for group in _lists(task) for item in group]
-    return next((m.name for m in made if any(_names(_plain(m.arguments), item) for item in items)), None)
-
-
 def _lists(text: str) -> list[list[str]]:
     """The lists of items the text holds: items that only ``_BETWEEN`` separates, two or more."""
     lists: list[list[str]] = []

@@ -100,15 +100,14 @@ FOUND_SINCE = (
 saying the search "was called after it". The 0.5B, told only "a path", read its guessed path again in 4 of 4;
 told the path, it read that in 4 of 4."""
 NOT_CALLED = (
-    "The task also names {items}, and no call above is for {them}. Reply with only the {call} for {them}, as JSON."
+    "The task also names {items}, and no call above is for {them}. Reply with only the call for {them}, as JSON."
 )
 """Closes the answer step asked again when the task lists items together and a call was made for some
 of them only (``agent._not_called``). Replayed on the answer steps where the 1.5B had fetched New York's weather
 alone and answered "33", and where the 0.5B had read api.env alone: 8 of 8 replies were the call for
-the item named. ``{call}`` names the tool of a call for another item that worked (``grounding.called_for_one``):
-asked for "the call" for London and New York after Tokyo's time, the 0.5B converted a time it made up from Tokyo
-to New York in 6 of 6 replies (which ran: a write or read held back runs when written again); asked for the
-``get_current_time`` call, it fetched Tokyo's time again in 6 of 6 (a call already made, which is not run)."""
+the item named. Naming the tool instead ("the get_current_time call") does not help: asked for it for London
+and New York after Tokyo's time, the 0.5B fetched Tokyo's time again in 6 of 6 replays, and the 1.5B, asked for
+"the get-structured-content call" for Los Angeles, wrote its arguments alone as the answer."""
 HELD_BACK = (
     "The write above was not run. Reply with only the call that gives the values to write, as JSON: one of {tools}."
 )

@@ -2013,8 +2013,7 @@ WEB_PORT = "Which port does the web service in /w use?"
 
 async def test_items_are_asked_for_again_only_while_fewer_are_left(llm: LLMClient) -> None:
     """Asked for the call for London and New York, the model fetches London's time: New York is asked for
-    alone. Asked for it, the model answers: that answer stands. The call asked for is of the tool whose call
-    for Tokyo worked: asked only for "the call", the 0.5B converted a time it made up from Tokyo to New York."""
+    alone. Asked for it, the model answers: that answer stands."""
     child = clock_child()
     script = Script(
         text_call("get_current_time", {"timezone": "Asia/Tokyo"}),
@@ -2026,10 +2025,8 @@ async def test_items_are_asked_for_again_only_while_fewer_are_left(llm: LLMClien
     result = await run(llm, script, [child], task="What time is it in Tokyo, London and New York?")
     asked = [body["messages"][1]["content"].rsplit("\n\n", 1)[1] for body in script.bodies[2::2]]
     assert asked == [
-        "The task also names London and New York, and no call above is for them. Reply with only the get_current_time "
-        "call for them, as JSON.",
-        "The task also names New York, and no call above is for it. Reply with only the get_current_time call for "
-        "it, as JSON.",
+        "The task also names London and New York, and no call above is for them. Reply with only the call for them, as JSON.",
+        "The task also names New York, and no call above is for it. Reply with only the call for it, as JSON.",
     ]
     assert result.answer == "Tokyo 02:20, London 17:20; New York was not asked." and len(script.bodies) == 5
     assert result.unfounded_items == ["New York"]
@@ -2066,8 +2063,7 @@ async def test_items_the_task_lists_that_no_call_gave_a_result_for_are_told_to_t
         (
             PORTS,
             "api.env sets 8081 and web.env sets 8080.",
-            "The task also names /w/web.env, and no call above is for it. Reply with only the read_text_file call for "
-            "it, as JSON.",
+            "The task also names /w/web.env, and no call above is for it. Reply with only the call for it, as JSON.",
             "api.env sets 8081 and web.env sets 3005.",
         ),
         # The model read the wrong file of two and gave a port from nowhere: the port is asked about.

@@ -9,7 +9,6 @@ import pytest
 from lmstudio_bridge.grounding import (
     Made,
     blind,
-    called_for_one,
     claimed_change,
     described,
     empty,
@@ -416,13 +415,6 @@ def test_items_listed_together_with_no_call_for_them_are_named(task: str, made: 
 )
 def test_nothing_is_missing_unless_a_listed_item_has_no_call_while_another_has(task: str, made: list[Made]) -> None:
     assert not_called_for(task, made) == []
-
-
-def test_the_tool_of_a_call_for_one_of_the_items_is_the_one_the_others_want() -> None:
-    task = "What time is it in Tokyo, London and New York?"
-    assert called_for_one(task, [read("/w/notes.txt"), clock("Asia/Tokyo", "02:20")]) == "get_current_time"
-    assert called_for_one(task, [read("/w/notes.txt")]) is None
-    assert called_for_one("What time is it in Tokyo?", [clock("Asia/Tokyo", "02:20")]) is None
 
 
 CONTACT = read("/w/contact.txt", "Name: Linus Pauling\nJob: chemist\n")
