@@ -1791,9 +1791,6 @@ async def test_a_write_back_of_what_was_read_unchanged_is_not_run(llm: LLMClient
     )
 
 
-COPY_TASK = "Make a copy of /w/greeting.txt named greeting-copy.txt in the same folder."
-
-
 async def test_a_copy_written_before_the_original_was_read_is_not_run_and_the_read_is_asked_for(
     llm: LLMClient,
 ) -> None:
