@@ -565,21 +565,25 @@ def _read_instead(
     step: AskForAnswer, reply: Reply, run: _Run, model: _Model, toolbox: Toolbox, asked: AskForAnswer | None
 ) -> AskForAnswer | None:
     """When the model, asked for the answer or a call the task still needs, writes again a call of a tool that only
-    reads and is no search, whose result said nothing (``grounding.says_nothing``): the answer step again, naming
+    reads and is no search, whose result said nothing (``grounding.says_nothing``) or that failed: the answer step
+    again, naming
     another read of its server, not called yet and not one whose name goes on from its name (``git_diff_staged``
     after ``git_diff``), the one whose name and description share most words with the task. Asked whether any
     commit message mentions a database, the 0.5B called ``git_diff`` against HEAD, got its heading alone, wrote
     the call again every time it was asked for the answer, and answered from nothing. Twice at most, the second
     time after another tool was called: asked what changed in the latest commit, it called ``git_log`` when it was
-    named, then ``git_diff`` again, where the files changed are in ``git_show``'s result. A search that found
-    nothing has answered: it is not asked about."""
+    named, then ``git_diff`` again, where the files changed are in ``git_show``'s result. Asked to write the current
+    UTC time to a file, it called ``convert_time`` with a time of its own, which failed, and wrote that call again
+    each time it was asked for the answer. A search that found nothing has answered: it is not asked about."""
     if asked is None or not asked.may_call or len(run.asked_read) >= 2 or run.rounds >= model.limits.max_rounds:
         return None
     made = _calls_made(run.messages, run.not_run)
-    said_nothing = {
-        _signature(ToolCallRequest("", m.name, m.arguments)) for m in made if m.ok and m.ran and says_nothing(m.result)
+    gave_nothing = {
+        _signature(ToolCallRequest("", m.name, m.arguments)): "returned nothing" if m.ok else "failed"
+        for m in made
+        if m.ran and (not m.ok or says_nothing(m.result))
     }
-    repeated = [c for c in reply.calls if _signature(c) in said_nothing]
+    repeated = [c for c in reply.calls if _signature(c) in gave_nothing]
     offered = toolbox.lookup(repeated[0].name) if len(repeated) == len(reply.calls) and repeated else None
     if offered is None or not declares_read_only(offered.tool) or searches(offered):
         return None
@@ -600,7 +604,9 @@ def _read_instead(
     # in 7 of 7 replies; given git_show alone, git_show in 6 of 6 (once without arguments).
     named = _closest(others, run.task)[0]
     run.asked_read.append(called)
-    closing = READ_INSTEAD.format(name=offered.api_name, tool=named.api_name)
+    closing = READ_INSTEAD.format(
+        name=offered.api_name, what=gave_nothing[_signature(repeated[0])], tool=named.api_name
+    )
     return replace(step, may_call=True, closing=closing, wants_call=True, tool=named.api_name)
 
 
@@ -1014,7 +1020,10 @@ async def _execute(
         if outcome.answered and not outcome.ok and (shape := toolbox.arguments_hint(call.name, arguments)):
             outcome = replace(outcome, text=f"{outcome.text}\n{shape}")
     run.records.append(ToolCallRecord(name=outcome.label, ok=outcome.ok, ms=outcome.ms, error=outcome.error))
-    if outcome.ok and offered is not None and declares_changes(offered.tool):
+    if outcome.ok and offered is not None and declares_changes(offered.tool) and not empty(outcome.text):
+        # A write that returned nothing made no change to speak of: memory's create_entities of entities the graph
+        # holds already returns []. After add_observations was held back and read_graph, the 0.5B created the
+        # three entities it had read, and answered without the observation the task asks for.
         run.unwritten = None
     return outcome
 

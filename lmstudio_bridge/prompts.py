@@ -179,7 +179,9 @@ BLANK = (
     "it is. Give the whole text to change as the file holds it."
 )
 """The result of an edit ``agent._blank`` does not run."""
-READ_INSTEAD = "The {name} call above returned nothing. Reply with only the call that gives what the task asks about, as JSON: {tool}."
+READ_INSTEAD = (
+    "The {name} call above {what}. Reply with only the call that gives what the task asks about, as JSON: {tool}."
+)
 """Closes the answer step when the model, asked for the answer, writes again a read that returned nothing
 (``agent._read_instead``). Replayed on the 0.5B's answer steps after ``git_diff`` against HEAD returned only its
 heading, asked whether any commit message mentions a database: with git's other reads named (not the

@@ -1397,6 +1397,38 @@ async def test_an_answer_given_while_a_write_held_back_was_never_made_is_asked_f
     assert len(script.bodies) == 5
 
 
+async def test_a_write_that_returned_nothing_is_not_the_write_held_back(llm: LLMClient) -> None:
+    """Asked to add that Marie Curie was born in Warsaw, the 0.5B added a made-up date (held back), read the graph,
+    created the entities it had read (memory returns [] for those it has), and answered without the observation."""
+    changes = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False)
+    memory = StubChild(
+        "memory",
+        [
+            Tool(name="add_observations", input_schema={"type": "object"}, annotations=changes),
+            Tool(name="create_entities", input_schema={"type": "object"}, annotations=changes),
+            Tool(name="read_graph", input_schema={"type": "object"}, annotations=ToolAnnotations(read_only_hint=True)),
+        ],
+        lambda n, a: {"read_graph": '{"entities": [{"name": "Marie Curie"}]}', "create_entities": "[]"}.get(n, "ok"),
+    )
+    born = {"observations": [{"entityName": "Marie Curie", "contents": ["born in Warsaw"]}]}
+    script = Script(
+        text_call("add_observations", {"observations": [{"entityName": "Marie Curie", "contents": ["1867-11-07"]}]}),
+        text_call("read_graph", {}),
+        text_call("create_entities", {"entities": [{"name": "Marie Curie"}]}),
+        answer("Marie Curie was born in Warsaw."),
+        text_call("add_observations", born),  # asked for the write held back
+        answer("Added that Marie Curie was born in Warsaw."),
+    )
+    task = "Add to the knowledge graph that Marie Curie was born in Warsaw."
+    result = await run(llm, script, [memory], LoopLimits(max_rounds=10, tool_timeout=2.0, result_chars=1000), task)
+    assert memory.calls[-1] == ("add_observations", born)
+    assert script.bodies[4]["messages"][1]["content"].endswith(
+        "The add_observations call the task needs has not been made. Reply with only that call, as JSON, with the "
+        "values from the results."
+    )
+    assert result.answer == "Added that Marie Curie was born in Warsaw."
+
+
 async def test_a_write_held_back_is_asked_for_once_and_only_after_a_call_worked(llm: LLMClient) -> None:
     files, clock = files_child(), clock_child()
     # Nothing worked since the write was held back: no values to write it with; the answer stands.
@@ -1737,6 +1769,27 @@ async def test_a_read_that_returned_nothing_written_again_is_answered_with_anoth
         "repeated": [first, "git_log"],
         "named twice": [first, "git_log", "git_show"],
     }.get(case, [first])
+
+
+async def test_a_read_that_failed_written_again_is_answered_with_another_read_of_its_server(llm: LLMClient) -> None:
+    """Asked to write the current UTC time to a file, the 0.5B called convert_time with a time of its own, which
+    failed, and wrote that call again each time it was asked for the answer."""
+
+    def clock(name: str, arguments: dict[str, Any]) -> Any:
+        if name == "convert_time":
+            return CallToolResult(content=[TextContent(type="text", text="Invalid time format")], isError=True)
+        return '{"timezone": "UTC", "datetime": "2026-12-04T13:40:00+00:00"}'
+
+    time = StubChild("time", TIME_TOOLS, clock)
+    convert = text_call("convert_time", {"source_timezone": "UTC", "time": "now", "target_timezone": "UTC"})
+    now = {"timezone": "UTC"}
+    script = Script(convert, convert, text_call("get_current_time", now), answer("It is 13:40 UTC."))
+    result = await run(llm, script, [time], replace(LIMITS, max_rounds=10), task="What is the current UTC time?")
+    assert script.bodies[2]["messages"][-1]["content"].endswith(
+        "The convert_time call above failed. Reply with only the call that gives what the task asks about, as JSON: "
+        "get_current_time."
+    )
+    assert [c[0] for c in time.calls] == ["convert_time", "get_current_time"] and result.answer == "It is 13:40 UTC."
 
 
 def test_the_search_asked_for_names_the_file_a_failed_call_looked_for_when_it_was_given_one() -> None:
