@@ -578,10 +578,13 @@ def _read_instead(
     if asked is None or not asked.may_call or len(run.asked_read) >= 2 or run.rounds >= model.limits.max_rounds:
         return None
     made = _calls_made(run.messages, run.not_run)
+    # A failed read only while no call has found anything: after a search found the YAML files, the 0.5B read the
+    # folder, which failed, and wrote that read again; named another read, it went on listing and answered wrong.
+    found = any(m.ok and m.ran and not says_nothing(m.result) for m in made)
     gave_nothing = {
         _signature(ToolCallRequest("", m.name, m.arguments)): "returned nothing" if m.ok else "failed"
         for m in made
-        if m.ran and (not m.ok or says_nothing(m.result))
+        if m.ran and (says_nothing(m.result) if m.ok else not found)
     }
     repeated = [c for c in reply.calls if _signature(c) in gave_nothing]
     offered = toolbox.lookup(repeated[0].name) if len(repeated) == len(reply.calls) and repeated else None

@@ -1771,9 +1771,14 @@ async def test_a_read_that_returned_nothing_written_again_is_answered_with_anoth
     }.get(case, [first])
 
 
-async def test_a_read_that_failed_written_again_is_answered_with_another_read_of_its_server(llm: LLMClient) -> None:
+@pytest.mark.parametrize("first", ["nothing", "time in Tokyo"])
+async def test_a_read_that_failed_written_again_is_answered_with_another_read_of_its_server(
+    llm: LLMClient, first: str
+) -> None:
     """Asked to write the current UTC time to a file, the 0.5B called convert_time with a time of its own, which
-    failed, and wrote that call again each time it was asked for the answer."""
+    failed, and wrote that call again each time it was asked for the answer. Not once a call has found something:
+    after a search found the YAML files, the 0.5B read the folder, which failed, and wrote that read again; named
+    another read, it went on listing and answered wrong."""
 
     def clock(name: str, arguments: dict[str, Any]) -> Any:
         if name == "convert_time":
@@ -1782,14 +1787,20 @@ async def test_a_read_that_failed_written_again_is_answered_with_another_read_of
 
     time = StubChild("time", TIME_TOOLS, clock)
     convert = text_call("convert_time", {"source_timezone": "UTC", "time": "now", "target_timezone": "UTC"})
-    now = {"timezone": "UTC"}
-    script = Script(convert, convert, text_call("get_current_time", now), answer("It is 13:40 UTC."))
+    now = text_call("get_current_time", {"timezone": "UTC"})
+    replies = [convert, convert] if first == "nothing" else [now, convert, convert]
+    script = Script(*replies, now, answer("It is 13:40 UTC."))
     result = await run(llm, script, [time], replace(LIMITS, max_rounds=10), task="What is the current UTC time?")
-    assert script.bodies[2]["messages"][-1]["content"].endswith(
-        "The convert_time call above failed. Reply with only the call that gives what the task asks about, as JSON: "
-        "get_current_time."
-    )
-    assert [c[0] for c in time.calls] == ["convert_time", "get_current_time"] and result.answer == "It is 13:40 UTC."
+    named = [b["messages"][-1]["content"].endswith(": get_current_time.") for b in script.bodies]
+    if first == "nothing":
+        assert script.bodies[2]["messages"][-1]["content"].endswith(
+            "The convert_time call above failed. Reply with only the call that gives what the task asks about, as "
+            "JSON: get_current_time."
+        )
+        assert [c[0] for c in time.calls] == ["convert_time", "get_current_time"] and named.count(True) == 1
+        assert result.answer == "It is 13:40 UTC."
+    else:
+        assert [c[0] for c in time.calls] == ["get_current_time", "convert_time"] and not any(named)
 
 
 def test_the_search_asked_for_names_the_file_a_failed_call_looked_for_when_it_was_given_one() -> None:
