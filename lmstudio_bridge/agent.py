@@ -565,12 +565,12 @@ def _read_instead(
     step: AskForAnswer, reply: Reply, run: _Run, model: _Model, toolbox: Toolbox, asked: AskForAnswer | None
 ) -> AskForAnswer | None:
     """When the model, asked for the answer or a call the task still needs, writes again a call of a tool that only
-    reads and is no search, whose result said nothing (``grounding.says_nothing``) or that failed: the answer step
-    again, naming
-    another read of its server, not called yet and not one whose name goes on from its name (``git_diff_staged``
-    after ``git_diff``), the one whose name and description share most words with the task. Asked whether any
-    commit message mentions a database, the 0.5B called ``git_diff`` against HEAD, got its heading alone, wrote
-    the call again every time it was asked for the answer, and answered from nothing. Twice at most, the second
+    reads and is no search, whose result said nothing (``grounding.says_nothing``), or that failed while no call has
+    found anything (``_found``): the answer step again, naming another read of its server, not called yet and not
+    one whose name goes on from its name (``git_diff_staged`` after ``git_diff``), the one whose name and
+    description share most words with the task. Asked whether any commit message mentions a database, the 0.5B
+    called ``git_diff`` against HEAD, got its heading alone, wrote the call
+    again every time it was asked for the answer, and answered from nothing. Twice at most, the second
     time after another tool was called: asked what changed in the latest commit, it called ``git_log`` when it was
     named, then ``git_diff`` again, where the files changed are in ``git_show``'s result. Asked to write the current
     UTC time to a file, it called ``convert_time`` with a time of its own, which failed, and wrote that call again
@@ -580,7 +580,7 @@ def _read_instead(
     made = _calls_made(run.messages, run.not_run)
     # A failed read only while no call has found anything: after a search found the YAML files, the 0.5B read the
     # folder, which failed, and wrote that read again; named another read, it went on listing and answered wrong.
-    found = any(m.ok and m.ran and not says_nothing(m.result) for m in made)
+    found = _found(made)
     gave_nothing = {
         _signature(ToolCallRequest("", m.name, m.arguments)): "returned nothing" if m.ok else "failed"
         for m in made
@@ -763,9 +763,12 @@ def _nothing_found(run: _Run) -> list[str]:
     either (``grounding.unfounded_numbers``), and an answer that says more than that nothing was found rests
     on nothing: told that git's diff against HEAD was empty, the 0.5B listed what the latest commit changed."""
     made = _calls_made(run.messages, run.not_run)
-    if any(m.ok and m.ran and not says_nothing(m.result) for m in made):
-        return []
-    return list(dict.fromkeys(m.name for m in made))
+    return [] if _found(made) else list(dict.fromkeys(m.name for m in made))
+
+
+def _found(made: list[Made]) -> bool:
+    """Whether a call that ran gave a result that says something (``grounding.says_nothing``)."""
+    return any(m.ok and m.ran and not says_nothing(m.result) for m in made)
 
 
 def _known(run: _Run, model: _Model | None = None) -> str:

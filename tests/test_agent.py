@@ -1420,7 +1420,7 @@ async def test_a_write_that_returned_nothing_is_not_the_write_held_back(llm: LLM
         answer("Added that Marie Curie was born in Warsaw."),
     )
     task = "Add to the knowledge graph that Marie Curie was born in Warsaw."
-    result = await run(llm, script, [memory], LoopLimits(max_rounds=10, tool_timeout=2.0, result_chars=1000), task)
+    result = await run(llm, script, [memory], replace(LIMITS, max_rounds=10), task)
     assert memory.calls[-1] == ("add_observations", born)
     assert script.bodies[4]["messages"][1]["content"].endswith(
         "The add_observations call the task needs has not been made. Reply with only that call, as JSON, with the "
@@ -1785,13 +1785,17 @@ async def test_a_read_that_failed_written_again_is_answered_with_another_read_of
             return CallToolResult(content=[TextContent(type="text", text="Invalid time format")], isError=True)
         return '{"timezone": "UTC", "datetime": "2026-12-04T13:40:00+00:00"}'
 
-    time = StubChild("time", TIME_TOOLS, clock)
+    # A third read, not called in either case: after Tokyo's time, only the narrowing keeps it from being named.
+    zones = Tool(
+        name="list_timezones", input_schema={"type": "object"}, annotations=ToolAnnotations(read_only_hint=True)
+    )
+    time = StubChild("time", [*TIME_TOOLS, zones], clock)
     convert = text_call("convert_time", {"source_timezone": "UTC", "time": "now", "target_timezone": "UTC"})
     now = text_call("get_current_time", {"timezone": "UTC"})
     replies = [convert, convert] if first == "nothing" else [now, convert, convert]
     script = Script(*replies, now, answer("It is 13:40 UTC."))
     result = await run(llm, script, [time], replace(LIMITS, max_rounds=10), task="What is the current UTC time?")
-    named = [b["messages"][-1]["content"].endswith(": get_current_time.") for b in script.bodies]
+    named = ["call above failed" in b["messages"][-1]["content"] for b in script.bodies]
     if first == "nothing":
         assert script.bodies[2]["messages"][-1]["content"].endswith(
             "The convert_time call above failed. Reply with only the call that gives what the task asks about, as "
