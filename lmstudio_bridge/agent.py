@@ -1170,10 +1170,13 @@ def _parse_arguments(raw: str) -> tuple[dict[str, Any], str | None]:
 
 
 def _writing(where: str, say: ProgressFn) -> Callable[[Progress], Awaitable[None]]:
-    """Progress lines while the model writes, e.g. ``round 2/25 · writing, 312 tokens, 28 tok/s``."""
+    """Progress lines while the model writes, e.g. ``round 2/25 · writing, 312 tokens, 28 tok/s``, and before its
+    first token, ``round 1/25 · waiting for the first token, 10 s``."""
 
     async def report(progress: Progress) -> None:
-        if progress.seconds <= 0:
+        if progress.waited > 0:
+            await say(f"{where} · waiting for the first token, {progress.waited:.0f} s")
+        elif progress.seconds <= 0:
             await say(f"{where} · writing")
         else:
             await say(f"{where} · writing, {progress.tokens} tokens, {progress.tokens_per_second:.0f} tok/s")

@@ -61,6 +61,9 @@ logger = logging.getLogger(__name__)
 _API_KEY_ENV = next(s.env for s in SETTINGS if s.field == "api_key")
 PROGRESS_INTERVAL = 2.0
 """Seconds between progress reports while a reply streams in."""
+WAITING_INTERVAL = 5.0
+"""Seconds between progress reports while a reply has no token yet: the 1.5B on two CPU cores read a prompt of 2,451
+tokens (a filesystem server's tools) for 52 s before its first token."""
 RETRY_BASE_DELAY = 0.5
 RETRY_MAX_DELAY = 8.0
 CONNECT_TIMEOUT = 5.0
@@ -120,11 +123,14 @@ OnProgress = Callable[["Progress"], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Progress:
-    """A reply being written: reported about every ``PROGRESS_INTERVAL`` seconds while tokens arrive."""
+    """A reply being written: reported about every ``PROGRESS_INTERVAL`` seconds while tokens arrive, and every
+    ``WAITING_INTERVAL`` seconds before the first (``tokens`` 0, ``waited`` above 0)."""
 
     tokens: int
     seconds: float
     """Since the first token."""
+    waited: float = 0.0
+    """Before the first token: seconds since the request (the server reading the prompt, or busy)."""
 
     @property
     def tokens_per_second(self) -> float:
@@ -446,6 +452,7 @@ class _StreamReader:
         loop = asyncio.get_running_loop()
         end_by = loop.time() + settings.request_timeout
         phase = "first_token"
+        waiting = asyncio.create_task(self._report_waiting()) if self.progress is not None else None
         try:
             async with asyncio.timeout_at(min(end_by, loop.time() + settings.first_token_timeout)) as deadline:
                 request = self.api._http.build_request(
@@ -478,7 +485,19 @@ class _StreamReader:
             if self.first_token_at is None and _worth_retrying(error):
                 raise _Retry(error) from exc
             raise error from exc
+        finally:
+            if waiting is not None:
+                waiting.cancel()
         return self._result()
+
+    async def _report_waiting(self) -> None:
+        """Progress every ``WAITING_INTERVAL`` seconds until the first token comes."""
+        while True:
+            await asyncio.sleep(WAITING_INTERVAL)
+            if self.first_token_at is not None:
+                return
+            if self.progress is not None:
+                await self.progress(Progress(0, 0.0, waited=time.perf_counter() - self.started))
 
     async def _report(self) -> None:
         self._reported = time.perf_counter()

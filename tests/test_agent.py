@@ -13,11 +13,11 @@ import pytest
 import respx
 from mcp.types import CallToolResult, TextContent, Tool, ToolAnnotations
 
-from lmstudio_bridge.agent import LoopLimits, _looked_for, read_reply, run_agent
+from lmstudio_bridge.agent import LoopLimits, _looked_for, _writing, read_reply, run_agent
 from lmstudio_bridge.config import Settings
 from lmstudio_bridge.errors import ToolCallFailed, ToolTimeout
 from lmstudio_bridge.grounding import Made
-from lmstudio_bridge.lmstudio import LLMClient, LMStudioAPI
+from lmstudio_bridge.lmstudio import LLMClient, LMStudioAPI, Progress
 from lmstudio_bridge.prompts import ANSWER_NOW, ANSWER_OR_CALL, ANSWER_PROMPT, CALL_OR_ANSWER
 from lmstudio_bridge.results import TaskResult
 from lmstudio_bridge.toolbox import Toolbox, truncate
@@ -569,6 +569,22 @@ async def test_progress_lines(llm: LLMClient) -> None:
         "round 1/5 · waiting for test-model",
         "round 1/5 · echo.echo",
         "round 2/5 · waiting for test-model",
+    ]
+
+
+async def test_progress_lines_while_the_model_writes_and_before_its_first_token() -> None:
+    lines: list[str] = []
+
+    async def say(line: str) -> None:
+        lines.append(line)
+
+    report = _writing("round 1/25", say)
+    for progress in (Progress(0, 0.0, waited=10.4), Progress(1, 0.0), Progress(312, 11.1)):
+        await report(progress)
+    assert lines == [
+        "round 1/25 · waiting for the first token, 10 s",
+        "round 1/25 · writing",
+        "round 1/25 · writing, 312 tokens, 28 tok/s",
     ]
 
 

@@ -196,6 +196,24 @@ async def test_progress_is_not_reported_more_often_than_the_interval() -> None:
     assert len(seen) == 1  # the first token; the rest came within the interval
 
 
+async def test_progress_is_reported_while_no_token_has_come_and_stops_at_the_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(lmstudio, "WAITING_INTERVAL", 0.01)
+    seen: list[Progress] = []
+
+    async def progress(report: Progress) -> None:
+        seen.append(report)
+
+    result = await complete(Stream(content("It is", " nine."), first_delay=0.3), progress=progress)
+    assert result.content == "It is nine."
+    first = next(i for i, p in enumerate(seen) if p.tokens > 0)
+    waiting = seen[:first]
+    assert waiting and all(p.tokens == 0 and p.waited > 0 for p in waiting)
+    assert [p.waited for p in waiting] == sorted(p.waited for p in waiting)
+    assert all(p.waited == 0 for p in seen[first:])
+
+
 async def test_no_first_token_in_time_is_a_timeout_that_says_so() -> None:
     with pytest.raises(LMStudioTimeout) as raised:
         await complete(Stream(content("late"), first_delay=5), first_token_timeout=0.2)
