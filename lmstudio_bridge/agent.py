@@ -569,8 +569,8 @@ def _read_instead(
     found anything (``_found``): the answer step again, naming another read of its server, not called yet and not
     one whose name goes on from its name (``git_diff_staged`` after ``git_diff``), the one whose name and
     description share most words with the task. Asked whether any commit message mentions a database, the 0.5B
-    called ``git_diff`` against HEAD, got its heading alone, wrote the call
-    again every time it was asked for the answer, and answered from nothing. Twice at most, the second
+    called ``git_diff`` against HEAD, got its heading alone, wrote the call again every time it was asked for the
+    answer, and answered from nothing. Twice at most, the second
     time after another tool was called: asked what changed in the latest commit, it called ``git_log`` when it was
     named, then ``git_diff`` again, where the files changed are in ``git_show``'s result. Asked to write the current
     UTC time to a file, it called ``convert_time`` with a time of its own, which failed, and wrote that call again

@@ -452,7 +452,7 @@ class _StreamReader:
         loop = asyncio.get_running_loop()
         end_by = loop.time() + settings.request_timeout
         phase = "first_token"
-        waiting = asyncio.create_task(self._report_waiting()) if self.progress is not None else None
+        waiting = asyncio.create_task(self._report_waiting(self.progress)) if self.progress is not None else None
         try:
             async with asyncio.timeout_at(min(end_by, loop.time() + settings.first_token_timeout)) as deadline:
                 request = self.api._http.build_request(
@@ -490,14 +490,13 @@ class _StreamReader:
                 waiting.cancel()
         return self._result()
 
-    async def _report_waiting(self) -> None:
+    async def _report_waiting(self, progress: OnProgress) -> None:
         """Progress every ``WAITING_INTERVAL`` seconds until the first token comes."""
         while True:
             await asyncio.sleep(WAITING_INTERVAL)
             if self.first_token_at is not None:
                 return
-            if self.progress is not None:
-                await self.progress(Progress(0, 0.0, waited=time.perf_counter() - self.started))
+            await progress(Progress(0, 0.0, waited=time.perf_counter() - self.started))
 
     async def _report(self) -> None:
         self._reported = time.perf_counter()

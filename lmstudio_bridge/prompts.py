@@ -183,9 +183,9 @@ READ_INSTEAD = (
     "The {name} call above {what}. Reply with only the call that gives what the task asks about, as JSON: {tool}."
 )
 """Closes the answer step when the model, asked for the answer, writes again a read that returned nothing, or that
-failed while nothing was found (``agent._read_instead``). Replayed on the 0.5B's answer steps after ``git_diff`` against HEAD returned only its
-heading, asked whether any commit message mentions a database: with git's other reads named (not the
-``git_diff_*`` ones) and git's read-only tools offered, ``git_diff`` again in 5 of 6 replies; with ``git_log`` named
-first, ``git_log`` in 7 of 8 (once ``git_show``); with ``git_log`` named alone, in 5 of 6 (once its name alone), and
-in 6 of 6 asked what changed in the latest commit. With "If none of them does: answer the task now." added to the
-list, ``git_log`` in 1 of 6."""
+failed while nothing was found (``agent._read_instead``). Replayed on the 0.5B's answer steps after ``git_diff``
+against HEAD returned only its heading, asked whether any commit message mentions a database: with git's other
+reads named (not the ``git_diff_*`` ones) and git's read-only tools offered, ``git_diff`` again in 5 of 6 replies;
+with ``git_log`` named first, ``git_log`` in 7 of 8 (once ``git_show``); with ``git_log`` named alone, in 5 of 6
+(once its name alone), and in 6 of 6 asked what changed in the latest commit. With "If none of them does: answer the
+task now." added to the list, ``git_log`` in 1 of 6."""

@@ -205,7 +205,8 @@ async def test_progress_is_reported_while_no_token_has_come_and_stops_at_the_fir
     async def progress(report: Progress) -> None:
         seen.append(report)
 
-    result = await complete(Stream(content("It is", " nine."), first_delay=0.3), progress=progress)
+    # Tokens 0.1 s apart: a report that went on past the first token would come between them.
+    result = await complete(Stream(content("It is", " nine."), first_delay=0.3, gap=0.1), progress=progress)
     assert result.content == "It is nine."
     first = next(i for i, p in enumerate(seen) if p.tokens > 0)
     waiting = seen[:first]
